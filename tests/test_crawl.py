@@ -1,0 +1,363 @@
+"""Crawl library on real data: a Common Crawl WARC excerpt, UDHR/NLLB seed text, FLORES sentences."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from workbench.crawl import (
+    CharNgramIdentifier,
+    CrawlStats,
+    ExactDeduplicator,
+    FastTextIdentifier,
+    TargetAwareIdentifier,
+    dominant_script,
+    fasttext_label_to_code,
+    html_to_text,
+    iter_documents,
+    read_seed_dir,
+    run_crawl,
+    split_segments,
+)
+from workbench.crawl.langid import find_confusables
+from workbench.crawl.pipeline import DROP_REASONS, RECORD_FIELDS
+from workbench.errors import DataError
+
+from .conftest import FIXTURES, ROOT
+
+WARC = FIXTURES / "warc" / "cc-main-2020-34-excerpt.warc.gz"
+LID = FIXTURES / "lid"
+SEED = ROOT / "corpora" / "lid-seed"
+HELD_OUT = 10  # last lines of every seed file, never used for training in these tests
+WARC_LANGUAGES = ["rus_Cyrl", "zho_Hans", "deu_Latn", "nld_Latn"]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def seed_split() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    texts = read_seed_dir(SEED)
+    return ({c: lines[:-HELD_OUT] for c, lines in texts.items()},
+            {c: lines[-HELD_OUT:] for c, lines in texts.items()})
+
+
+@pytest.fixture(scope="module")
+def char_model(seed_split) -> CharNgramIdentifier:
+    return CharNgramIdentifier.train(seed_split[0])
+
+
+@pytest.fixture(scope="module")
+def identifier(char_model, seed_split) -> TargetAwareIdentifier:
+    general = FastTextIdentifier()
+    confusable = find_confusables(general, seed_split[0])
+    return TargetAwareIdentifier(char_model, general, char_model.languages, confusable=confusable)
+
+
+@pytest.fixture(scope="module")
+def warc_docs() -> list:
+    stats = CrawlStats()
+    docs = list(iter_documents(WARC, stats))
+    assert stats.bad_input_total == 0
+    return docs
+
+
+def flores(code: str) -> list[str]:
+    return (LID / f"flores200-dev-{code}.txt").read_text(encoding="utf-8").splitlines()
+
+
+def read_docs(path: Path) -> tuple[list, CrawlStats]:
+    stats = CrawlStats()
+    return list(iter_documents(path, stats)), stats
+
+
+def warc_record(warc_type: str, uri: str, content_type: str, block: bytes) -> bytes:
+    head = (f"WARC/1.0\r\nWARC-Type: {warc_type}\r\nWARC-Target-URI: {uri}\r\n"
+            f"WARC-Record-ID: <urn:uuid:{abs(hash((uri, warc_type))):032x}>\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(block)}\r\n\r\n")
+    return head.encode() + block + b"\r\n\r\n"
+
+
+def http_response(headers: str, body: bytes) -> bytes:
+    return ("HTTP/1.1 200 OK\r\n" + headers + "\r\n").encode() + body
+
+
+# --------------------------------------------------------------------------- readers + extraction
+
+def test_warc_excerpt_yields_every_html_response_with_text(warc_docs) -> None:
+    assert len(warc_docs) == 16
+    assert [d.offset for d in warc_docs] == sorted(d.offset for d in warc_docs)
+    for doc in warc_docs:
+        assert doc.html and doc.text is None and doc.url.startswith("http")
+        assert html_to_text(doc.html, doc.charset).strip()
+
+
+def test_warc_charsets_decode_without_mojibake(warc_docs) -> None:
+    by_url = {d.url: d for d in warc_docs}
+    ru = by_url["http://01spb.ru/company/"]
+    assert ru.charset == "windows-1251"
+    text = html_to_text(ru.html, ru.charset)
+    assert "Стратегия пожарной безопасности" in text
+    assert not any(bad in text for bad in ("\ufffd", "Ð", "Ñ", "Ã"))
+    declared_gb2312 = by_url["http://0760.jxtdw.com/area/sanxiang/"]
+    undeclared_gbk = by_url["http://041696.com/15477/list_6_4.html"]
+    assert declared_gb2312.charset == "gb2312" and undeclared_gbk.charset is None
+    assert "中山英才网" in html_to_text(declared_gb2312.html, declared_gb2312.charset)
+    gbk_text = html_to_text(undeclared_gbk.html, None)
+    assert "企业公告" in gbk_text and "\ufffd" not in gbk_text
+
+
+def test_wrong_http_charset_falls_back_to_detection() -> None:
+    sentence = "Привет! Это тестовая страница на русском языке, и она закодирована в cp1251. "
+    body = "<p>" + sentence * 5 + "</p>"
+    html = f"<html><body>{body}</body></html>".encode("cp1251")
+    assert "тестовая страница" in html_to_text(html, "utf-8")
+
+
+def test_warc_pages_are_labelled_by_language(warc_docs, identifier) -> None:
+    for doc in warc_docs:
+        top = identifier.predict(html_to_text(doc.html, doc.charset))[0][0]
+        if ".ru/" in doc.url:
+            assert top == "rus_Cyrl"
+        elif ".nl/" in doc.url:
+            assert top == "nld_Latn"
+        elif "live-radsport.ch" in doc.url:
+            assert top == "deu_Latn"
+        elif "037426.cn" in doc.url:  # an English company page on a .cn site
+            assert top == "eng_Latn"
+        else:
+            assert top == "zho_Hans", doc.url
+
+
+@pytest.mark.parametrize("member", [7, 10])
+def test_truncated_warc_gz_keeps_records_before_the_cut(tmp_path, warc_docs, member) -> None:
+    cut = warc_docs[member].offset + (500 if member == 10 else -10)  # inside a response / before one
+    path = tmp_path / "cut.warc.gz"
+    path.write_bytes(WARC.read_bytes()[:cut])
+    docs, stats = read_docs(path)
+    assert [(d.offset, d.html) for d in docs] == [(d.offset, d.html) for d in warc_docs[:member]]
+    assert stats.bad_input_by_kind == {"truncated_file": 1}
+    assert stats.bad_input[0]["source"] == str(path) and stats.bad_input[0]["offset"] is not None
+
+
+def test_truncated_uncompressed_warc(tmp_path, warc_docs) -> None:
+    plain = gzip.decompress(WARC.read_bytes())
+    path = tmp_path / "cut.warc"
+    path.write_bytes(plain[: len(plain) // 2])
+    docs, stats = read_docs(path)
+    assert 0 < len(docs) < 16
+    assert [d.html for d in docs] == [d.html for d in warc_docs[: len(docs)]]
+    assert stats.bad_input_by_kind["truncated_file"] == 1
+
+
+def test_empty_and_garbage_files_are_counted_not_fatal(tmp_path) -> None:
+    (tmp_path / "empty.warc.gz").write_bytes(b"")
+    (tmp_path / "garbage.warc.gz").write_bytes(bytes(range(256)) * 20)
+    (tmp_path / "empty.txt.gz").write_bytes(gzip.compress(b"\n\n"))
+    for name, kind in [("empty.warc.gz", "empty_file"), ("garbage.warc.gz", "corrupt_file"),
+                       ("empty.txt.gz", "empty_file")]:
+        docs, stats = read_docs(tmp_path / name)
+        assert docs == [] and stats.bad_input_by_kind == {kind: 1}, name
+    stats = run_crawl([tmp_path / "empty.warc.gz", tmp_path / "garbage.warc.gz"], ["srd_Latn"],
+                      CharNgramIdentifier.train({"srd_Latn": ["su sardu"], "ita_Latn": ["l'italiano"]}),
+                      tmp_path / "out", progress=False)
+    assert stats["bad_input"]["by_kind"] == {"corrupt_file": 1, "empty_file": 1}
+    assert (tmp_path / "out" / "srd_Latn.jsonl").read_text() == ""
+
+
+def test_unsupported_or_missing_input_is_a_data_error(tmp_path) -> None:
+    (tmp_path / "x.pdf").write_bytes(b"%PDF")
+    model = CharNgramIdentifier.train({"srd_Latn": ["su sardu"], "ita_Latn": ["l'italiano"]})
+    with pytest.raises(DataError, match="unsupported type"):
+        run_crawl([tmp_path / "x.pdf"], ["srd_Latn"], model, tmp_path / "out", progress=False)
+    with pytest.raises(DataError, match="does not exist"):
+        run_crawl([tmp_path / "missing.txt"], ["srd_Latn"], model, tmp_path / "out", progress=False)
+    with pytest.raises(DataError, match="ISO 639-3"):
+        run_crawl([], ["xx_Latn"], model, tmp_path / "out", progress=False)
+
+
+def test_jsonl_reader_skips_malformed_lines(tmp_path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"text": "uno", "url": "http://a", "id": 7}\n{not json\n[1, 2]\n\n{"text": "duos"}\n',
+                    encoding="utf-8")
+    docs, stats = read_docs(path)
+    assert [(d.text, d.url, d.id, d.offset) for d in docs] == [("uno", "http://a", "7", 1),
+                                                                ("duos", None, None, 5)]
+    assert stats.bad_input_by_kind == {"malformed_json": 1, "missing_text": 1}
+    assert [(b["kind"], b["offset"]) for b in stats.bad_input] == [("malformed_json", 2), ("missing_text", 3)]
+
+
+def test_text_reader_paragraph_and_line_modes(tmp_path) -> None:
+    paragraphs = tmp_path / "p.txt"
+    paragraphs.write_text("a b\nc d\n\n\ne f\n", encoding="utf-8")
+    docs, _ = read_docs(paragraphs)
+    assert [(d.text, d.offset) for d in docs] == [("a b\nc d", 1), ("e f", 5)]
+    lines = tmp_path / "l.txt.gz"
+    lines.write_bytes(gzip.compress(b"uno\ndos\n\xff\xfe\ntres\n\n"))
+    docs, stats = read_docs(lines)
+    assert [(d.text, d.offset) for d in docs] == [("uno", 1), ("dos", 2), ("tres", 4)]
+    assert [(b["kind"], b["offset"]) for b in stats.bad_input] == [("undecodable", 3)]
+    broken = tmp_path / "b.txt.gz"
+    broken.write_bytes(gzip.compress(("riga de testu\n" * 5000).encode())[:-8])
+    docs, stats = read_docs(broken)
+    assert docs and stats.bad_input_by_kind == {"truncated_file": 1}
+
+
+def test_wet_conversion_and_encoded_http_bodies(tmp_path) -> None:
+    html = b"<html><body><p>Su sardu est una limba romanza faeddada in Sardigna.</p></body></html>"
+    pieces = [html[i : i + 20] for i in range(0, len(html), 20)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    records = (
+        warc_record("response", "http://a/", "application/http; msgtype=response",
+                    http_response("Content-Type: text/html; charset=utf-8\r\nContent-Encoding: gzip\r\n",
+                                  gzip.compress(html)))
+        + warc_record("response", "http://b/", "application/http; msgtype=response",
+                      http_response("Content-Type: text/html\r\nTransfer-Encoding: chunked\r\n", chunked))
+        + warc_record("response", "http://c/", "application/http; msgtype=response",
+                      http_response("Content-Type: image/png\r\n", b"\x89PNG"))
+    )
+    path = tmp_path / "enc.warc"
+    path.write_bytes(records)
+    docs, stats = read_docs(path)
+    assert [d.url for d in docs] == ["http://a/", "http://b/"] and all(d.html == html for d in docs)
+    assert stats.skipped["not_html"] == 1 and stats.bad_input_total == 0
+    wet = tmp_path / "x.wet.gz"
+    wet.write_bytes(gzip.compress(warc_record("conversion", "http://d/", "text/plain", b"Unu testu.")))
+    docs, stats = read_docs(wet)
+    assert [(d.text, d.url, d.html) for d in docs] == [("Unu testu.", "http://d/", None)]
+
+
+# --------------------------------------------------------------------------- language identification
+
+def test_char_ngram_separates_sardinian_from_neighbours(char_model, seed_split) -> None:
+    srd = flores("srd_Latn")
+    recall = sum(char_model.predict(s)[0][0] == "srd_Latn" for s in srd) / len(srd)
+    assert recall >= 0.9
+    others = flores("ita_Latn") + flores("cat_Latn") + flores("spa_Latn") + seed_split[1]["cos_Latn"]
+    false_srd = sum(char_model.predict(s)[0][0] == "srd_Latn" for s in others) / len(others)
+    assert false_srd <= 0.02
+
+
+def test_target_aware_identifier_keeps_sardinian_recall(identifier) -> None:
+    srd = flores("srd_Latn")
+    hits = [p[0] for p in map(identifier.predict, srd)]
+    assert sum(c == "srd_Latn" and s >= 0.5 for c, s in hits) / len(srd) >= 0.9
+    german = "Das ist ein ganz normaler deutscher Satz über das Wetter in Berlin."
+    assert identifier.predict(german)[0][0] == "deu_Latn"
+    assert identifier.predict("Это обычное предложение на русском языке.")[0][0] == "rus_Cyrl"
+
+
+def test_save_load_round_trip(tmp_path, char_model, identifier) -> None:
+    char_model.save(tmp_path / "model.npz")
+    loaded = CharNgramIdentifier.load(tmp_path / "model.npz")
+    sentences = flores("srd_Latn")[:40] + flores("ita_Latn")[:40] + ["", "1234 !!", "s'òmine"]
+    assert [loaded.predict(s) for s in sentences] == [char_model.predict(s) for s in sentences]
+    identifier.save(tmp_path / "lid")
+    again = TargetAwareIdentifier.load(tmp_path / "lid")
+    assert again.protected == identifier.protected
+    assert [again.predict(s) for s in sentences[:10]] == [identifier.predict(s) for s in sentences[:10]]
+    (tmp_path / "bad.npz").write_bytes(b"not a model")
+    with pytest.raises(DataError):
+        CharNgramIdentifier.load(tmp_path / "bad.npz")
+
+
+def test_fasttext_labels_map_to_flores_codes() -> None:
+    assert fasttext_label_to_code("ru") == "rus_Cyrl"
+    assert fasttext_label_to_code("zh", "Hant") == "zho_Hant"
+    assert fasttext_label_to_code("sc") == "srd_Latn"
+    assert fasttext_label_to_code("sr", "Latn") == "srp_Latn"
+    assert fasttext_label_to_code("__label__vec") == "vec_Latn"
+    assert fasttext_label_to_code("xx") is None
+    assert dominant_script("Привет, мир") == "Cyrl"
+    assert dominant_script("这是中文") == "Hans" and dominant_script("這是中文") == "Hant"
+    assert dominant_script("これは日本語です") == "Jpan" and dominant_script("123 !") is None
+    assert FastTextIdentifier().predict("这是一个关于天气的中文句子。")[0][0] == "zho_Hans"
+
+
+# --------------------------------------------------------------------------- dedup + pipeline
+
+def test_exact_dedup_normalises_case_width_and_spaces() -> None:
+    dedup = ExactDeduplicator()
+    assert not dedup.seen("Su sardu est una limba.")
+    assert dedup.seen("  SU  sardu\nest una limba. ")
+    assert dedup.seen("Ｓｕ sardu est una limba.")  # full-width letters (NFKC)
+    assert not dedup.seen("Su sardu est una limba!")
+    assert ExactDeduplicator(ignore_punctuation=True).key("a, b!") == ExactDeduplicator(True).key("a b")
+    assert len(dedup) == 2
+
+
+def test_split_segments_keeps_paragraph_structure() -> None:
+    assert split_segments("a  b\nc\n \n\nd\n") == [("\n\n", "a b"), ("\n", "c"), ("\n\n", "d")]
+
+
+def test_mixed_document_yields_the_sardinian_span(tmp_path, identifier, seed_split) -> None:
+    held = seed_split[1]
+    italian = " ".join(held["ita_Latn"][-3:])
+    sardinian = "\n".join(held["srd_Latn"][-4:])
+    doc = {"text": f"{italian}\n\n{sardinian}\n\nArtìculu 3\n\n{italian}", "url": "http://x/"}
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
+    stats = run_crawl([path], ["srd_Latn"], identifier, tmp_path / "out", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "out" / "srd_Latn.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == [sardinian]
+    assert records[0]["offset"] == 1 and records[0]["url"] == "http://x/" and records[0]["score"] >= 0.5
+    assert stats["dropped"]["other_language"] == 2 and stats["dropped"]["too_short"] == 1
+
+
+def test_pipeline_outputs_and_stats_schema(tmp_path, identifier, seed_split) -> None:
+    srd = seed_split[1]["srd_Latn"]
+    lines = [{"text": srd[0], "id": 1}, {"text": srd[0].upper()}, {"text": "  " + srd[0] + " "},
+             {"text": srd[1]}, {"text": "short"}]
+    jsonl = tmp_path / "docs.jsonl"
+    body = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines) + "{oops\n"
+    jsonl.write_text(body, encoding="utf-8")
+    out = tmp_path / "out"
+    languages = ["srd_Latn", *WARC_LANGUAGES]
+    stats = run_crawl([WARC, jsonl], languages, identifier, out, progress=False)
+
+    assert stats == json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    assert set(stats) >= {"settings", "inputs", "documents_read", "languages", "dropped", "identified",
+                          "skipped_records", "bad_input"}
+    assert stats["inputs"][str(WARC)]["documents_read"] == 16
+    assert stats["inputs"][str(jsonl)]["documents_read"] == 5
+    assert stats["documents_read"] == 21
+    assert set(stats["dropped"]) == set(DROP_REASONS) and stats["dropped"]["duplicate"] == 2
+    assert stats["bad_input"]["by_kind"] == {"malformed_json": 1}
+    assert stats["bad_input"]["locations"] == [{"kind": "malformed_json", "source": str(jsonl), "offset": 6,
+                                               "detail": stats["bad_input"]["locations"][0]["detail"]}]
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{c}.jsonl" for c in languages] + ["stats.json"])
+    for code in languages:
+        records = [json.loads(x) for x in (out / f"{code}.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert records, code
+        for record in records:
+            assert tuple(record) == RECORD_FIELDS and record["language"] == code
+            assert 0.5 <= record["score"] <= 1.0 and isinstance(record["offset"], int)
+        counts = stats["languages"][code]
+        assert counts["docs"] == len(records)
+        assert counts["chars"] == sum(len(r["text"]) for r in records)
+        assert counts["bytes"] == sum(len(r["text"].encode()) for r in records)
+        assert counts["words"] > 0
+    srd_records = [json.loads(x) for x in (out / "srd_Latn.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in srd_records] == [srd[0], srd[1]]
+    words = sum(len(re.findall(r"\w+", r["text"])) for r in srd_records)
+    assert stats["languages"]["srd_Latn"]["words"] == words
+
+
+def test_build_lid_seed_reads_udhr_paragraphs(tmp_path) -> None:
+    script = ROOT / "corpora" / "scripts" / "build_lid_seed.py"
+    spec = importlib.util.spec_from_file_location("build_lid_seed", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    xml = tmp_path / "udhr_src.xml"
+    xml.write_text("<?xml version='1.0' encoding='UTF-8'?><udhr xmlns='http://efele.net/udhr'>"
+                   "<title>T</title><article number='1'><title>Artìculu 1</title>"
+                   "<para>Totu sos èsseres\n  umanos.</para><orderedlist><listitem><para>Onzi pessone.</para>"
+                   "</listitem></orderedlist></article></udhr>", encoding="utf-8")
+    assert module.udhr_paragraphs(xml) == ["Totu sos èsseres umanos.", "Onzi pessone."]
+    assert module.UDHR_CODES["src"] == "srd_Latn" and module.UDHR_CODES["lnc"] == "oci_Latn"
+    sizes = {p.stem: p.stat().st_size for p in SEED.glob("*.txt")}
+    assert sum(sizes.values()) < 2_000_000 and {"srd_Latn", "ita_Latn", "cos_Latn"} <= set(sizes)

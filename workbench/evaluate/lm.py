@@ -1,0 +1,162 @@
+"""Language-model scoring: bits per byte of held-out text, comparable across tokenizers.
+
+Each text is scored on its own, after one prefix token that stands for "start of a document":
+
+- ``"bos"``: the tokenizer's BOS token, prepended exactly once (the text is tokenized without special
+  tokens), so it is never doubled and BOS -> BOS is never scored;
+- ``"eos"``: no BOS, so the EOS token serves as the document separator (e.g. ``<|endoftext|>``);
+- ``"none (first token unscored)"``: neither exists; the first token of each text has no context and is
+  left out of the sums (its bytes still count, which slightly flatters bits per byte).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+POLICY_NONE = "none (first token unscored)"
+_LN2 = math.log(2.0)
+
+
+@dataclass
+class LMScore:
+    """Sums over a set of texts; ``bits`` is Σ −log₂ p over the ``tokens`` scored."""
+
+    bits: float
+    bytes: int
+    chars: int
+    tokens: int
+    n: int
+    prefix_policy: str
+
+    @property
+    def bits_per_byte(self) -> float:
+        """Bits per UTF-8 byte of text: the tokenizer-independent number to compare models with."""
+        return self.bits / self.bytes if self.bytes else math.nan
+
+    @property
+    def bits_per_char(self) -> float:
+        """Bits per Unicode character (code point)."""
+        return self.bits / self.chars if self.chars else math.nan
+
+    @property
+    def token_perplexity(self) -> float:
+        """2 ** (bits per token). Tokenizer-dependent: only compare models that share a tokenizer."""
+        return 2.0 ** (self.bits / self.tokens) if self.tokens else math.nan
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One forward input: ``ids``, of which the last ``n_scored`` tokens are scored."""
+
+    ids: list[int]
+    n_scored: int
+
+
+def prefix_policy(tokenizer) -> tuple[str, int | None]:
+    """The prefix policy for ``tokenizer`` and the prefix token id (``None`` for no prefix)."""
+    if tokenizer.bos_token_id is not None:
+        return "bos", tokenizer.bos_token_id
+    if tokenizer.eos_token_id is not None:
+        return "eos", tokenizer.eos_token_id
+    return POLICY_NONE, None
+
+
+def encode_for_scoring(tokenizer, texts: Sequence[str]) -> tuple[list[list[int]], str]:
+    """Token ids of each text as scored (prefix token included) and the prefix policy.
+
+    Position 0 of each sequence is context only; every later position is scored.
+    """
+    policy, prefix = prefix_policy(tokenizer)
+    if not texts:
+        return [], policy
+    encoded = tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True, verbose=False)
+    encoded = encoded["input_ids"]
+    head = [prefix] if prefix is not None else []
+    return [head + list(ids) for ids in encoded], policy
+
+
+def _windows(seq: list[int], max_length: int, stride: int) -> list[_Chunk]:
+    """Split a sequence so that each position >= 1 is scored exactly once, with left context."""
+    if len(seq) < 2:
+        return []
+    chunks, begin, scored_until = [], 0, 1
+    while True:
+        end = min(begin + max_length, len(seq))
+        chunks.append(_Chunk(seq[begin:end], end - scored_until))
+        scored_until = end
+        if end == len(seq):
+            return chunks
+        begin += stride
+
+
+def _default_max_length(model) -> int:
+    value = getattr(model.config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 1 else 2048
+
+
+def _batch_bits(model, batch: list[_Chunk], pad_id: int) -> float:
+    """Σ −log₂ p of the scored tokens of a right-padded batch (log-softmax in float32)."""
+    width = max(len(c.ids) for c in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, chunk in enumerate(batch):
+        ids[row, : len(chunk.ids)] = torch.tensor(chunk.ids)
+        mask[row, : len(chunk.ids)] = 1
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+    total = 0.0
+    for row, chunk in enumerate(batch):
+        length, k = len(chunk.ids), chunk.n_scored
+        row_logits = logits[row, length - 1 - k : length - 1].float()
+        targets = ids[row, length - k : length].to(row_logits.device)
+        logp = torch.log_softmax(row_logits, dim=-1).gather(-1, targets[:, None])
+        total -= logp.double().sum().item()
+    return total / _LN2
+
+
+def score_texts(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    stride: int | None = None,
+    progress: bool = False,
+) -> LMScore:
+    """Score each text independently after a prefix token (see the module docstring).
+
+    Texts longer than ``max_length`` tokens (default: the model's maximum positions) are scored with
+    sliding windows moved by ``stride`` (default ``max_length // 2``): every token is scored once, with
+    up to ``max_length - 1`` tokens of left context.
+    """
+    max_length = max_length or _default_max_length(model)
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    stride = min(stride or max(1, max_length // 2), max_length - 1)
+    sequences, policy = encode_for_scoring(tokenizer, texts)
+    chunks = [c for seq in sequences for c in _windows(seq, max_length, stride)]
+    chunks.sort(key=lambda c: len(c.ids), reverse=True)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = [chunks[i : i + batch_size] for i in range(0, len(chunks), batch_size)]
+    bits = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress, leave=False):
+                bits += _batch_bits(model, batch, pad_id)
+    finally:
+        model.train(was_training)
+    return LMScore(
+        bits=bits,
+        bytes=sum(len(t.encode("utf-8")) for t in texts),
+        chars=sum(len(t) for t in texts),
+        tokens=sum(c.n_scored for c in chunks),
+        n=len(texts),
+        prefix_policy=policy,
+    )

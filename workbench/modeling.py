@@ -1,0 +1,52 @@
+"""Model helpers shared by stages and the scorer: loading with adapters, parameter counts, memory."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .stages.base import ModelRef
+
+
+def load_for_eval(ref: ModelRef, *, device: str, dtype: str = "auto") -> tuple[Any, Any]:
+    """Load a model reference for scoring; a peft adapter is merged into a copy of its base."""
+    from .models import load_model
+
+    model, tokenizer = load_model(ref.path, device=device, dtype=dtype)
+    if ref.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(ref.adapter)).merge_and_unload()
+        model.eval()
+    return model, tokenizer
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def reset_peak_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak accelerator memory on CUDA; peak resident set size of the process on CPU."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def relpath(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` (artifact records stay valid if the run directory moves)."""
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve())

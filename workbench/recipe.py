@@ -1,0 +1,305 @@
+"""Recipes: YAML files validated by pydantic into a :class:`Recipe`.
+
+Every error is reported as one :class:`RecipeError` whose message names the file, the field path
+(``stages[2].cpt.lr``) and what is allowed. Relative paths in a recipe are relative to the recipe
+file's directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from .errors import RecipeError
+from .languages import check_code, check_direction
+
+# -- reusable field types ----------------------------------------------------------------------------
+
+
+def _language(value: str) -> str:
+    return check_code(value)
+
+
+def _direction(value: str) -> str:
+    check_direction(value)
+    return value
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    return Path((info.context or {}).get("base_dir", "."))
+
+
+def _existing_path(value: Path, info: ValidationInfo) -> Path:
+    path = value if value.is_absolute() else _base_dir(info) / value
+    if not path.exists():
+        raise ValueError(f"path does not exist: {path} (relative paths are relative to the recipe's folder)")
+    return path.resolve()
+
+
+def _glob_pattern(value: str, info: ValidationInfo) -> str:
+    pattern = value if Path(value).is_absolute() else str(_base_dir(info) / value)
+    if not glob.glob(pattern, recursive=True):
+        raise ValueError(f"no file matches '{value}' (looked for {pattern})")
+    return str(Path(pattern).resolve()) if not glob.has_magic(pattern) else pattern
+
+
+LanguageCode = Annotated[str, AfterValidator(_language)]
+Direction = Annotated[str, AfterValidator(_direction)]
+ExistingPath = Annotated[Path, AfterValidator(_existing_path)]
+InputGlob = Annotated[str, AfterValidator(_glob_pattern)]
+
+
+class StrictModel(BaseModel):
+    """Base for every recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- recipe sections -----------------------------------------------------------------------------------
+
+
+class BaseModelConfig(StrictModel):
+    model: str = Field(description="hf:<repo>, a local directory, gguf:<file>, or gemma3-270m / smollm2-135m")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _resolve_local(cls, value: str, info: ValidationInfo) -> str:
+        if value.startswith("gguf:"):
+            path = Path(value[5:])
+            path = path if path.is_absolute() else _base_dir(info) / path
+            if not path.is_file():
+                raise ValueError(f"GGUF file does not exist: {path}")
+            return f"gguf:{path.resolve()}"
+        looks_local = value.startswith((".", "/", "~")) or (Path(value).exists() and ":" not in value)
+        if looks_local:
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else _base_dir(info) / path
+            if not (path / "config.json").is_file():
+                raise ValueError(f"not a Hugging Face model directory (no config.json): {path}")
+            return str(path.resolve())
+        return value
+
+
+class LanguagesConfig(StrictModel):
+    target: LanguageCode
+    replay: list[LanguageCode] = Field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [self.target, *[code for code in self.replay if code != self.target]]
+
+
+class LMEvalConfig(StrictModel):
+    """Bits per byte per language on held-out text (FLORES layout: ``<dir>/<code>.<split>``)."""
+
+    sets: ExistingPath
+    split: str = "dev"
+    languages: list[LanguageCode] = Field(min_length=1)
+    max_sentences: int = Field(200, gt=0)
+    batch_size: int = Field(16, gt=0)
+
+
+class MTEvalConfig(StrictModel):
+    """chrF++ and BLEU per direction on a FLORES-layout directory."""
+
+    sets: ExistingPath
+    split: str = "dev"
+    directions: list[Direction] = Field(min_length=1)
+    max_sentences: int = Field(100, gt=0)
+    shots: int = Field(1, ge=0, description="few-shot exemplars, taken from sentences never scored")
+    max_new_tokens: int = Field(96, gt=0)
+    batch_size: int = Field(8, gt=0)
+
+
+class EvalConfig(StrictModel):
+    lm: LMEvalConfig | None = None
+    mt: MTEvalConfig | None = None
+
+
+class RecipeHeader(StrictModel):
+    name: str
+    description: str = ""
+    seed: int = 0
+    base: BaseModelConfig
+    languages: LanguagesConfig
+    eval: EvalConfig = EvalConfig()
+    stages: list[dict[str, Any]] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-' (it names the run directory)")
+        return value
+
+
+class StageSpec(BaseModel):
+    """One entry of ``stages:`` after validation."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    id: str
+    kind: str
+    config: Any
+
+
+class Recipe(RecipeHeader):
+    """A validated recipe; ``stages`` holds typed stage configs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    stages: list[StageSpec]  # type: ignore[assignment]
+    path: Path
+    raw: dict[str, Any]
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; raise :class:`RecipeError` with one readable message."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping with keys name, base, languages, eval, stages")
+    return parse_recipe(raw, path)
+
+
+def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
+    """Validate an already-parsed recipe mapping (``path`` is used for messages and relative paths)."""
+    from .stages import STAGES
+
+    context = {"base_dir": path.parent.resolve()}
+    problems: list[str] = []
+    try:
+        header = RecipeHeader.model_validate(raw, context=context)
+    except ValidationError as err:
+        raise RecipeError(_format(path, err)) from None
+    stages: list[StageSpec] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(header.stages):
+        where = f"stages[{index}]"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            problems.append(f"{where}: each stage is a mapping with one key, the stage kind "
+                            f"(allowed: {', '.join(STAGES)})")
+            continue
+        (kind, config), = entry.items()
+        if kind not in STAGES:
+            problems.append(f"{where}: unknown stage '{kind}'; allowed: {', '.join(STAGES)}")
+            continue
+        try:
+            typed = STAGES[kind].Config.model_validate(config or {}, context=context)
+        except ValidationError as err:
+            problems.extend(_error_lines(err, prefix=f"{where}.{kind}", model=STAGES[kind].Config))
+            continue
+        seen[kind] = seen.get(kind, 0) + 1
+        stage_id = kind if seen[kind] == 1 else f"{kind}-{seen[kind]}"
+        stages.append(StageSpec(id=stage_id, kind=kind, config=typed))
+    if problems:
+        raise RecipeError(_header(path, len(problems)) + "\n".join(f"  {p}" for p in problems))
+    fields = {k: getattr(header, k) for k in RecipeHeader.model_fields if k != "stages"}
+    recipe = Recipe(**fields, stages=stages, path=path.resolve(), raw=raw)
+    for spec in recipe.stages:
+        _check_stage_order(recipe, spec, path)
+    return recipe
+
+
+def _check_stage_order(recipe: Recipe, spec: StageSpec, path: Path) -> None:
+    from .stages import STAGES
+
+    index = recipe.stages.index(spec)
+    before = {s.kind for s in recipe.stages[:index]}
+    missing = [need for need in STAGES[spec.kind].requires if need not in before]
+    if missing:
+        raise RecipeError(
+            f"{path}: stages[{index}].{spec.kind}: needs a '{missing[0]}' stage before it "
+            f"(order the stages: {' -> '.join(STAGES)})"
+        )
+
+
+def _header(path: Path, count: int) -> str:
+    return f"{path}: invalid recipe ({count} problem{'s' if count > 1 else ''}):\n"
+
+
+def _format(path: Path, err: ValidationError) -> str:
+    lines = _error_lines(err, prefix="", model=RecipeHeader)
+    return _header(path, len(lines)) + "\n".join(f"  {line}" for line in lines)
+
+
+def _error_lines(err: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> list[str]:
+    lines = []
+    for error in err.errors():
+        message = _message(error)
+        if error["type"] == "extra_forbidden" and model is not None:
+            keys = _allowed_keys(model, error["loc"][:-1])
+            message += f"; allowed: {', '.join(keys)}" if keys else ""
+        lines.append(f"{_loc(prefix, error['loc'])}: {message}")
+    return lines
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model that ``loc`` points into."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if _is_model(current) else None
+        if field is None:
+            return []
+        current = _inner_model(field.annotation)
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The BaseModel class inside ``X | None``, ``list[X]``, ``dict[str, X]``."""
+    if _is_model(annotation):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if "input" in error and kind not in ("value_error",) and not isinstance(error["input"], (dict, list)):
+        message += f" (got {error['input']!r})"
+    return message
+

@@ -1,0 +1,294 @@
+"""Pure functions on score records, shared by the CLI, the Gradio app and the notebook API.
+
+A score record (see :data:`workbench.store.SCORE_FIELDS`) is a flat dict::
+
+    {"stage": "finetune", "variant": "lora-r8", "kind": "lm", "language": "srd_Latn",
+     "metric": "bits_per_byte", "value": 1.234, "n": 500, "prefix_policy": "..."}
+
+MT records carry ``"direction"`` (e.g. ``"eng_Latn-srd_Latn"``) and ``"signature"`` instead of
+``"language"``. Nothing here touches the disk: records come from ``RunStore.scoreboard()``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .store import SCORE_FIELDS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from rich.console import Console
+    from rich.table import Table
+
+BASE_STAGE = "base"
+LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_char", "token_perplexity"})
+HIGHER_IS_BETTER = frozenset({"chrf++", "bleu"})
+EXTRA_FIELDS = ("signature", "prefix_policy")
+METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "chrf++": 2, "bleu": 2}
+METRIC_LABELS = {
+    "bits_per_byte": "bits per byte",
+    "bits_per_char": "bits per character",
+    "token_perplexity": "token perplexity",
+    "chrf++": "chrF++",
+    "bleu": "BLEU",
+}
+
+Record = Mapping[str, Any]
+
+
+# -- frames ----------------------------------------------------------------------------------------
+def row_label(record: Record) -> str:
+    """``stage`` or ``stage/variant``: the row a record belongs to."""
+    variant = record.get("variant")
+    return f"{record['stage']}/{variant}" if variant else str(record["stage"])
+
+
+def column_label(record: Record) -> str | None:
+    """The language (lm, detector) or the direction (mt) a record scores."""
+    return record.get("language") or record.get("direction")
+
+
+def _first_seen(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(v for v in values if v is not None and v == v))
+
+
+def to_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per record with ``SCORE_FIELDS`` + extra fields present + ``column`` and ``row``.
+
+    Rows are grouped by stage in order of first appearance (then by row, i.e. variant, in order of
+    first appearance within the stage); the record order is otherwise preserved.
+    """
+    records = list(records)
+    extras = [f for f in EXTRA_FIELDS if any(f in r for r in records)]
+    rows = []
+    for record in records:
+        row = {f: record.get(f) for f in SCORE_FIELDS}
+        row.update({f: record.get(f) for f in extras})
+        row["column"] = column_label(record)
+        row["row"] = row_label(record)
+        rows.append(row)
+    columns = [*SCORE_FIELDS, *extras, "column", "row"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    frame["n"] = pd.array(
+        [None if n is None or (isinstance(n, float) and math.isnan(n)) else int(n) for n in frame["n"]],
+        dtype="Int64",
+    )
+    if frame.empty:
+        return frame
+    stage_rank = {s: i for i, s in enumerate(_first_seen(frame["stage"]))}
+    row_rank = {r: i for i, r in enumerate(_first_seen(frame["row"]))}
+    order = sorted(
+        range(len(frame)), key=lambda i: (stage_rank[frame["stage"].iat[i]], row_rank[frame["row"].iat[i]], i)
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _filtered(records: Iterable[Record], kind: str | None) -> pd.DataFrame:
+    frame = to_frame(records)
+    if kind is not None:
+        frame = frame[frame["kind"] == kind]
+    return frame[frame["column"].notna()]
+
+
+def _pivot_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = _first_seen(frame["row"])
+    metrics = _first_seen(frame["metric"])
+    columns = _first_seen(frame["column"])
+    present = set(zip(frame["row"], frame["metric"], strict=True))
+    index = pd.MultiIndex.from_tuples(
+        [(r, m) for r in rows for m in metrics if (r, m) in present], names=["row", "metric"]
+    )
+    if frame.empty:
+        return pd.DataFrame(index=index, columns=pd.Index([], name="column"), dtype=float)
+    last = frame.drop_duplicates(["row", "metric", "column"], keep="last")
+    table = last.set_index(["row", "metric", "column"])["value"].unstack("column")
+    table = table.reindex(index=index, columns=pd.Index(columns, name="column"))
+    return table.astype(float)
+
+
+def pivot(records: Iterable[Record], kind: str | None = None) -> pd.DataFrame:
+    """Values with rows = (``stage[/variant]``, metric) and columns = languages/directions.
+
+    Rows, metrics and columns keep their order of first appearance; if a cell is scored twice the
+    later record wins. ``kind`` (``"lm"``, ``"mt"``, ``"detector"``) keeps only records of that kind.
+    """
+    return _pivot_frame(_filtered(records, kind))
+
+
+def delta_vs_base(records: Iterable[Record], kind: str | None = None) -> pd.DataFrame:
+    """Same shape as :func:`pivot`: value minus the base stage's value for the same metric/column.
+
+    Base rows themselves (and cells without a base value) are NaN.
+    """
+    frame = _filtered(records, kind)
+    table = _pivot_frame(frame)
+    base = frame[frame["stage"] == BASE_STAGE].drop_duplicates(["metric", "column"], keep="last")
+    base_value = {(m, c): v for m, c, v in zip(base["metric"], base["column"], base["value"], strict=True)}
+    base_rows = set(frame.loc[frame["stage"] == BASE_STAGE, "row"])
+    delta = table.copy()
+    for row, metric in table.index:
+        for column in table.columns:
+            reference = base_value.get((metric, column), math.nan)
+            delta.loc[(row, metric), column] = (
+                math.nan if row in base_rows else table.loc[(row, metric), column] - reference
+            )
+    return delta.astype(float)
+
+
+# -- formatting ------------------------------------------------------------------------------------
+def improvement(metric: str, delta: float) -> int:
+    """+1 if ``delta`` is an improvement for ``metric``, -1 if it is worse, 0 if even/unknown."""
+    if delta is None or math.isnan(delta) or delta == 0:
+        return 0
+    if metric in LOWER_IS_BETTER:
+        return 1 if delta < 0 else -1
+    if metric in HIGHER_IS_BETTER:
+        return 1 if delta > 0 else -1
+    return 0
+
+
+def format_cell(value: float, delta: float, metric: str) -> str:
+    """``"1.234 (-0.056)"``; just the value when there is no delta; empty when there is no value."""
+    if value is None or math.isnan(value):
+        return ""
+    digits = METRIC_DIGITS.get(metric, 3)
+    text = f"{value:.{digits}f}"
+    if delta is not None and not math.isnan(delta):
+        text += f" ({delta:+.{digits}f})"
+    return text
+
+
+def pivot_with_deltas(records: Iterable[Record], kind: str | None = None) -> pd.DataFrame:
+    """A flat table of strings for display: ``stage``, ``variant``, ``metric``, then one column per
+    language/direction holding ``"value (Δ vs base)"``."""
+    records = list(records)
+    values, deltas = pivot(records, kind), delta_vs_base(records, kind)
+    stage_of = {row_label(r): (r["stage"], r.get("variant") or "") for r in records}
+    out = []
+    for row, metric in values.index:
+        stage, variant = stage_of[row]
+        cells = {
+            str(c): format_cell(values.loc[(row, metric), c], deltas.loc[(row, metric), c], metric)
+            for c in values.columns
+        }
+        out.append({"stage": stage, "variant": variant, "metric": metric, **cells})
+    return pd.DataFrame(out, columns=["stage", "variant", "metric", *map(str, values.columns)])
+
+
+def render_table(records: Iterable[Record], title: str | None = "Scoreboard") -> Table:
+    """A rich table: one row group per stage (name shown once), one row per variant × metric,
+    languages/directions as columns, each cell ``value (Δ vs base)`` coloured green if better than
+    base and red if worse (lower is better for bits/perplexity, higher for chrF++/BLEU)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    records = list(records)
+    values, deltas = pivot(records), delta_vs_base(records)
+    stage_of = {row_label(r): (r["stage"], r.get("variant") or "") for r in records}
+    table = Table(title=title, caption="value (Δ vs base); green = better than base, red = worse")
+    table.add_column("stage", style="bold")
+    table.add_column("variant")
+    table.add_column("metric", style="dim")
+    for column in values.columns:
+        table.add_column(str(column), justify="right")
+    keys = list(values.index)
+    for i, (row, metric) in enumerate(keys):
+        stage, variant = stage_of[row]
+        previous = stage_of[keys[i - 1][0]] if i else None
+        following = stage_of[keys[i + 1][0]] if i + 1 < len(keys) else None
+        cells = []
+        for column in values.columns:
+            value, delta = values.loc[(row, metric), column], deltas.loc[(row, metric), column]
+            style = {1: "green", -1: "red", 0: ""}[improvement(metric, delta)]
+            cells.append(Text(format_cell(value, delta, metric), style=style))
+        table.add_row(
+            stage if previous is None or previous[0] != stage else "",
+            variant if previous is None or previous != (stage, variant) else "",
+            metric,
+            *cells,
+            end_section=following is not None and following[0] != stage,
+        )
+    return table
+
+
+def print_scoreboard(records: Iterable[Record], console: Console | None = None) -> None:
+    """Print :func:`render_table` to ``console`` (a new rich console if none is given)."""
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    console.print(render_table(records))
+
+
+# -- export ------------------------------------------------------------------------------------------
+def to_csv(records: Iterable[Record]) -> str:
+    """The records as CSV (columns of :func:`to_frame`); read back with :func:`from_csv`."""
+    return to_frame(records).to_csv(index=False)
+
+
+def from_csv(text: str) -> list[dict[str, Any]]:
+    """Records from :func:`to_csv` output (``SCORE_FIELDS`` always present, extras when set)."""
+    frame = pd.read_csv(io.StringIO(text), dtype={"n": "Int64"}, keep_default_na=False, na_values=[""])
+    records = []
+    for row in frame.to_dict("records"):
+        record: dict[str, Any] = {}
+        for field in (*SCORE_FIELDS, *EXTRA_FIELDS):
+            if field not in row:
+                continue
+            value = row[field]
+            missing = value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+            if missing and field in EXTRA_FIELDS:
+                continue
+            if missing:
+                record[field] = None
+            elif field == "n":
+                record[field] = int(value)
+            elif field == "value":
+                record[field] = float(value)
+            else:
+                record[field] = str(value)
+        records.append(record)
+    return records
+
+
+def to_json(records: Iterable[Record]) -> str:
+    """The records as a JSON list (the ``scoreboard.json`` format)."""
+    return json.dumps([dict(r) for r in records], indent=2, ensure_ascii=False) + "\n"
+
+
+# -- plots --------------------------------------------------------------------------------------------
+def plot_lm(records: Iterable[Record], metric: str = "bits_per_byte") -> Figure:
+    """One line per language across stages (x = ``stage[/variant]`` in order, y = ``metric``).
+
+    Built on an Agg canvas without pyplot, so it never touches the global backend or figure list.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    table = pivot([r for r in records if r.get("kind") == "lm" and r.get("metric") == metric], kind="lm")
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    label = METRIC_LABELS.get(metric, metric)
+    direction = " (lower is better)" if metric in LOWER_IS_BETTER else ""
+    axes.set_title(f"{label} per language across stages")
+    axes.set_xlabel("stage")
+    axes.set_ylabel(label + direction)
+    if table.empty:
+        axes.text(0.5, 0.5, f"no {label} scores yet", ha="center", va="center", transform=axes.transAxes)
+        return figure
+    rows = [row for row, _ in table.index]
+    x = list(range(len(rows)))
+    for language in table.columns:
+        axes.plot(x, table[language].to_numpy(), marker="o", label=str(language))
+    axes.set_xticks(x, rows, rotation=20, ha="right")
+    axes.grid(True, alpha=0.3)
+    axes.legend(title="language")
+    return figure

@@ -1,0 +1,1 @@
+"""Target-language vocabularies and their transplantation into a base model."""

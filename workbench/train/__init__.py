@@ -1,0 +1,1 @@
+"""Training building blocks: data mixtures and packing, the resumable loop."""
