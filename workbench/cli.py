@@ -36,7 +36,8 @@ def run(recipe: Path, workspace: Path, device: str | None, progress: bool) -> No
 
     loaded = load_recipe(recipe)
     console = Console()
-    result = run_recipe(loaded, workspace, device=device, progress=progress, echo=console.print)
+    result = run_recipe(loaded, workspace, device=device, progress=progress,
+                        echo=lambda line: console.print(line, markup=False, highlight=False))
     ran = sum(1 for s in result.steps if s["status"] == "ran")
     console.print(f"\n[bold]{loaded.name}[/]: {ran} step(s) ran, {len(result.steps) - ran} reused; "
                   f"run store: {result.store.root}")

@@ -41,7 +41,7 @@ def init_new_rows(model: Any, base_spec: dict[str, Any], extension: Extension,
     pieces_per_token = []
     for matrix in matrices:
         base_mean = matrix[:old_rows].float().mean(dim=0)
-        for token_id, piece in extension.added:
+        for token_id in parts_of:
             parts = parts_of[token_id] if method == "subtoken-mean" else []
             row = matrix[parts].float().mean(dim=0) if parts else base_mean
             matrix[token_id] = row.to(matrix.dtype)
