@@ -34,7 +34,7 @@ def test_unknown_key_names_path_and_allowed_keys(tmp_path: Path) -> None:
     recipe = tiny_recipe()
     recipe["stages"][2]["cpt"]["learning_rate"] = 1e-4
     message = _error(tmp_path, recipe)
-    assert "stages[2].cpt.learning_rate: unknown key; allowed: tokens, replay, block_size" in message
+    assert "stages[2].cpt.learning_rate: unknown key; allowed: batch_size, grad_accum, lr, warmup_ratio" in message
 
 
 def test_unknown_nested_key(tmp_path: Path) -> None:

@@ -130,6 +130,17 @@ class EvalConfig(StrictModel):
     mt: MTEvalConfig | None = None
 
 
+class TrainingConfig(StrictModel):
+    """Optimisation settings shared by the training stages."""
+
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+
+
 class RecipeHeader(StrictModel):
     name: str
     description: str = ""

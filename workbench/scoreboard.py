@@ -192,7 +192,10 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     records = list(records)
     values, deltas = pivot(records), delta_vs_base(records)
     stage_of = {row_label(r): (r["stage"], r.get("variant") or "") for r in records}
-    table = Table(title=title, caption="value (Δ vs base); green = better than base, red = worse")
+    caption = "value (Δ vs base); green = better than base, red = worse"
+    if any(r.get("metric") == "token_perplexity" for r in records):
+        caption += "\ntoken_perplexity depends on the tokenizer: compare stages by bits_per_byte"
+    table = Table(title=title, caption=caption)
     table.add_column("stage", style="bold")
     table.add_column("variant")
     table.add_column("metric", style="dim")
@@ -218,13 +221,27 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     return table
 
 
+KIND_TITLES = {"lm": "Language modelling (held-out text)", "mt": "Translation", "detector": "Failure detectors"}
+
+
 def print_scoreboard(records: Iterable[Record], console: Console | None = None) -> None:
-    """Print :func:`render_table` to ``console`` (a new rich console if none is given)."""
+    """Print one :func:`render_table` per kind of score (LM, MT, detectors) to ``console``.
+
+    Without a terminal (a log file, CI) the console is made wide enough for the tables.
+    """
     if console is None:
         from rich.console import Console
 
         console = Console()
-    console.print(render_table(records))
+    if not console.is_terminal and console.width < 140:
+        console.width = 140
+    records = list(records)
+    if not records:
+        console.print("no scores yet")
+    for kind, title in KIND_TITLES.items():
+        subset = [r for r in records if r.get("kind") == kind]
+        if subset:
+            console.print(render_table(subset, title=title))
 
 
 # -- export ------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import DataError
-from ..recipe import LanguageCode, StrictModel
+from ..recipe import LanguageCode, StrictModel, TrainingConfig
 from .base import Stage, StageContext
 from .crawl import corpus_texts
 
@@ -18,16 +18,10 @@ class ReplayConfig(StrictModel):
     languages: list[LanguageCode] | None = Field(None, description="replay languages (default: recipe's replay)")
 
 
-class CPTConfig(StrictModel):
+class CPTConfig(TrainingConfig):
     tokens: int = Field(gt=0, description="training tokens in total (target + replay)")
     replay: ReplayConfig = ReplayConfig()
     block_size: int = Field(128, ge=8)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    weight_decay: float = Field(0.0, ge=0)
     train: Literal["full", "embeddings"] = Field("full", description="full model, or input/output embeddings only")
     checkpoint_every: int = Field(20, ge=0, description="optimizer steps between resumable checkpoints (0: none)")
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import DataError
-from ..recipe import Direction, ExistingPath, StrictModel
+from ..recipe import Direction, ExistingPath, StrictModel, TrainingConfig
 from .base import Stage, StageContext
 
 
@@ -35,15 +35,11 @@ class ParallelData(StrictModel):
     held_out: int = Field(50, ge=0, description="pairs per direction kept out of training (validation loss)")
 
 
-class FinetuneConfig(StrictModel):
+class FinetuneConfig(TrainingConfig):
     data: ParallelData
     variants: dict[str, VariantConfig] = Field(min_length=1)
     steps: int = Field(50, ge=1)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-4, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
     max_length: int = Field(160, ge=16, description="prompt + completion tokens; longer examples are dropped")
 
     @model_validator(mode="after")
@@ -134,7 +130,7 @@ class FinetuneStage(Stage):
             return _collate(rows, pad)
 
         settings = LoopSettings(steps=cfg.steps, lr=variant.lr or cfg.lr, warmup_ratio=cfg.warmup_ratio,
-                                schedule=cfg.schedule, grad_accum=cfg.grad_accum)
+                                schedule=cfg.schedule, grad_accum=cfg.grad_accum, weight_decay=cfg.weight_decay)
         reset_peak_memory(ctx.device)
         started = time.time()
         state = train(model, batch_for, settings, log=ctx.log, progress=ctx.progress, desc=f"finetune {name}")
@@ -187,16 +183,14 @@ def _held_out_loss(model: Any, encoded: list[tuple[list[int], list[int]]], pad: 
     """Mean completion-token loss on held-out pairs."""
     import torch
 
+    from ..train.loss import causal_lm_loss_sum
+
     if not encoded:
         return None
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(encoded), 8):
             batch = {k: v.to(model.device) for k, v in _collate(encoded[start:start + 8], pad).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            targets = batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
-                                                     ignore_index=-100, reduction="sum")
-            total += float(loss)
-            count += int((targets != -100).sum())
+            total += float(causal_lm_loss_sum(model, **batch))
+            count += int((batch["labels"][:, 1:] != -100).sum())
     return round(total / max(count, 1), 6)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .loss import causal_lm_loss_sum
+
 Batch = dict[str, torch.Tensor]
 
 
@@ -89,10 +91,8 @@ def _accumulate(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], 
     loss_sum = 0.0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100,
-            reduction="sum") / total_targets
+        loss = causal_lm_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        loss = loss / total_targets
         loss.backward()
         loss_sum += float(loss.detach())
     return loss_sum, int(sum(int(b["attention_mask"].sum()) for b in batches))
