@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -65,4 +66,4 @@ def test_schedule_warms_up_then_decays() -> None:
     settings = LoopSettings(steps=10, lr=1.0, warmup_ratio=0.2)
     factors = [lr_factor(s, settings) for s in range(10)]
     assert factors[0] == 0.5 and factors[1] == 1.0 and factors[2] == 1.0
-    assert all(a >= b for a, b in zip(factors[2:], factors[3:], strict=False)) and factors[-1] < 0.05
+    assert all(a >= b for a, b in itertools.pairwise(factors[2:])) and factors[-1] < 0.05
