@@ -84,3 +84,17 @@ def test_ui_command_serves_the_runs(finished_run) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_run_with_an_unreachable_hub_model_is_one_message(tmp_path: Path) -> None:
+    from .conftest import tiny_recipe, write_recipe
+
+    recipe = write_recipe(tmp_path / "hub.yaml", tiny_recipe(base={"model": "hf:Qwen/Qwen2.5-0.5B"}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", str(recipe), "--workspace", str(tmp_path / "runs"),
+         "--no-progress"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "hf:Qwen/Qwen2.5-0.5B" in proc.stderr and "hf download Qwen/Qwen2.5-0.5B" in proc.stderr
+    events = (tmp_path / "runs" / "tiny" / "events.jsonl").read_text()
+    assert '"run_failed"' in events

@@ -39,8 +39,9 @@ def run(recipe: Path, workspace: Path, device: str | None, progress: bool) -> No
     result = run_recipe(loaded, workspace, device=device, progress=progress,
                         echo=lambda line: console.print(line, markup=False, highlight=False))
     ran = sum(1 for s in result.steps if s["status"] == "ran")
-    console.print(f"\n[bold]{loaded.name}[/]: {ran} step(s) ran, {len(result.steps) - ran} reused; "
-                  f"run store: {result.store.root}")
+    cached = sum(1 for s in result.steps if s["status"] == "cached")
+    console.print(f"\n{loaded.name}: {ran} step(s) ran, {cached} reused from cache; run store: {result.store.root}",
+                  markup=False, highlight=False, soft_wrap=True)
     print_scoreboard(result.scoreboard, console)
 
 

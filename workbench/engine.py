@@ -11,8 +11,8 @@ leaves something that looks finished; a killed stage resumes from checkpoints in
 
 from __future__ import annotations
 
+import json
 import platform
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -210,8 +210,10 @@ class _Runner:
         self.echo(f"[{step.id}] done in {seconds:.1f}s")
 
     def _execute(self, index: int, step: Step, partial: Path) -> dict[str, Any]:
+        from .modeling import seed_everything
+
         seed = self.recipe.seed + index
-        _seed_everything(seed)
+        seed_everything(seed)
         if step.kind == "score":
             return self._score(step, partial)
         ctx = StageContext(
@@ -268,8 +270,6 @@ class _Runner:
                            "seconds": seconds, "path": str(path) if path else None})
 
     def _scoreboard(self, steps: list[Step]) -> list[dict[str, Any]]:
-        import json
-
         board: list[dict[str, Any]] = []
         for step in steps:
             if step.kind == "score":
@@ -315,12 +315,3 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)

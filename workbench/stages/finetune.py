@@ -105,13 +105,12 @@ class FinetuneStage(Stage):
         import torch
         from peft import LoraConfig, get_peft_model
 
-        from ..engine import _seed_everything
         from ..io import atomic_write_json
-        from ..modeling import count_parameters, peak_memory_mb, reset_peak_memory
+        from ..modeling import count_parameters, peak_memory_mb, reset_peak_memory, seed_everything
         from ..models import load_model
         from ..train.loop import LoopSettings, train
 
-        _seed_everything(ctx.seed)  # matched conditions: identical init noise and dropout per variant
+        seed_everything(ctx.seed)  # matched conditions: identical init noise and dropout per variant
         model, tokenizer = load_model(base_path, device=ctx.device, dtype="float32")
         encoded = _encode(tokenizer, train_pairs, self.config.max_length)
         lora = LoraConfig(
