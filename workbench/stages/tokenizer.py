@@ -24,7 +24,7 @@ class TokenizerConfig(StrictModel):
 
 class TokenizerStage(Stage):
     kind = "tokenizer"
-    version = "1"
+    version = "2"  # 2: word-start and digit conventions of the base enforced
     Config = TokenizerConfig
     requires = ("crawl",)
     produces_model = True

@@ -41,20 +41,31 @@ def _merge_pairs(merges: list[Any]) -> list[tuple[str, str]]:
     return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges]
 
 
-def _has_multi_digit_tokens(vocab: dict[str, int]) -> bool:
-    return any(re.search(r"\d\d", piece) for piece in vocab)
+def splits_digits(spec: dict[str, Any]) -> bool:
+    """True when the base tokenizer cuts numbers into single digits (then new pieces must too)."""
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    tokens = tokenizer.encode("1234567 2024 89", add_special_tokens=False).tokens
+    return all(len(re.findall(r"\d", t)) <= 1 for t in tokens)
+
+
+def needs_word_splitting(spec: dict[str, Any]) -> bool:
+    """True for SentencePiece-style pipelines whose pre-tokenizer leaves several ``▁``-words together.
+
+    Their vocabularies only hold pieces that start a word with ``▁``; trained on whole sentences,
+    BPE would learn pieces spanning words (``"e▁s"``) that the base never has.
+    """
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    text = tokenizer.normalizer.normalize_str("a b c") if tokenizer.normalizer else "a b c"
+    pieces = [p for p, _ in tokenizer.pre_tokenizer.pre_tokenize_str(text)] if tokenizer.pre_tokenizer else [text]
+    return any("▁" in piece[1:] for piece in pieces)
 
 
 def _training_pre_tokenizer(spec: dict[str, Any]) -> Any | None:
-    """A pre-tokenizer for training only, when the base has none that splits words.
-
-    SentencePiece-style pipelines (``▁`` normalizer, no pre-tokenizer) would otherwise learn pieces
-    spanning several words; digits are split one by one when the base has no multi-digit pieces.
-    """
-    if spec.get("pre_tokenizer") is not None:
+    """A pre-tokenizer used for training only, when the base pipeline does not split words itself."""
+    if not needs_word_splitting(spec):
         return None
     parts = [pre_tokenizers.Split("▁", behavior="merged_with_next")]
-    if not _has_multi_digit_tokens(spec["model"]["vocab"]):
+    if splits_digits(spec):
         parts.append(pre_tokenizers.Digits(individual_digits=True))
     return pre_tokenizers.Sequence(parts)
 
@@ -100,14 +111,15 @@ def extend(spec: dict[str, Any], trained: dict[str, Any], *, first_id: int,
         for piece in trained["model"]["vocab"]:
             if len(piece) == 1 and piece not in vocab and len(added) < budget:
                 add(piece)
-    split_digits = not _has_multi_digit_tokens(vocab)  # keep numbers segmented the way the base does
+    split_digits = splits_digits(spec)  # keep numbers segmented the way the base does
+    word_start_only = needs_word_splitting(spec)  # "▁" may only start a piece
     for left, right in _merge_pairs(trained["model"]["merges"]):
         if len(added) >= budget:
             break
         piece = left + right
         if piece in vocab or left not in vocab or right not in vocab:
             continue
-        if split_digits and re.search(r"\d\d", piece):
+        if (split_digits and re.search(r"\d\d", piece)) or (word_start_only and "▁" in piece[1:]):
             continue
         add(piece)
         pairs.append((left, right))
