@@ -284,6 +284,7 @@ class _Runner:
             "status": status,
             "recipe_path": str(recipe.path),
             "recipe": resolved_recipe(recipe),
+            "recipe_as_written": recipe.raw,
             "seed": recipe.seed,
             "seeds": {s.id: recipe.seed + i for i, s in enumerate(steps)},
             "device": self.device,

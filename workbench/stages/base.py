@@ -9,7 +9,6 @@ outputs and statistics worth keeping.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +69,6 @@ class StageContext:
     seed: int
     log: Callable[..., None]
     progress: bool = True
-    _started: float = field(default_factory=time.time)
 
     def latest_model(self) -> ModelRef:
         """The most recent single model upstream (the base model if no stage produced one yet)."""
