@@ -17,7 +17,8 @@ of the second halves compares how well a model predicts each language.
   a tokenizer merges the newline with what follows, the second half is tokenized alone.
 - **Scored**: the continuation tokens only. ``mean_bits`` is the mean over sentences of
   Σ −log₂ p (bits); ``bits_per_byte`` is Σ bits / Σ UTF-8 bytes of the second halves (leading
-  whitespace included). A context longer than the model's maximum positions is cut from the left.
+  whitespace included). A context too long for the model's maximum positions is cut from the left
+  (the second half is always scored whole).
 """
 
 from __future__ import annotations
@@ -97,8 +98,12 @@ def encode_halves(tokenizer, halves: list[tuple[str, str]], max_length: int) -> 
     firsts = _ids(tokenizer, [first for first, _ in halves])
     seconds = continuation_ids(tokenizer, [second for _, second in halves])
     items = []
-    for first, second in zip(firsts, seconds, strict=True):
-        ids = (head + first + second)[-max_length:]
+    for index, (first, second) in enumerate(zip(firsts, seconds, strict=True)):
+        room = max_length - len(second)
+        if room < 1:
+            raise ValueError(f"sentence {index}: its second half is {len(second)} tokens, the model takes "
+                             f"at most {max_length} positions")
+        ids = (head + first)[-room:] + second
         items.append(_Item(ids, min(len(second), len(ids) - 1)))
     return items, policy
 
