@@ -27,7 +27,8 @@ def tiny_recipe(**overrides: object) -> dict:
             "lm": {"sets": str(FIXTURES / "flores200" / "dev"), "languages": ["srd_Latn", "eng_Latn"],
                    "max_sentences": 16},
             "mt": {"sets": str(FIXTURES / "flores200" / "dev"), "directions": ["eng_Latn-srd_Latn"],
-                   "max_sentences": 6, "shots": 1, "max_new_tokens": 12},
+                   "max_sentences": 6, "shots": 1, "max_new_tokens": 24,
+                   "lid_seed": str(ROOT / "corpora" / "lid-seed")},
         },
         "stages": [
             {"crawl": {"inputs": [str(FIXTURES / "text" / "*.txt"), str(FIXTURES / "warc" / "*.warc.gz")],

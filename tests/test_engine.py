@@ -54,6 +54,13 @@ def test_scoreboard_schema_and_coverage(finished_run) -> None:
         assert isinstance(record["value"], float) and record["n"] > 0
         if record["kind"] == "mt":
             assert "signature" in record
+        if record["kind"] == "detector":
+            assert 0.0 <= record["value"] <= 1.0
+    scores_dir = workspace / "tiny" / "scores"
+    rows = [json.loads(line) for f in scores_dir.glob("score-finetune-*/translations.jsonl")
+            for line in f.read_text().splitlines()]
+    assert len(rows) == 3 * 6 and all(set(r["flags"]) == {"empty", "script_leak", "copy", "repetition",
+                                                        "off_target"} for r in rows)
     models = {(r["stage"], r["variant"]) for r in board}
     assert models == {("base", None), ("tokenizer", None), ("cpt", None), ("finetune", "lora-r4"),
                       ("finetune", "rslora-r4"), ("finetune", "dora-r4")}
@@ -61,7 +68,10 @@ def test_scoreboard_schema_and_coverage(finished_run) -> None:
         metrics = {(r.get("language") or r.get("direction"), r["metric"]) for r in board
                    if (r["stage"], r["variant"]) == (stage, variant)}
         assert {("srd_Latn", "bits_per_byte"), ("eng_Latn", "bits_per_byte"),
-                ("eng_Latn-srd_Latn", "chrf++"), ("eng_Latn-srd_Latn", "bleu")} <= metrics
+                ("eng_Latn-srd_Latn", "chrf++"), ("eng_Latn-srd_Latn", "bleu"),
+                ("eng_Latn-srd_Latn", "off_target_rate"), ("eng_Latn-srd_Latn", "script_leak_rate"),
+                ("eng_Latn-srd_Latn", "copy_rate"), ("eng_Latn-srd_Latn", "repetition_rate"),
+                ("eng_Latn-srd_Latn", "empty_rate")} <= metrics
 
 
 def test_crawl_wrote_language_identified_corpora(finished_run) -> None:

@@ -257,7 +257,13 @@ def test_score_model_records_and_translations(lm, tmp_path):
     mt_keys = {"stage", "variant", "kind", "direction", "metric", "value", "n", "signature"}
     lm_records = [r for r in records if r["kind"] == "lm"]
     mt_records = [r for r in records if r["kind"] == "mt"]
-    assert len(lm_records) == 6 and len(mt_records) == 4 and len(records) == 10
+    detector_records = [r for r in records if r["kind"] == "detector"]
+    assert len(lm_records) == 6 and len(mt_records) == 4
+    assert len(records) == 10 + len(detector_records)
+    # without lid_seed the off-target detector is off; the four others judge every sentence
+    assert {r["metric"] for r in detector_records} == {"empty_rate", "script_leak_rate", "copy_rate",
+                                                       "repetition_rate"}
+    assert all(r["n"] == 3 and 0 <= r["value"] <= 1 for r in detector_records)
     assert all(set(r) == lm_keys and r["n"] == 5 and r["prefix_policy"] == "bos" for r in lm_records)
     assert all(set(r) == mt_keys and r["n"] == 3 for r in mt_records)
     assert {(r["language"], r["metric"]) for r in lm_records} == {
@@ -276,7 +282,8 @@ def test_score_model_records_and_translations(lm, tmp_path):
     lines = (tmp_path / "translations.jsonl").read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 3 * 2
-    assert set(rows[0]) == {"direction", "index", "source", "reference", "hypothesis", "chrf"}
+    assert set(rows[0]) == {"direction", "index", "source", "reference", "hypothesis", "chrf", "flags"}
+    assert rows[0]["flags"]["off_target"] is None and rows[0]["flags"]["empty"] in (True, False)
     eng = read_lines(FLORES, "eng_Latn", "dev")
     forward = [r for r in rows if r["direction"] == "eng_Latn-srd_Latn"]
     assert [r["source"] for r in forward] == eng[:3] and [r["index"] for r in forward] == [0, 1, 2]

@@ -27,7 +27,7 @@ from .stages import STAGES
 from .stages.base import Artifact, Stage, StageContext
 from .store import RunStore
 
-SCORER_VERSION = "1"
+SCORER_VERSION = "2"  # 2: failure detectors
 CHECKPOINT_DIR = "checkpoints"  # the only part of a partial directory kept across attempts
 TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "sacrebleu", "gradio",
                      "bitsandbytes", "resiliparse", "fastwarc", "workbench")
@@ -82,6 +82,8 @@ def _score_steps(recipe: Recipe, model_step: Step, variants: list[str | None]) -
 
 def _eval_fingerprints(recipe: Recipe) -> dict[str, str]:
     sets = {cfg.sets for cfg in (recipe.eval.lm, recipe.eval.mt) if cfg is not None}
+    if recipe.eval.mt is not None and recipe.eval.mt.lid_seed is not None:
+        sets.add(recipe.eval.mt.lid_seed)
     return {str(path): tree_fingerprint(path) for path in sorted(sets)}
 
 

@@ -123,6 +123,8 @@ class MTEvalConfig(StrictModel):
     shots: int = Field(1, ge=0, description="few-shot exemplars, taken from sentences never scored")
     max_new_tokens: int = Field(96, gt=0)
     batch_size: int = Field(8, gt=0)
+    lid_seed: ExistingPath | None = Field(
+        None, description="folder of <code>.txt seed texts: enables the off-target language detector")
 
 
 class EvalConfig(StrictModel):

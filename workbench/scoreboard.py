@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 BASE_STAGE = "base"
-LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_char", "token_perplexity"})
+LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_char", "token_perplexity", "empty_rate", "script_leak_rate",
+                             "copy_rate", "repetition_rate", "off_target_rate"})
 HIGHER_IS_BETTER = frozenset({"chrf++", "bleu"})
 EXTRA_FIELDS = ("signature", "prefix_policy")
-METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "chrf++": 2, "bleu": 2}
+METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "chrf++": 2, "bleu": 2,
+                 **{f"{d}_rate": 3 for d in ("empty", "script_leak", "copy", "repetition", "off_target")}}
 METRIC_LABELS = {
     "bits_per_byte": "bits per byte",
     "bits_per_char": "bits per character",

@@ -187,7 +187,7 @@ def detect_repetition(hypothesis: str, config: DetectorConfig = DetectorConfig()
     run = longest_run(tokens, config.max_repeat_n)
     flag = run >= config.repeat_run
     if not flag and len(tokens) >= config.min_words_distinct:
-        trigrams = list(zip(tokens, tokens[1:], tokens[2:]))
+        trigrams = list(zip(tokens, tokens[1:], tokens[2:], strict=False))
         flag = len(set(trigrams)) / len(trigrams) < config.min_distinct_trigrams
     return Detection(flag, float(run))
 

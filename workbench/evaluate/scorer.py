@@ -10,6 +10,7 @@ from ..io import write_jsonl
 from ..languages import check_direction
 from ..recipe import EvalConfig, LMEvalConfig, MTEvalConfig
 from .datasets import read_lines, read_parallel
+from .detectors import detector_records, flags, load_identifier
 from .lm import score_texts
 from .mt import mt_metrics, sentence_chrf, translate
 
@@ -73,6 +74,7 @@ def score_mt(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """chrF++ and BLEU per direction, and one translation record per scored sentence."""
     records, translations = [], []
+    identifier = load_identifier(cfg.lid_seed) if cfg.lid_seed is not None else None
     for direction in cfg.directions:
         src, tgt = check_direction(direction)
         pairs = read_parallel(cfg.sets, src, tgt, cfg.split)
@@ -87,7 +89,11 @@ def score_mt(
             value, signature = metrics[metric]
             records.append({**head, "kind": "mt", "direction": direction, "metric": metric,
                             "value": float(value), "n": len(scored), "signature": signature})
-        translations += _translation_rows(direction, sources, references, hypotheses)
+        rows = _translation_rows(direction, sources, references, hypotheses)
+        for row in rows:
+            row["flags"] = flags(row["source"], row["hypothesis"], src, tgt, identifier)
+        records += detector_records(rows, **head, direction=direction)
+        translations += rows
     return records, translations
 
 
