@@ -50,7 +50,7 @@ class LMScore:
 
 
 @dataclass(frozen=True)
-class _Chunk:
+class ScoredIds:
     """One forward input: ``ids``, of which the last ``n_scored`` tokens are scored."""
 
     ids: list[int]
@@ -80,14 +80,14 @@ def encode_for_scoring(tokenizer, texts: Sequence[str]) -> tuple[list[list[int]]
     return [head + list(ids) for ids in encoded], policy
 
 
-def _windows(seq: list[int], max_length: int, stride: int) -> list[_Chunk]:
+def _windows(seq: list[int], max_length: int, stride: int) -> list[ScoredIds]:
     """Split a sequence so that each position >= 1 is scored exactly once, with left context."""
     if len(seq) < 2:
         return []
     chunks, begin, scored_until = [], 0, 1
     while True:
         end = min(begin + max_length, len(seq))
-        chunks.append(_Chunk(seq[begin:end], end - scored_until))
+        chunks.append(ScoredIds(seq[begin:end], end - scored_until))
         scored_until = end
         if end == len(seq):
             return chunks
@@ -99,8 +99,9 @@ def _default_max_length(model) -> int:
     return int(value) if isinstance(value, int) and value > 1 else 2048
 
 
-def _batch_bits(model, batch: list[_Chunk], pad_id: int) -> float:
-    """Σ −log₂ p of the scored tokens of a right-padded batch (log-softmax in float32)."""
+def row_bits(model, batch: list[ScoredIds], pad_id: int) -> list[float]:
+    """Σ −log₂ p of the last ``n_scored`` tokens of each sequence, run as one right-padded batch
+    (padding never enters the sums; log-softmax in float32)."""
     width = max(len(c.ids) for c in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -108,14 +109,14 @@ def _batch_bits(model, batch: list[_Chunk], pad_id: int) -> float:
         ids[row, : len(chunk.ids)] = torch.tensor(chunk.ids)
         mask[row, : len(chunk.ids)] = 1
     logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-    total = 0.0
+    bits = []
     for row, chunk in enumerate(batch):
         length, k = len(chunk.ids), chunk.n_scored
         row_logits = logits[row, length - 1 - k : length - 1].float()
         targets = ids[row, length - k : length].to(row_logits.device)
         logp = torch.log_softmax(row_logits, dim=-1).gather(-1, targets[:, None])
-        total -= logp.double().sum().item()
-    return total / _LN2
+        bits.append(-logp.double().sum().item() / _LN2)
+    return bits
 
 
 def score_texts(
@@ -149,7 +150,7 @@ def score_texts(
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress, leave=False):
-                bits += _batch_bits(model, batch, pad_id)
+                bits += sum(row_bits(model, batch, pad_id))
     finally:
         model.train(was_training)
     return LMScore(

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .lm import prefix_policy
+from .lm import ScoredIds, prefix_policy, row_bits
 
 _ANCHOR = "\n"
-_LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True)
@@ -44,14 +43,6 @@ class SurprisalScore:
     bits_per_byte: float
     n: int
     prefix_policy: str
-
-
-@dataclass(frozen=True)
-class _Item:
-    """One sentence as fed: ``ids``, of which the last ``n_scored`` are the scored continuation."""
-
-    ids: list[int]
-    n_scored: int
 
 
 def split_halves(text: str) -> tuple[str, str]:
@@ -91,7 +82,7 @@ def _max_length(model) -> int:
     return int(value) if isinstance(value, int) and value > 1 else 2048
 
 
-def encode_halves(tokenizer, halves: list[tuple[str, str]], max_length: int) -> tuple[list[_Item], str]:
+def encode_halves(tokenizer, halves: list[tuple[str, str]], max_length: int) -> tuple[list[ScoredIds], str]:
     """The fed sequence of each ``(first, second)`` pair and the prefix policy."""
     policy, prefix = prefix_policy(tokenizer)
     head = [prefix] if prefix is not None else []
@@ -104,27 +95,8 @@ def encode_halves(tokenizer, halves: list[tuple[str, str]], max_length: int) -> 
             raise ValueError(f"sentence {index}: its second half is {len(second)} tokens, the model takes "
                              f"at most {max_length} positions")
         ids = (head + first)[-room:] + second
-        items.append(_Item(ids, min(len(second), len(ids) - 1)))
+        items.append(ScoredIds(ids, min(len(second), len(ids) - 1)))
     return items, policy
-
-
-def _batch_bits(model, batch: list[_Item], pad_id: int) -> list[float]:
-    """Σ −log₂ p of the scored tokens of each row of a right-padded batch (log-softmax in float32)."""
-    width = max(len(item.ids) for item in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, item in enumerate(batch):
-        ids[row, : len(item.ids)] = torch.tensor(item.ids)
-        mask[row, : len(item.ids)] = 1
-    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-    bits = []
-    for row, item in enumerate(batch):
-        length, k = len(item.ids), item.n_scored
-        row_logits = logits[row, length - 1 - k : length - 1].float()
-        targets = ids[row, length - k : length].to(row_logits.device)
-        logp = torch.log_softmax(row_logits, dim=-1).gather(-1, targets[:, None])
-        bits.append(-logp.double().sum().item() / _LN2)
-    return bits
 
 
 def parallel_surprisal(model, tokenizer, sentences: Sequence[str], *, batch_size: int = 16) -> SurprisalScore:
@@ -141,7 +113,7 @@ def parallel_surprisal(model, tokenizer, sentences: Sequence[str], *, batch_size
             for begin in range(0, len(order), batch_size):
                 rows = [i for i in order[begin : begin + batch_size] if items[i].n_scored > 0]
                 if rows:
-                    for i, value in zip(rows, _batch_bits(model, [items[i] for i in rows], pad_id), strict=True):
+                    for i, value in zip(rows, row_bits(model, [items[i] for i in rows], pad_id), strict=True):
                         bits[i] = value
     finally:
         model.train(was_training)
