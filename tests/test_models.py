@@ -251,9 +251,10 @@ def test_missing_gguf_file(tmp_path):
 
 def test_list_sources_includes_short_names(smollm2):
     rows = {row["name"]: row for row in list_sources()}
-    for name in REGISTRY:
-        assert rows[name]["kind"] == "registry" and rows[name]["installed"] is True
+    for name, entry in REGISTRY.items():
+        assert rows[name]["kind"] == "registry" and rows[name]["installed"] is entry.installed()
         assert "pip install" in rows[name]["install"] and rows[name]["licence"]
+    assert rows["smollm2-135m"]["installed"] is True  # the test command installs it
     assert rows["smollm2-135m"]["cached"] is True
     assert rows["smollm2-135m"]["path"] == str(smollm2["resolved"].path)
     assert {"name", "kind", "installed", "cached", "path", "install", "licence"} <= set(rows["gemma3-270m"])
