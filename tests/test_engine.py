@@ -28,14 +28,15 @@ def _artifact(result, step_id: str) -> Path:
 def test_every_step_ran_and_manifest_is_complete(finished_run) -> None:
     _, workspace, result = finished_run
     ids = [s["id"] for s in result.steps]
-    assert ids == ["base", "score:base", "crawl", "tokenizer", "score:tokenizer", "cpt", "score:cpt", "finetune",
+    assert ids == ["base", "score:base", "crawl", "contamination:crawl", "floor:crawl", "tokenizer",
+                   "score:tokenizer", "cpt", "contamination:cpt", "score:cpt", "finetune", "contamination:finetune",
                    "score:finetune/lora-r4", "score:finetune/rslora-r4", "score:finetune/dora-r4"]
     assert all(s["status"] in ("ran", "base") for s in result.steps)
     manifest = RunStore(workspace, "tiny").manifest()
     assert manifest["status"] == "finished"
     assert manifest["keys"].keys() == set(ids) and all(len(k) == 64 for k in manifest["keys"].values())
     assert {"torch", "transformers", "peft", "sacrebleu"} <= manifest["versions"].keys()
-    assert manifest["device"] == "cpu" and manifest["seed"] == 0 and manifest["seeds"]["cpt"] == 5
+    assert manifest["device"] == "cpu" and manifest["seed"] == 0 and manifest["seeds"]["cpt"] == ids.index("cpt")
     assert manifest["recipe"]["stages"][2]["cpt"]["replay"]["ratio"] == 0.2  # resolved, defaults included
     assert all("seconds" in s for s in manifest["steps"])
     events = [e["event"] for e in RunStore(workspace, "tiny").events()]
@@ -49,7 +50,7 @@ def test_scoreboard_schema_and_coverage(finished_run) -> None:
     assert board == result.scoreboard
     for record in board:
         assert set(SCORE_FIELDS) - {"language", "direction"} <= record.keys()
-        assert record["kind"] in ("lm", "mt", "detector")
+        assert record["kind"] in ("lm", "mt", "detector", "contamination")
         assert ("language" in record) != ("direction" in record)
         assert isinstance(record["value"], float) and record["n"] > 0
         if record["kind"] == "mt":
@@ -61,7 +62,13 @@ def test_scoreboard_schema_and_coverage(finished_run) -> None:
             for line in f.read_text().splitlines()]
     assert len(rows) == 3 * 6 and all(set(r["flags"]) == {"empty", "script_leak", "copy", "repetition",
                                                         "off_target"} for r in rows)
-    models = {(r["stage"], r["variant"]) for r in board}
+    contamination = {(r["stage"], r.get("language") or r.get("direction"), r["metric"]) for r in board
+                     if r["kind"] == "contamination"}
+    assert {("crawl", "srd_Latn", "overlap_rate"), ("finetune", "eng_Latn-srd_Latn", "source_overlap_rate"),
+            ("cpt", "eng_Latn-srd_Latn", "reference_overlap_rate")} <= contamination
+    floor = {(r["language"], r["metric"]) for r in board if r["stage"] == "floor"}
+    assert floor == {(c, m) for c in ("srd_Latn", "eng_Latn") for m in ("bits_per_byte", "bits_per_char")}
+    models = {(r["stage"], r["variant"]) for r in board if r["kind"] != "contamination" and r["stage"] != "floor"}
     assert models == {("base", None), ("tokenizer", None), ("cpt", None), ("finetune", "lora-r4"),
                       ("finetune", "rslora-r4"), ("finetune", "dora-r4")}
     for stage, variant in models:
@@ -150,7 +157,8 @@ def test_editing_one_stage_invalidates_it_and_later_steps_only(finished_run, tmp
     edited = load_recipe(write_recipe(path.parent / "edited.yaml", recipe))
     status = {step.id: state for step, state in plan(edited, RunStore(workspace, "tiny"))}
     assert status["crawl"] == status["tokenizer"] == status["score:tokenizer"] == status["score:base"] == "cached"
-    assert status["cpt"] == status["score:cpt"] == status["finetune"] == "run"
+    assert status["cpt"] == status["score:cpt"] == status["finetune"] == status["contamination:cpt"] == "run"
+    assert status["contamination:crawl"] == status["floor:crawl"] == "cached"
     assert status["score:finetune/dora-r4"] == "run"
 
     recipe = tiny_recipe()
@@ -167,8 +175,8 @@ def test_keys_depend_on_code_version(recipe_file: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(CPTStage, "version", "999")
     after = {s.id: s.key for s in build_steps(load_recipe(recipe_file))}
     assert [k for k in before if before[k] != after[k]] == [
-        "cpt", "score:cpt", "finetune", "score:finetune/lora-r4", "score:finetune/rslora-r4",
-        "score:finetune/dora-r4"]
+        "cpt", "contamination:cpt", "score:cpt", "finetune", "contamination:finetune", "score:finetune/lora-r4",
+        "score:finetune/rslora-r4", "score:finetune/dora-r4"]
 
 
 def _wait_for(path: Path, event: str, step: str, proc: subprocess.Popen, timeout: float = 240) -> None:

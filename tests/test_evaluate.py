@@ -27,7 +27,7 @@ from workbench.evaluate import (
     translation_prompt,
 )
 from workbench.evaluate.lm import encode_for_scoring
-from workbench.evaluate.scorer import split_exemplars
+from workbench.evaluate.scorer import rescore_directory, split_exemplars
 from workbench.recipe import EvalConfig, LMEvalConfig, MTEvalConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -254,12 +254,12 @@ def test_score_model_records_and_translations(lm, tmp_path):
     records = score_model(model, tokenizer, _eval_config(), stage="base", variant=None, out_dir=tmp_path,
                           progress=False)
     lm_keys = {"stage", "variant", "kind", "language", "metric", "value", "n", "prefix_policy"}
-    mt_keys = {"stage", "variant", "kind", "direction", "metric", "value", "n", "signature"}
+    mt_keys = {"stage", "variant", "kind", "direction", "metric", "value", "n", "signature", "prompt"}
     lm_records = [r for r in records if r["kind"] == "lm"]
     mt_records = [r for r in records if r["kind"] == "mt"]
     detector_records = [r for r in records if r["kind"] == "detector"]
-    assert len(lm_records) == 6 and len(mt_records) == 4
-    assert len(records) == 10 + len(detector_records)
+    assert len(lm_records) == 8 and len(mt_records) == 4  # spBLEU is skipped offline
+    assert len(records) == 12 + len(detector_records)
     # without lid_seed the off-target detector is off; the four others judge every sentence
     assert {r["metric"] for r in detector_records} == {"empty_rate", "script_leak_rate", "copy_rate",
                                                        "repetition_rate"}
@@ -269,8 +269,9 @@ def test_score_model_records_and_translations(lm, tmp_path):
     assert {(r["language"], r["metric"]) for r in lm_records} == {
         (code, metric)
         for code in ("eng_Latn", "srd_Latn")
-        for metric in ("bits_per_byte", "bits_per_char", "token_perplexity")
+        for metric in ("bits_per_byte", "bits_per_char", "token_perplexity", "surprisal_bits")
     }
+    assert all(r["prompt"] == "plain, 1-shot" for r in mt_records)  # stories260K has no chat template
     assert {(r["direction"], r["metric"]) for r in mt_records} == {
         (d, m) for d in ("eng_Latn-srd_Latn", "srd_Latn-eng_Latn") for m in ("chrf++", "bleu")
     }
@@ -282,12 +283,17 @@ def test_score_model_records_and_translations(lm, tmp_path):
     lines = (tmp_path / "translations.jsonl").read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 3 * 2
-    assert set(rows[0]) == {"direction", "index", "source", "reference", "hypothesis", "chrf", "flags"}
+    assert set(rows[0]) == {"direction", "index", "source", "reference", "hypothesis", "chrf", "flags", "prompt"}
     assert rows[0]["flags"]["off_target"] is None and rows[0]["flags"]["empty"] in (True, False)
     eng = read_lines(FLORES, "eng_Latn", "dev")
     forward = [r for r in rows if r["direction"] == "eng_Latn-srd_Latn"]
     assert [r["source"] for r in forward] == eng[:3] and [r["index"] for r in forward] == [0, 1, 2]
     assert all(r["source"] != eng[-1] for r in rows)  # the exemplar (last line) is never scored
+
+    # the per-sentence files give back exactly the same records
+    sentences = [json.loads(line) for line in (tmp_path / "lm_sentences.jsonl").read_text().splitlines()]
+    assert len(sentences) == 10 and {r["language"] for r in sentences} == {"eng_Latn", "srd_Latn"}
+    assert rescore_directory(_eval_config(), {"stage": "base", "variant": None}, tmp_path, None) == records
 
 
 def test_exemplars_are_disjoint_from_scored_sentences():

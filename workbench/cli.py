@@ -1,4 +1,4 @@
-"""``workbench`` command line: run, plan, scores, models, ui."""
+"""``workbench`` command line: run, plan, scores, eval, models, ui."""
 
 from __future__ import annotations
 
@@ -85,6 +85,60 @@ def scores(run_name: str, workspace: Path, fmt: str) -> None:
         click.echo(to_json(records))
     else:
         print_scoreboard(records, Console())
+
+
+def _codes(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@cli.command("eval")
+@click.option("--model", "source", required=True, help="Model source: hf:<repo>, a local directory, gguf:<file>, "
+              "smollm2-135m, gemma3-270m.")
+@click.option("--adapter", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="A peft adapter directory to apply (merged) on top of the model.")
+@click.option("--lm-sets", default=None, help="LM set: FLORES folder, parallel folder, .tsv, .jsonl or hf:id.")
+@click.option("--mt-sets", default=None, help="MT evaluation set (same kinds as --lm-sets).")
+@click.option("--languages", default=None, help="Comma-separated codes for LM scores, e.g. srd_Latn,eng_Latn.")
+@click.option("--directions", default=None, help="Comma-separated directions, e.g. eng_Latn-srd_Latn.")
+@click.option("--split", default="dev", show_default=True, help="Split of FLORES-layout and hub sets.")
+@click.option("--max-sentences", type=int, default=None, help="Sentences per language/direction (default 200/100).")
+@click.option("--shots", type=int, default=1, show_default=True, help="Few-shot exemplars (never scored).")
+@click.option("--prompt", type=click.Choice(["auto", "plain", "chat"]), default="auto", show_default=True)
+@click.option("--lid-seed", default=None, help="Folder of <code>.txt seed texts: enables the off-target detector.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Scoreboard records (JSON); per-sentence files go to <out stem>-sentences/.")
+@click.option("--device", default=None, help="cuda, mps or cpu (default: the best available).")
+@click.option("--progress/--no-progress", default=True)
+def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: str | None, languages: str | None,
+             directions: str | None, split: str, max_sentences: int | None, shots: int, prompt: str,
+             lid_seed: str | None, out: Path, device: str | None, progress: bool) -> None:
+    """Score any model (and adapter) on LM and MT sets, outside recipes, in the scoreboard schema."""
+    from rich.console import Console
+
+    from .evaluate.scorer import score_model
+    from .io import atomic_write_json
+    from .modeling import load_for_eval
+    from .models import pick_device, resolve_model
+    from .recipe import eval_config_from_options
+    from .scoreboard import print_scoreboard
+    from .stages.base import ModelRef
+
+    cfg = eval_config_from_options(lm_sets=lm_sets, mt_sets=mt_sets, languages=_codes(languages),
+                                   directions=_codes(directions), split=split, max_sentences=max_sentences,
+                                   shots=shots, prompt=prompt, lid_seed=lid_seed)
+    device = pick_device(device)
+    resolved = resolve_model(source)
+    model, tokenizer = load_for_eval(ModelRef(resolved.path, adapter), device=device)
+    sentences = out.parent / f"{out.stem}-sentences"
+    records = score_model(model, tokenizer, cfg, stage="eval", variant=adapter.name if adapter else None,
+                          out_dir=sentences, progress=progress)
+    for record in records:
+        record["model"] = source
+    atomic_write_json(out, records)
+    console = Console()
+    print_scoreboard(records, console)
+    console.print(f"{len(records)} records written to {out}; per-sentence results in {sentences}/",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @cli.command()

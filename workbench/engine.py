@@ -27,7 +27,10 @@ from .stages import STAGES
 from .stages.base import Artifact, Stage, StageContext
 from .store import RunStore
 
-SCORER_VERSION = "2"  # 2: failure detectors
+SCORER_VERSION = "3"  # 2: failure detectors; 3: per-sentence files, surprisal, spBLEU, chat prompts
+FLOOR_VERSION = "1"
+CONTAMINATION_VERSION = "1"
+SCORING_KINDS = ("score", "floor", "contamination")  # steps that write scores, not artifacts
 CHECKPOINT_DIR = "checkpoints"  # the only part of a partial directory kept across attempts
 TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "sacrebleu", "gradio",
                      "bitsandbytes", "resiliparse", "fastwarc", "workbench")
@@ -38,11 +41,11 @@ class Step:
     """One unit of work with an artifact key."""
 
     id: str
-    kind: str  # "base", a stage kind, or "score"
+    kind: str  # "base", a stage kind, or one of SCORING_KINDS
     key: str
     spec: StageSpec | None = None
     stage: Stage | None = None
-    model_step: str | None = None  # for score steps: the step whose model is scored
+    model_step: str | None = None  # for scoring steps: the step whose model (or data) is scored
     variant: str | None = None
 
 
@@ -63,14 +66,53 @@ def build_steps(recipe: Recipe) -> list[Step]:
         step = Step(spec.id, spec.kind, key, spec=spec, stage=stage)
         steps.append(step)
         upstream = [*upstream, key]
+        steps += _contamination_steps(recipe, step)
+        steps += _floor_steps(recipe, step)
         steps += _score_steps(recipe, step, stage.model_variants())
     return steps
+
+
+def _contamination_steps(recipe: Recipe, stage_step: Step) -> list[Step]:
+    """A contamination check after every stage that trains on data, if the recipe scores anything."""
+    cfg = recipe.eval.contamination
+    if cfg is None or (recipe.eval.lm is None and recipe.eval.mt is None) or not stage_step.stage.trains_on_data:
+        return []
+    key = stable_hash({"kind": "contamination", "version": CONTAMINATION_VERSION, "stage": stage_step.key,
+                       "sentences": _eval_selection(recipe), "config": cfg.model_dump(mode="json")})
+    return [Step(f"contamination:{stage_step.id}", "contamination", key, model_step=stage_step.id)]
+
+
+def _floor_steps(recipe: Recipe, stage_step: Step) -> list[Step]:
+    """The character n-gram floor, trained on a crawl stage's corpora, scored on the LM sets."""
+    lm = recipe.eval.lm
+    if lm is None or lm.floor is None or stage_step.kind != "crawl":
+        return []
+    key = stable_hash({"kind": "floor", "version": FLOOR_VERSION, "crawl": stage_step.key,
+                       "lm": lm.model_dump(mode="json"), "sets": _eval_fingerprints(recipe)})
+    return [Step(f"floor:{stage_step.id}", "floor", key, model_step=stage_step.id,
+                 variant=f"char-{lm.floor.order}gram")]
+
+
+def _eval_selection(recipe: Recipe) -> dict[str, Any]:
+    """What decides which evaluation sentences are scored (not how): the contamination check's input."""
+    lm, mt = recipe.eval.lm, recipe.eval.mt
+    return {
+        "lm": lm.model_dump(mode="json", include={"sets", "split", "languages", "max_sentences"}) if lm else None,
+        "mt": mt.model_dump(mode="json", include={"sets", "split", "exemplar_split", "directions", "max_sentences",
+                                                  "shots"}) if mt else None,
+        "sets": _eval_fingerprints(recipe),
+    }
+
+
+def _eval_key(recipe: Recipe) -> str:
+    return stable_hash({"eval": recipe.eval.model_dump(mode="json", exclude={"contamination"}),
+                        "sets": _eval_fingerprints(recipe)})
 
 
 def _score_steps(recipe: Recipe, model_step: Step, variants: list[str | None]) -> list[Step]:
     if recipe.eval.lm is None and recipe.eval.mt is None:
         return []
-    eval_key = stable_hash({"eval": recipe.eval.model_dump(mode="json"), "sets": _eval_fingerprints(recipe)})
+    eval_key = _eval_key(recipe)
     steps = []
     for variant in variants:
         step_id = f"score:{model_step.id}" + (f"/{variant}" if variant else "")
@@ -81,10 +123,10 @@ def _score_steps(recipe: Recipe, model_step: Step, variants: list[str | None]) -
 
 
 def _eval_fingerprints(recipe: Recipe) -> dict[str, str]:
-    sets = {cfg.sets for cfg in (recipe.eval.lm, recipe.eval.mt) if cfg is not None}
+    sets = {str(cfg.sets) for cfg in (recipe.eval.lm, recipe.eval.mt) if cfg is not None}
     if recipe.eval.mt is not None and recipe.eval.mt.lid_seed is not None:
-        sets.add(recipe.eval.mt.lid_seed)
-    return {str(path): tree_fingerprint(path) for path in sorted(sets)}
+        sets.add(str(recipe.eval.mt.lid_seed))
+    return {source: source if source.startswith("hf:") else tree_fingerprint(Path(source)) for source in sorted(sets)}
 
 
 def base_fingerprint(recipe: Recipe) -> str:
@@ -111,13 +153,13 @@ def base_fingerprint(recipe: Recipe) -> str:
 
 
 def step_dir(store: RunStore, step: Step) -> Path:
-    if step.kind == "score":
+    if step.kind in SCORING_KINDS:
         return store.score_dir(step.id.replace(":", "-").replace("/", "-"), step.key)
     return store.artifact_dir(step.id, step.key)
 
 
 def partial_dir(store: RunStore, step: Step) -> Path:
-    if step.kind == "score":
+    if step.kind in SCORING_KINDS:
         return store.partial_score_dir(step.id.replace(":", "-").replace("/", "-"), step.key)
     return store.partial_dir(step.id, step.key)
 
@@ -218,9 +260,13 @@ class _Runner:
         seed_everything(seed)
         if step.kind == "score":
             return self._score(step, partial)
+        if step.kind == "floor":
+            return self._floor(step, partial)
+        if step.kind == "contamination":
+            return self._contamination(step, partial)
         ctx = StageContext(
             recipe=self.recipe, step_id=step.id, key=step.key, out_dir=partial,
-            upstream=[self.artifacts[s] for s in self.artifacts if not s.startswith("score:")],
+            upstream=self._stage_artifacts(),
             device=self.device, dtype=self.recipe.base.dtype, seed=seed,
             log=lambda event, **f: self.store.log_event(event, step=step.id, **f), progress=self.progress,
         )
@@ -239,6 +285,44 @@ class _Runner:
                               out_dir=partial, progress=self.progress)
         atomic_write_json(partial / "scores.json", records)
         return {"models": [], "scores": "scores.json", "stage": stage, "variant": step.variant}
+
+    def _stage_artifacts(self) -> list[Artifact]:
+        return [a for a in self.artifacts.values() if a.kind not in SCORING_KINDS]
+
+    def _floor(self, step: Step, partial: Path) -> dict[str, Any]:
+        from .evaluate.floor import train_floor_models
+        from .evaluate.scorer import LM_FILE, floor_sentence_rows, records_from_sentences
+        from .io import atomic_write_json, write_jsonl
+
+        crawl = self.artifacts[step.model_step]
+        lm = self.recipe.eval.lm
+        models, sizes = train_floor_models(crawl, lm.languages, lm.floor, partial / "models", progress=self.progress)
+        missing = [code for code in lm.languages if code not in models]
+        if missing:
+            self.store.log_event("floor_without_corpus", step=step.id, languages=missing)
+        rows = floor_sentence_rows(models, lm)
+        write_jsonl(partial / LM_FILE, rows)
+        records = records_from_sentences(self.recipe.eval, {"stage": "floor", "variant": step.variant}, rows, [],
+                                         floor=True)
+        atomic_write_json(partial / "scores.json", records)
+        return {"models": [], "scores": "scores.json", "stage": "floor", "variant": step.variant,
+                "training_chars": sizes, "no_corpus": missing}
+
+    def _contamination(self, step: Step, partial: Path) -> dict[str, Any]:
+        from .evaluate.contamination import check_contamination
+        from .io import atomic_write_json
+
+        artifact = self.artifacts[step.model_step]
+        files = artifact_stage(self.recipe, step.model_step).training_data(artifact, self._stage_artifacts())
+        cfg = self.recipe.eval.contamination
+        report, records = check_contamination(self.recipe.eval, files, cfg, stage=step.model_step,
+                                              progress=self.progress)
+        atomic_write_json(partial / "contamination.json", report)
+        atomic_write_json(partial / "scores.json", records)
+        flagged = sum(s["flagged"] for s in report["sets"].values())
+        self.echo(f"[{step.id}] {flagged} evaluation sentence(s) found in {len(files)} training file(s)")
+        return {"models": [], "scores": "scores.json", "report": "contamination.json", "stage": step.model_step,
+                "flagged": flagged}
 
     def _base_artifact(self, step: Step) -> Artifact:
         from .models import resolve_model
@@ -272,11 +356,27 @@ class _Runner:
                            "seconds": seconds, "path": str(path) if path else None})
 
     def _scoreboard(self, steps: list[Step]) -> list[dict[str, Any]]:
+        """Every scoring step's records; with ``contamination.exclude`` the model scores are recomputed
+        from their per-sentence files without every evaluation sentence any training corpus contained."""
+        from .evaluate.contamination import flagged_sentences
+        from .evaluate.scorer import rescore_directory
+
+        cfg = self.recipe.eval.contamination
+        exclusion = None
+        if cfg is not None and cfg.exclude:
+            reports = [self.artifacts[s.id].path / "contamination.json" for s in steps if s.kind == "contamination"]
+            exclusion = flagged_sentences(reports)
         board: list[dict[str, Any]] = []
         for step in steps:
-            if step.kind == "score":
-                path = self.artifacts[step.id].path / "scores.json"
-                board.extend(json.loads(path.read_text(encoding="utf-8")))
+            if step.kind not in SCORING_KINDS:
+                continue
+            path = self.artifacts[step.id].path
+            if exclusion is not None and step.kind != "contamination":
+                record = self.artifacts[step.id].record
+                head = {"stage": record["stage"], "variant": record["variant"]}
+                board.extend(rescore_directory(self.recipe.eval, head, path, exclusion, floor=step.kind == "floor"))
+            else:
+                board.extend(json.loads((path / "scores.json").read_text(encoding="utf-8")))
         return board
 
     def _write_manifest(self, steps: list[Step], status: str) -> None:
@@ -301,6 +401,12 @@ class _Runner:
             "started": self.started,
             "updated": time.time(),
         })
+
+
+def artifact_stage(recipe: Recipe, step_id: str) -> Stage:
+    """The stage object of a recipe stage id."""
+    spec = next(spec for spec in recipe.stages if spec.id == step_id)
+    return STAGES[spec.kind](spec.config)
 
 
 def resolved_recipe(recipe: Recipe) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -56,10 +57,21 @@ def _glob_pattern(value: str, info: ValidationInfo) -> str:
     return str(Path(pattern).resolve()) if not glob.has_magic(pattern) else pattern
 
 
+def _eval_source(value: str, info: ValidationInfo) -> str:
+    """``hf:<dataset>[@revision]`` as given, else an existing file or folder made absolute."""
+    if value.startswith("hf:"):
+        if not re.fullmatch(r"hf:[\w.-]+(/[\w.-]+)?(@[\w./-]+)?", value):
+            raise ValueError(f"'{value}' is not a hub dataset id like hf:openlanguagedata/flores_plus[@revision]")
+        return value
+    return str(_existing_path(Path(value), info))
+
+
 LanguageCode = Annotated[str, AfterValidator(_language)]
 Direction = Annotated[str, AfterValidator(_direction)]
 ExistingPath = Annotated[Path, AfterValidator(_existing_path)]
 InputGlob = Annotated[str, AfterValidator(_glob_pattern)]
+EvalSource = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, Path) else v),
+                       AfterValidator(_eval_source)]
 
 
 class StrictModel(BaseModel):
@@ -103,33 +115,61 @@ class LanguagesConfig(StrictModel):
         return [self.target, *[code for code in self.replay if code != self.target]]
 
 
-class LMEvalConfig(StrictModel):
-    """Bits per byte per language on held-out text (FLORES layout: ``<dir>/<code>.<split>``)."""
+EVAL_SOURCE_HELP = ("FLORES-layout folder (<code>.<split>), folder of line-aligned <code>.txt, .tsv with a header of "
+                    "codes, .jsonl with a key per code, or hf:<dataset id>")
 
-    sets: ExistingPath
+
+class FloorConfig(StrictModel):
+    """The character n-gram floor, trained on each language's training corpus (the crawl output)."""
+
+    order: int = Field(3, ge=1, le=8, description="characters of context + 1 (3: a character trigram)")
+    max_chars: int = Field(20_000_000, ge=1, description="training characters per language (the first ones)")
+
+
+class LMEvalConfig(StrictModel):
+    """Bits per byte / per character per language, parallel-sentence surprisal, and the n-gram floor."""
+
+    sets: EvalSource = Field(description=EVAL_SOURCE_HELP)
     split: str = "dev"
     languages: list[LanguageCode] = Field(min_length=1)
     max_sentences: int = Field(200, gt=0)
     batch_size: int = Field(16, gt=0)
+    max_length: int | None = Field(None, ge=2, description="window in tokens (default: the model's positions)")
+    stride: int | None = Field(None, ge=1, description="window step for long texts (default: max_length // 2)")
+    surprisal: bool = Field(True, description="surprisal of each sentence's second half given its first half")
+    floor: FloorConfig | None = Field(FloorConfig(), description="character n-gram baseline (null: none)")
 
 
 class MTEvalConfig(StrictModel):
-    """chrF++ and BLEU per direction on a FLORES-layout directory."""
+    """chrF++, BLEU and spBLEU per direction, and failure-detector rates."""
 
-    sets: ExistingPath
+    sets: EvalSource = Field(description=EVAL_SOURCE_HELP)
     split: str = "dev"
+    exemplar_split: str = Field("dev", description="few-shot exemplars come from this split, never from scored lines")
     directions: list[Direction] = Field(min_length=1)
     max_sentences: int = Field(100, gt=0)
     shots: int = Field(1, ge=0, description="few-shot exemplars, taken from sentences never scored")
+    prompt: Literal["auto", "plain", "chat"] = Field(
+        "auto", description="auto: the chat template if the tokenizer has one (instruct models), else plain")
     max_new_tokens: int = Field(96, gt=0)
     batch_size: int = Field(8, gt=0)
+    spbleu: bool = Field(True, description="spBLEU (flores200 SentencePiece) when its model file can be had")
     lid_seed: ExistingPath | None = Field(
         None, description="folder of <code>.txt seed texts: enables the off-target language detector")
+
+
+class ContaminationConfig(StrictModel):
+    """Word n-gram overlap between every training corpus of the run and the evaluation sentences."""
+
+    n: int = Field(13, ge=1, description="n-gram length in words (shorter sentences count as one n-gram)")
+    min_words: int = Field(4, ge=1, description="eval sentences with fewer words are not checked")
+    exclude: bool = Field(False, description="score every model without the eval sentences found in training data")
 
 
 class EvalConfig(StrictModel):
     lm: LMEvalConfig | None = None
     mt: MTEvalConfig | None = None
+    contamination: ContaminationConfig | None = Field(ContaminationConfig(), description="null: no check")
 
 
 class TrainingConfig(StrictModel):
@@ -316,3 +356,31 @@ def _message(error: dict[str, Any]) -> str:
         message += f" (got {error['input']!r})"
     return message
 
+
+
+def eval_config_from_options(*, lm_sets: str | None, mt_sets: str | None, languages: list[str],
+                             directions: list[str], split: str, max_sentences: int | None, shots: int,
+                             prompt: str, lid_seed: str | None) -> EvalConfig:
+    """An :class:`EvalConfig` from ``workbench eval`` options; problems raise one :class:`RecipeError`
+    naming the option."""
+    if not lm_sets and not mt_sets:
+        raise RecipeError("workbench eval: give --lm-sets (with --languages) and/or --mt-sets (with --directions)")
+    raw: dict[str, Any] = {"contamination": None}
+    if lm_sets:
+        raw["lm"] = {"sets": lm_sets, "languages": languages, "split": split, "floor": None,
+                     **({"max_sentences": max_sentences} if max_sentences else {})}
+    if mt_sets:
+        raw["mt"] = {"sets": mt_sets, "directions": directions, "split": split, "shots": shots, "prompt": prompt,
+                     "lid_seed": lid_seed, **({"max_sentences": max_sentences} if max_sentences else {})}
+    options = {"lm.sets": "--lm-sets", "lm.languages": "--languages", "mt.sets": "--mt-sets",
+               "mt.directions": "--directions", "mt.lid_seed": "--lid-seed", "mt.shots": "--shots",
+               "lm.max_sentences": "--max-sentences", "mt.max_sentences": "--max-sentences"}
+    try:
+        return EvalConfig.model_validate(raw, context={"base_dir": Path.cwd()})
+    except ValidationError as err:
+        lines = []
+        for line in _error_lines(err, prefix=""):
+            where, _, message = line.partition(": ")
+            key = re.sub(r"\[\d+\]$", "", where)
+            lines.append(f"{options.get(key, where)}: {message}")
+        raise RecipeError("workbench eval: " + "; ".join(lines)) from None

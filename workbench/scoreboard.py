@@ -27,18 +27,22 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 BASE_STAGE = "base"
-LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_char", "token_perplexity", "empty_rate", "script_leak_rate",
-                             "copy_rate", "repetition_rate", "off_target_rate"})
-HIGHER_IS_BETTER = frozenset({"chrf++", "bleu"})
-EXTRA_FIELDS = ("signature", "prefix_policy")
-METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "chrf++": 2, "bleu": 2,
-                 **{f"{d}_rate": 3 for d in ("empty", "script_leak", "copy", "repetition", "off_target")}}
+LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_char", "token_perplexity", "surprisal_bits", "empty_rate",
+                             "script_leak_rate", "copy_rate", "repetition_rate", "off_target_rate"})
+HIGHER_IS_BETTER = frozenset({"chrf++", "bleu", "spbleu"})
+EXTRA_FIELDS = ("signature", "prefix_policy", "prompt", "excluded", "flagged", "ngram")
+METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "surprisal_bits": 2, "chrf++": 2,
+                 "bleu": 2, "spbleu": 2,
+                 **{f"{d}_rate": 3 for d in ("empty", "script_leak", "copy", "repetition", "off_target")},
+                 **{f"{d}overlap_rate": 3 for d in ("", "source_", "reference_")}}
 METRIC_LABELS = {
     "bits_per_byte": "bits per byte",
     "bits_per_char": "bits per character",
     "token_perplexity": "token perplexity",
+    "surprisal_bits": "second-half surprisal (bits)",
     "chrf++": "chrF++",
     "bleu": "BLEU",
+    "spbleu": "spBLEU",
 }
 
 Record = Mapping[str, Any]
@@ -197,6 +201,11 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     caption = "value (Δ vs base); green = better than base, red = worse"
     if any(r.get("metric") == "token_perplexity" for r in records):
         caption += "\ntoken_perplexity depends on the tokenizer: compare stages by bits_per_byte"
+    if any(r.get("stage") == "floor" for r in records):
+        caption += "\nfloor: a character n-gram trained on the crawl corpus; a model above it is worse than it"
+    excluded = max((r.get("excluded") or 0 for r in records), default=0)
+    if excluded:
+        caption += f"\nscored without the evaluation sentences found in training data (up to {excluded} per column)"
     table = Table(title=title, caption=caption)
     table.add_column("stage", style="bold")
     table.add_column("variant")
@@ -223,7 +232,8 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     return table
 
 
-KIND_TITLES = {"lm": "Language modelling (held-out text)", "mt": "Translation", "detector": "Failure detectors"}
+KIND_TITLES = {"lm": "Language modelling (held-out text)", "mt": "Translation", "detector": "Failure detectors",
+               "contamination": "Contamination: share of evaluation sentences found in training data"}
 
 
 def print_scoreboard(records: Iterable[Record], console: Console | None = None) -> None:

@@ -211,3 +211,37 @@ class ContaminationIndex:
         return {"n": self.n, "min_words": self.min_words, "words_scanned": self.words_scanned,
                 "texts_scanned": self.texts_scanned, "bad_lines": self.bad_lines, "sets": sets}
 
+
+
+# ---- the check of a run's training data
+
+
+def check_contamination(eval_cfg: Any, files: list[Path], cfg: Any, *, stage: str,
+                        progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scan a stage's training ``files`` for the sentences the scorer scores; returns the report
+    (:meth:`ContaminationIndex.report` plus the files) and scoreboard records of kind ``contamination``:
+    ``overlap_rate`` per LM language, ``source_overlap_rate`` / ``reference_overlap_rate`` per direction."""
+    from .scorer import eval_sentence_sets
+
+    index = ContaminationIndex(eval_sentence_sets(eval_cfg), cfg.n, min_words=cfg.min_words)
+    index.scan_files([p for p in files if Path(p).is_file()], progress=progress)
+    report = {**index.report(), "stage": stage, "files": [str(p) for p in files]}
+    records = []
+    for name, entry in report["sets"].items():
+        kind, *rest = name.split(":")
+        column = {"language": rest[0]} if kind == "lm" else {"direction": rest[0]}
+        metric = "overlap_rate" if kind == "lm" else f"{rest[1]}_overlap_rate"
+        records.append({"stage": stage, "variant": None, "kind": "contamination", **column, "metric": metric,
+                        "value": float(entry["rate"]), "n": entry["checked"], "flagged": entry["flagged"],
+                        "ngram": cfg.n})
+    return report, records
+
+
+def flagged_sentences(report_paths: Iterable[Path]) -> dict[str, set[int]]:
+    """The union of flagged sentence indices per eval set over contamination reports (JSON files)."""
+    out: dict[str, set[int]] = {}
+    for path in report_paths:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        for name, entry in report["sets"].items():
+            out.setdefault(name, set()).update(entry["indices"])
+    return out

@@ -119,7 +119,7 @@ def row_bits(model, batch: list[ScoredIds], pad_id: int) -> list[float]:
     return bits
 
 
-def score_texts(
+def score_each(
     model,
     tokenizer,
     texts: Sequence[str],
@@ -128,8 +128,9 @@ def score_texts(
     max_length: int | None = None,
     stride: int | None = None,
     progress: bool = False,
-) -> LMScore:
-    """Score each text independently after a prefix token (see the module docstring).
+) -> list[LMScore]:
+    """One :class:`LMScore` per text, each text scored on its own after a prefix token (see the module
+    docstring), all windows of all texts batched together, longest first.
 
     Texts longer than ``max_length`` tokens (default: the model's maximum positions) are scored with
     sliding windows moved by ``stride`` (default ``max_length // 2``): every token is scored once, with
@@ -140,24 +141,49 @@ def score_texts(
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     stride = min(stride or max(1, max_length // 2), max_length - 1)
     sequences, policy = encode_for_scoring(tokenizer, texts)
-    chunks = [c for seq in sequences for c in _windows(seq, max_length, stride)]
-    chunks.sort(key=lambda c: len(c.ids), reverse=True)
+    chunks = [(i, c) for i, seq in enumerate(sequences) for c in _windows(seq, max_length, stride)]
+    chunks.sort(key=lambda item: len(item[1].ids), reverse=True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches = [chunks[i : i + batch_size] for i in range(0, len(chunks), batch_size)]
-    bits = 0.0
+    bits, tokens = [0.0] * len(texts), [0] * len(texts)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress, leave=False):
-                bits += sum(row_bits(model, batch, pad_id))
+                values = row_bits(model, [c for _, c in batch], pad_id)
+                for (index, chunk), value in zip(batch, values, strict=True):
+                    bits[index] += value
+                    tokens[index] += chunk.n_scored
     finally:
         model.train(was_training)
+    return [
+        LMScore(bits=bits[i], bytes=len(text.encode("utf-8")), chars=len(text), tokens=tokens[i], n=1,
+                prefix_policy=policy)
+        for i, text in enumerate(texts)
+    ]
+
+
+def total(scores: Sequence[LMScore], prefix_policy: str) -> LMScore:
+    """The sums of per-text scores (an empty list gives zeros: NaN rates)."""
     return LMScore(
-        bits=bits,
-        bytes=sum(len(t.encode("utf-8")) for t in texts),
-        chars=sum(len(t) for t in texts),
-        tokens=sum(c.n_scored for c in chunks),
-        n=len(texts),
-        prefix_policy=policy,
+        bits=math.fsum(s.bits for s in scores), bytes=sum(s.bytes for s in scores),
+        chars=sum(s.chars for s in scores), tokens=sum(s.tokens for s in scores),
+        n=sum(s.n for s in scores), prefix_policy=prefix_policy,
     )
+
+
+def score_texts(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    stride: int | None = None,
+    progress: bool = False,
+) -> LMScore:
+    """The summed :func:`score_each` of ``texts``: bits per byte of the set is Σ bits / Σ bytes."""
+    each = score_each(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, stride=stride,
+                      progress=progress)
+    return total(each, prefix_policy(tokenizer)[0])

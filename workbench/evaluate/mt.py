@@ -9,7 +9,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from .prompts import clean_hypothesis, translation_prompt
+from .prompts import clean_hypothesis, encode_prompt, prompt_style, render_prompt
 
 
 class NewlineStop(StoppingCriteria):
@@ -100,17 +100,21 @@ def translate(
     exemplars: Sequence[tuple[str, str]] = (),
     batch_size: int = 8,
     max_new_tokens: int = 96,
+    prompt: str = "auto",
     progress: bool = False,
 ) -> list[str]:
     """Greedy few-shot translations of ``sources`` (``src`` -> ``tgt``), one line each, in input order.
 
-    Prompts are left-padded and batched by length; a sequence stops at its first newline or EOS.
-    A prompt that would not fit the model's positions with ``max_new_tokens`` is cut from the left.
+    ``prompt``: ``auto`` (the chat template of an instruct model's tokenizer, else plain), ``plain`` or
+    ``chat`` (see :mod:`workbench.evaluate.prompts`). Prompts are left-padded and batched by length; a
+    sequence stops at its first newline or EOS. A prompt that would not fit the model's positions with
+    ``max_new_tokens`` is cut from the left.
     """
     if not sources:
         return []
-    prompts = [translation_prompt(s, src, tgt, exemplars) for s in sources]
-    encoded = tokenizer(prompts, split_special_tokens=True, verbose=False)["input_ids"]
+    style = prompt_style(tokenizer, prompt)
+    encoded = [encode_prompt(tokenizer, style, render_prompt(tokenizer, style, s, src, tgt, exemplars))
+               for s in sources]
     limit = _prompt_limit(model, max_new_tokens)
     if limit is not None:
         encoded = [_fit(list(ids), limit, tokenizer.bos_token_id) for ids in encoded]
@@ -135,18 +139,50 @@ def translate(
 _CHRF = CHRF(word_order=2)
 
 
-def mt_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, tuple[float, str]]:
-    """Corpus BLEU and chrF++ with their sacrebleu signatures: ``{"bleu": (score, sig), "chrf++": ...}``."""
+SPBLEU_TOKENIZE = "flores200"
+_spbleu_state: dict[str, str | None] = {}
+
+
+def spbleu_unavailable() -> str | None:
+    """Why spBLEU cannot be computed here (``None``: it can). Checked once per process.
+
+    spBLEU needs the ``sentencepiece`` package and sacrebleu's flores200 SentencePiece model, which sacrebleu
+    keeps in ``$SACREBLEU/models`` (default ``~/.sacrebleu/models``) and downloads on first use; offline
+    without that file, spBLEU is skipped (and the reason is said once), never a crash.
+    """
+    if "reason" not in _spbleu_state:
+        try:
+            BLEU(tokenize=SPBLEU_TOKENIZE)  # loads (or downloads) the SentencePiece model
+            _spbleu_state["reason"] = None
+        except ImportError:
+            _spbleu_state["reason"] = "the sentencepiece package is not installed (pip install sentencepiece)"
+        except Exception as err:  # no network and no local model file
+            from sacrebleu.utils import SACREBLEU_DIR
+
+            _spbleu_state["reason"] = (
+                f"sacrebleu's flores200 SentencePiece model is not in {SACREBLEU_DIR}/models and could not be "
+                f"downloaded ({type(err).__name__}); put the file 'flores200sacrebleuspm' there to enable spBLEU")
+        if _spbleu_state["reason"]:
+            import logging
+
+            logging.getLogger("workbench").warning("spBLEU skipped: %s", _spbleu_state["reason"])
+    return _spbleu_state["reason"]
+
+
+def mt_metrics(hypotheses: Sequence[str], references: Sequence[str], *,
+               spbleu: bool = False) -> dict[str, tuple[float, str]]:
+    """Corpus BLEU and chrF++ (and spBLEU when asked for and available) with their sacrebleu signatures:
+    ``{"bleu": (score, signature), "chrf++": ..., "spbleu": ...}``."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     if not hypotheses:
         raise ValueError("no sentences to score")
     hyps, refs = list(hypotheses), [list(references)]
-    bleu, chrf = BLEU(), CHRF(word_order=2)
-    return {
-        "bleu": (bleu.corpus_score(hyps, refs).score, str(bleu.get_signature())),
-        "chrf++": (chrf.corpus_score(hyps, refs).score, str(chrf.get_signature())),
-    }
+    metrics = {"bleu": BLEU(), "chrf++": CHRF(word_order=2)}
+    if spbleu and spbleu_unavailable() is None:
+        metrics["spbleu"] = BLEU(tokenize=SPBLEU_TOKENIZE)
+    return {name: (metric.corpus_score(hyps, refs).score, str(metric.get_signature()))
+            for name, metric in metrics.items()}
 
 
 def sentence_chrf(hypothesis: str, reference: str) -> float:

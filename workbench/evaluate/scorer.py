@@ -1,22 +1,95 @@
-"""Score a loaded model as a recipe's ``eval:`` section asks: scoreboard records + translations.jsonl."""
+"""Score a loaded model as a recipe's ``eval:`` section asks, one sentence at a time on disk.
+
+Scoring happens in two parts, so that a score can be recomputed on a subset (e.g. without the
+evaluation sentences found in training data) without running any model again:
+
+1. :func:`score_model` runs the model and writes the per-sentence results into the step directory:
+   ``lm_sentences.jsonl`` (bits, bytes, characters and tokens of every LM sentence, and the bits of
+   its second half given its first half) and ``translations.jsonl`` (source, reference, hypothesis,
+   sentence chrF++ and detector flags of every MT sentence);
+2. :func:`records_from_sentences` turns those rows into scoreboard records, leaving out any
+   excluded sentence indices (``excluded`` then says how many).
+
+Which sentences are scored (:func:`lm_texts`, :func:`mt_split`) is defined here once; the
+contamination check (:func:`eval_sentence_sets`) indexes exactly those.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import write_jsonl
+from ..io import read_jsonl, write_jsonl
 from ..languages import check_direction
 from ..recipe import EvalConfig, LMEvalConfig, MTEvalConfig
-from .datasets import read_lines, read_parallel
-from .detectors import detector_records, flags, load_identifier
-from .lm import score_texts
-from .mt import mt_metrics, sentence_chrf, translate
+from .datasets import has_splits, load_pairs, load_texts
 
 LM_METRICS = ("bits_per_byte", "bits_per_char", "token_perplexity")
-MT_METRICS = ("chrf++", "bleu")
+FLOOR_METRICS = ("bits_per_byte", "bits_per_char")
+MT_METRICS = ("chrf++", "bleu", "spbleu")
+LM_FILE = "lm_sentences.jsonl"
 TRANSLATIONS_FILE = "translations.jsonl"
+
+Exclusion = Mapping[str, set[int]]  # set name (see eval_sentence_sets) -> sentence indices to leave out
+
+
+# -- which sentences are scored --------------------------------------------------------------------------
+
+
+def lm_texts(cfg: LMEvalConfig, code: str) -> list[str]:
+    """The LM sentences of one language: the first ``max_sentences`` of the set."""
+    return load_texts(cfg.sets, code, cfg.split)[: cfg.max_sentences]
+
+
+def split_exemplars(pairs: list[tuple[str, str]], max_sentences: int, shots: int, where: str):
+    """Scored pairs (the first ``max_sentences``) and exemplars (the last ``shots``), never overlapping."""
+    scored = pairs[:max_sentences]
+    if len(scored) + shots > len(pairs):
+        raise DataError(
+            f"{where}: {len(pairs)} sentences cannot give {len(scored)} scored sentences plus {shots} "
+            f"exemplars that are never scored; set eval.mt.max_sentences to at most {len(pairs) - shots}"
+        )
+    return scored, pairs[len(pairs) - shots:] if shots else []
+
+
+def mt_split(cfg: MTEvalConfig, direction: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(scored pairs, exemplars)`` of a direction.
+
+    Exemplars come from ``exemplar_split`` (default ``dev``). When that is the scored split, or the set has
+    no splits (parallel folder, TSV, JSONL), they are its last ``shots`` pairs and the scored pairs are
+    the first ``max_sentences``: the two never overlap (a :class:`DataError` says how to fix a set too
+    small for both).
+    """
+    src, tgt = check_direction(direction)
+    pairs = load_pairs(cfg.sets, src, tgt, cfg.split)
+    where = f"{cfg.sets} ({direction}, split '{cfg.split}')"
+    if not has_splits(cfg.sets) or cfg.exemplar_split == cfg.split:
+        return split_exemplars(pairs, cfg.max_sentences, cfg.shots, where)
+    exemplars = load_pairs(cfg.sets, src, tgt, cfg.exemplar_split)[: cfg.shots] if cfg.shots else []
+    return pairs[: cfg.max_sentences], exemplars
+
+
+def eval_sentence_sets(eval_cfg: EvalConfig) -> dict[str, list[str]]:
+    """Every scored sentence, by set name: ``lm:<code>``, ``mt:<direction>:source``, ``mt:<direction>:reference``.
+
+    Index ``i`` of a set is row ``i`` of the scorer's per-sentence files, so flagged indices exclude exactly
+    the sentences they name.
+    """
+    sets: dict[str, list[str]] = {}
+    if eval_cfg.lm is not None:
+        for code in eval_cfg.lm.languages:
+            sets[f"lm:{code}"] = lm_texts(eval_cfg.lm, code)
+    if eval_cfg.mt is not None:
+        for direction in eval_cfg.mt.directions:
+            scored, _ = mt_split(eval_cfg.mt, direction)
+            sets[f"mt:{direction}:source"] = [s for s, _ in scored]
+            sets[f"mt:{direction}:reference"] = [t for _, t in scored]
+    return sets
+
+
+# -- running a model ---------------------------------------------------------------------------------------
 
 
 def score_model(
@@ -29,78 +102,174 @@ def score_model(
     out_dir: Path,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Evaluate ``model`` (already loaded, on its device) and return scoreboard records.
-
-    Records: ``stage, variant, kind ("lm"|"mt"), language|direction, metric, value, n`` plus
-    ``prefix_policy`` (LM) or ``signature`` (MT). MT also writes ``out_dir/translations.jsonl``.
-    """
-    head = {"stage": stage, "variant": variant}
-    records: list[dict[str, Any]] = []
+    """Evaluate ``model`` (already loaded, on its device): write the per-sentence files into ``out_dir``
+    and return the scoreboard records (see :func:`records_from_sentences`)."""
+    out_dir = Path(out_dir)
+    lm_rows = lm_sentence_rows(model, tokenizer, eval_cfg.lm, progress) if eval_cfg.lm is not None else []
+    translations = translation_rows(model, tokenizer, eval_cfg.mt, progress) if eval_cfg.mt is not None else []
     if eval_cfg.lm is not None:
-        records += score_lm(model, tokenizer, eval_cfg.lm, head, progress)
+        write_jsonl(out_dir / LM_FILE, lm_rows)
     if eval_cfg.mt is not None:
-        mt_records, translations = score_mt(model, tokenizer, eval_cfg.mt, head, progress)
-        records += mt_records
-        write_jsonl(Path(out_dir) / TRANSLATIONS_FILE, translations)
-    return records
+        write_jsonl(out_dir / TRANSLATIONS_FILE, translations)
+    return records_from_sentences(eval_cfg, {"stage": stage, "variant": variant}, lm_rows, translations)
 
 
-def score_lm(model, tokenizer, cfg: LMEvalConfig, head: dict, progress: bool) -> list[dict[str, Any]]:
-    """Bits per byte, bits per char and token perplexity on the first ``max_sentences`` lines."""
-    records = []
+def lm_sentence_rows(model, tokenizer, cfg: LMEvalConfig, progress: bool) -> list[dict[str, Any]]:
+    """Per sentence: bits, bytes, chars, tokens (and the surprisal of its second half, if asked for)."""
+    from .lm import score_each
+    from .surprisal import parallel_surprisal
+
+    rows = []
     for code in cfg.languages:
-        texts = read_lines(cfg.sets, code, cfg.split)[: cfg.max_sentences]
-        score = score_texts(model, tokenizer, texts, batch_size=cfg.batch_size, progress=progress)
-        for metric in LM_METRICS:
-            records.append({**head, "kind": "lm", "language": code, "metric": metric,
-                            "value": float(getattr(score, metric)), "n": score.n,
-                            "prefix_policy": score.prefix_policy})
-    return records
+        texts = lm_texts(cfg, code)
+        each = score_each(model, tokenizer, texts, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                          stride=cfg.stride, progress=progress)
+        halves = (parallel_surprisal(model, tokenizer, [t for t in texts if t.strip()], batch_size=cfg.batch_size)
+                  if cfg.surprisal else None)
+        surprisal = iter(zip(halves.sentence_bits, halves.sentence_bytes, strict=True)) if halves else None
+        for index, (text, score) in enumerate(zip(texts, each, strict=True)):
+            row = {"language": code, "index": index, "bits": score.bits, "bytes": score.bytes,
+                   "chars": score.chars, "tokens": score.tokens, "prefix_policy": score.prefix_policy}
+            if surprisal is not None and text.strip():
+                row["surprisal_bits"], row["surprisal_bytes"] = next(surprisal)
+            rows.append(row)
+    return rows
 
 
-def split_exemplars(pairs: list[tuple[str, str]], max_sentences: int, shots: int, where: str):
-    """Scored pairs (the first ``max_sentences``) and exemplars (the last ``shots``), never overlapping."""
-    scored = pairs[:max_sentences]
-    if len(scored) + shots > len(pairs):
-        raise DataError(
-            f"{where}: {len(pairs)} sentences cannot give {len(scored)} scored sentences plus {shots} "
-            f"exemplars that are never scored; set eval.mt.max_sentences to at most {len(pairs) - shots}"
-        )
-    return scored, pairs[len(pairs) - shots:]
+def floor_sentence_rows(floor_models: Mapping[str, Any], cfg: LMEvalConfig) -> list[dict[str, Any]]:
+    """The rows of :func:`lm_sentence_rows` for character n-gram models (one per language)."""
+    rows = []
+    for code in cfg.languages:
+        model = floor_models.get(code)
+        if model is None:
+            continue
+        for index, text in enumerate(lm_texts(cfg, code)):
+            score = model.score([text])
+            rows.append({"language": code, "index": index, "bits": score.bits, "bytes": score.bytes,
+                         "chars": score.chars, "tokens": score.tokens, "prefix_policy": score.prefix_policy})
+    return rows
 
 
-def score_mt(
-    model, tokenizer, cfg: MTEvalConfig, head: dict, progress: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """chrF++ and BLEU per direction, and one translation record per scored sentence."""
-    records, translations = [], []
+def translation_rows(model, tokenizer, cfg: MTEvalConfig, progress: bool) -> list[dict[str, Any]]:
+    """One row per scored sentence and direction: source, reference, hypothesis, sentence chrF++, flags."""
+    from .detectors import flags, load_identifier
+    from .mt import sentence_chrf, translate
+    from .prompts import prompt_style
+
     identifier = load_identifier(cfg.lid_seed) if cfg.lid_seed is not None else None
+    style = prompt_style(tokenizer, cfg.prompt)
+    rows = []
     for direction in cfg.directions:
         src, tgt = check_direction(direction)
-        pairs = read_parallel(cfg.sets, src, tgt, cfg.split)
-        where = f"{cfg.sets}/{{{src},{tgt}}}.{cfg.split}"
-        scored, exemplars = split_exemplars(pairs, cfg.max_sentences, cfg.shots, where)
-        sources, references = [s for s, _ in scored], [t for _, t in scored]
-        hypotheses = translate(model, tokenizer, sources, src, tgt, exemplars=exemplars,
-                               batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                               progress=progress)
-        metrics = mt_metrics(hypotheses, references)
+        scored, exemplars = mt_split(cfg, direction)
+        sources = [s for s, _ in scored]
+        hypotheses = translate(model, tokenizer, sources, src, tgt, exemplars=exemplars, batch_size=cfg.batch_size,
+                               max_new_tokens=cfg.max_new_tokens, prompt=style, progress=progress)
+        for index, ((source, reference), hypothesis) in enumerate(zip(scored, hypotheses, strict=True)):
+            rows.append({
+                "direction": direction, "index": index, "source": source, "reference": reference,
+                "hypothesis": hypothesis, "chrf": sentence_chrf(hypothesis, reference),
+                "flags": flags(source, hypothesis, src, tgt, identifier),
+                "prompt": f"{style}, {len(exemplars)}-shot",
+            })
+    return rows
+
+
+# -- records -----------------------------------------------------------------------------------------------
+
+
+def lm_excluded(eval_cfg: EvalConfig, exclusion: Exclusion | None) -> set[int]:
+    """LM indices to leave out in *every* language: on a multi-way parallel set (the same number of
+    sentences per language) a sentence found in training data in one language is excluded in all, so the
+    languages keep comparable content."""
+    if not exclusion or eval_cfg.lm is None:
+        return set()
+    return set().union(*(exclusion.get(f"lm:{code}", set()) for code in eval_cfg.lm.languages))
+
+
+def records_from_sentences(
+    eval_cfg: EvalConfig,
+    head: Mapping[str, Any],
+    lm_rows: Iterable[Mapping[str, Any]],
+    translations: Iterable[Mapping[str, Any]],
+    exclusion: Exclusion | None = None,
+    *,
+    floor: bool = False,
+) -> list[dict[str, Any]]:
+    """Scoreboard records from per-sentence rows, without the sentences ``exclusion`` names.
+
+    LM (per language): ``bits_per_byte`` = Σ bits / Σ UTF-8 bytes, ``bits_per_char``, ``token_perplexity``
+    (tokenizer-dependent) and ``surprisal_bits`` (mean bits of a sentence's second half given its first);
+    a ``floor`` (character n-gram) gives the first two only. MT (per direction): ``chrf++``, ``bleu`` and
+    ``spbleu`` (when available) by sacrebleu, and the detector rates. With an exclusion each record carries
+    ``excluded`` (sentences left out).
+    """
+    records = []
+    if eval_cfg.lm is not None:
+        records += _lm_records(eval_cfg, head, list(lm_rows), exclusion, floor)
+    if eval_cfg.mt is not None and not floor:
+        records += _mt_records(eval_cfg.mt, head, list(translations), exclusion)
+    return records
+
+
+def _lm_records(eval_cfg: EvalConfig, head: Mapping[str, Any], rows: list[Mapping[str, Any]],
+                exclusion: Exclusion | None, floor: bool) -> list[dict[str, Any]]:
+    from .lm import LMScore
+
+    dropped = lm_excluded(eval_cfg, exclusion)
+    records = []
+    for code in eval_cfg.lm.languages:
+        mine = [r for r in rows if r["language"] == code]
+        if not mine:
+            continue
+        kept = [r for r in mine if r["index"] not in dropped]
+        policy = mine[0]["prefix_policy"]
+        extra = {"prefix_policy": policy, **({"excluded": len(mine) - len(kept)} if exclusion is not None else {})}
+        score = LMScore(bits=sum(r["bits"] for r in kept), bytes=sum(r["bytes"] for r in kept),
+                        chars=sum(r["chars"] for r in kept), tokens=sum(r["tokens"] for r in kept),
+                        n=len(kept), prefix_policy=policy)
+        for metric in FLOOR_METRICS if floor else LM_METRICS:
+            records.append({**head, "kind": "lm", "language": code, "metric": metric,
+                            "value": float(getattr(score, metric)), "n": score.n, **extra})
+        halves = [r["surprisal_bits"] for r in kept if "surprisal_bits" in r]
+        if halves:
+            records.append({**head, "kind": "lm", "language": code, "metric": "surprisal_bits",
+                            "value": float(sum(halves) / len(halves)), "n": len(halves), **extra})
+    return records
+
+
+def _mt_records(cfg: MTEvalConfig, head: Mapping[str, Any], rows: list[Mapping[str, Any]],
+                exclusion: Exclusion | None) -> list[dict[str, Any]]:
+    from .detectors import detector_records
+    from .mt import mt_metrics
+
+    records = []
+    for direction in cfg.directions:
+        mine = [r for r in rows if r["direction"] == direction]
+        dropped = set()
+        if exclusion:
+            dropped = exclusion.get(f"mt:{direction}:source", set()) | exclusion.get(f"mt:{direction}:reference", set())
+        kept = [r for r in mine if r["index"] not in dropped]
+        if not kept:
+            continue
+        extra = {"excluded": len(mine) - len(kept)} if exclusion is not None else {}
+        metrics = mt_metrics([r["hypothesis"] for r in kept], [r["reference"] for r in kept], spbleu=cfg.spbleu)
         for metric in MT_METRICS:
-            value, signature = metrics[metric]
-            records.append({**head, "kind": "mt", "direction": direction, "metric": metric,
-                            "value": float(value), "n": len(scored), "signature": signature})
-        rows = _translation_rows(direction, sources, references, hypotheses)
-        for row in rows:
-            row["flags"] = flags(row["source"], row["hypothesis"], src, tgt, identifier)
-        records += detector_records(rows, **head, direction=direction)
-        translations += rows
-    return records, translations
+            if metric in metrics:
+                value, signature = metrics[metric]
+                records.append({**head, "kind": "mt", "direction": direction, "metric": metric,
+                                "value": float(value), "n": len(kept), "signature": signature,
+                                "prompt": kept[0].get("prompt"), **extra})
+        for record in detector_records(kept, stage=head["stage"], variant=head["variant"], direction=direction):
+            records.append({**record, **extra})
+    return records
 
 
-def _translation_rows(direction: str, sources: list[str], references: list[str], hypotheses: list[str]):
-    rows = zip(sources, references, hypotheses, strict=True)
-    return [
-        {"direction": direction, "index": index, "source": source, "reference": reference,
-         "hypothesis": hypothesis, "chrf": sentence_chrf(hypothesis, reference)}
-        for index, (source, reference, hypothesis) in enumerate(rows)
-    ]
+def rescore_directory(eval_cfg: EvalConfig, head: Mapping[str, Any], directory: Path,
+                      exclusion: Exclusion | None, *, floor: bool = False) -> list[dict[str, Any]]:
+    """:func:`records_from_sentences` from the per-sentence files a scoring step wrote into ``directory``."""
+    directory = Path(directory)
+    lm_path, mt_path = directory / LM_FILE, directory / TRANSLATIONS_FILE
+    lm_rows = read_jsonl(lm_path) if lm_path.is_file() else []
+    translations = read_jsonl(mt_path) if mt_path.is_file() else []
+    return records_from_sentences(eval_cfg, head, lm_rows, translations, exclusion, floor=floor)

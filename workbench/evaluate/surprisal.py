@@ -37,12 +37,15 @@ _ANCHOR = "\n"
 
 @dataclass(frozen=True)
 class SurprisalScore:
-    """Mean surprisal (bits) of the second halves, bits per byte of them, sentences, prefix policy."""
+    """Mean surprisal (bits) of the second halves, bits per byte of them, sentences, prefix policy, and
+    each sentence's bits and second-half bytes (in input order)."""
 
     mean_bits: float
     bits_per_byte: float
     n: int
     prefix_policy: str
+    sentence_bits: tuple[float, ...] = ()
+    sentence_bytes: tuple[int, ...] = ()
 
 
 def split_halves(text: str) -> tuple[str, str]:
@@ -117,10 +120,13 @@ def parallel_surprisal(model, tokenizer, sentences: Sequence[str], *, batch_size
                         bits[i] = value
     finally:
         model.train(was_training)
-    total, n_bytes = math.fsum(bits), sum(len(second.encode("utf-8")) for _, second in halves)
+    sizes = [len(second.encode("utf-8")) for _, second in halves]
+    total, n_bytes = math.fsum(bits), sum(sizes)
     return SurprisalScore(
         mean_bits=total / len(items) if items else math.nan,
         bits_per_byte=total / n_bytes if n_bytes else math.nan,
         n=len(items),
         prefix_policy=policy,
+        sentence_bits=tuple(bits),
+        sentence_bytes=tuple(sizes),
     )

@@ -104,6 +104,7 @@ class Stage:
     Config: ClassVar[type[StrictModel]]
     requires: ClassVar[tuple[str, ...]] = ()  # stage kinds that must come earlier in the recipe
     produces_model: ClassVar[bool] = False
+    trains_on_data: ClassVar[bool] = False  # its training data is checked for evaluation sentences
 
     def __init__(self, config: StrictModel) -> None:
         self.config = config
@@ -115,6 +116,10 @@ class Stage:
     def input_fingerprints(self) -> dict[str, str]:
         """Content fingerprints of the files this stage's config names (part of the artifact key)."""
         return {}
+
+    def training_data(self, artifact: Artifact, upstream: list[Artifact]) -> list[Path]:
+        """The text files (``.txt``/``.jsonl``) this finished stage trained on or produced for training."""
+        return []
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Do the work into ``ctx.out_dir``; return the record: ``{"models": [...], "outputs": ..., "stats": ...}``."""

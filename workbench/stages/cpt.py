@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -9,8 +10,8 @@ from pydantic import Field
 
 from ..errors import DataError
 from ..recipe import LanguageCode, StrictModel, TrainingConfig
-from .base import Stage, StageContext
-from .crawl import corpus_texts
+from .base import Artifact, Stage, StageContext
+from .crawl import corpus_files, corpus_texts
 
 
 class ReplayConfig(StrictModel):
@@ -32,6 +33,12 @@ class CPTStage(Stage):
     Config = CPTConfig
     requires = ("crawl",)
     produces_model = True
+    trains_on_data = True
+
+    def training_data(self, artifact: Artifact, upstream: list[Artifact]) -> list[Path]:
+        """The crawl corpora of the languages in the mixture (a superset of the blocks trained on)."""
+        crawl = next(a for a in reversed(upstream) if a.kind == "crawl")
+        return corpus_files(crawl, list(artifact.record.get("stats", {}).get("budgets", {})))
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import torch

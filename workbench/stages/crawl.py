@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ..io import file_fingerprint
 from ..recipe import ExistingPath, InputGlob, LanguageCode, StrictModel
-from .base import Stage, StageContext
+from .base import Artifact, Stage, StageContext
 
 
 class CrawlConfig(StrictModel):
@@ -25,6 +25,10 @@ class CrawlStage(Stage):
     kind = "crawl"
     version = "1"
     Config = CrawlConfig
+    trains_on_data = True
+
+    def training_data(self, artifact: Artifact, upstream: list[Artifact]) -> list[Path]:
+        return corpus_files(artifact)
 
     def files(self) -> list[Path]:
         found = {Path(p).resolve() for pattern in self.config.inputs for p in glob.glob(pattern, recursive=True)}
@@ -49,6 +53,12 @@ class CrawlStage(Stage):
         corpus = {code: f"corpus/{code}.jsonl" for code in languages if (written / f"{code}.jsonl").exists()}
         ctx.log("corpus_written", languages={c: stats.get("languages", {}).get(c, {}) for c in corpus})
         return {"models": [], "outputs": {"corpus": corpus, "stats": "corpus/stats.json"}, "stats": stats}
+
+
+def corpus_files(artifact: Artifact, languages: list[str] | None = None) -> list[Path]:
+    """The per-language corpus files of a crawl artifact (all languages, or those given)."""
+    corpus = artifact.record.get("outputs", {}).get("corpus", {})
+    return [artifact.path / rel for code, rel in corpus.items() if languages is None or code in languages]
 
 
 def corpus_texts(artifact_path: Path, record: dict[str, Any], language: str) -> list[str]:

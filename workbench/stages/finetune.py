@@ -16,7 +16,9 @@ from pydantic import Field, model_validator
 
 from ..errors import DataError
 from ..recipe import Direction, ExistingPath, StrictModel, TrainingConfig
-from .base import Stage, StageContext
+from .base import Artifact, Stage, StageContext
+
+Example = tuple[str, str, str, str]  # (src code, tgt code, source sentence, target sentence)
 
 
 class VariantConfig(StrictModel):
@@ -33,6 +35,8 @@ class ParallelData(StrictModel):
     directions: list[Direction] = Field(min_length=1)
     max_pairs: int = Field(2000, ge=1, description="sentence pairs used per direction")
     held_out: int = Field(50, ge=0, description="pairs per direction kept out of training (validation loss)")
+    prompt: Literal["auto", "plain", "chat"] = Field(
+        "auto", description="auto: the chat template if the tokenizer has one (as the scorer does), else plain")
 
 
 class FinetuneConfig(TrainingConfig):
@@ -52,9 +56,15 @@ class FinetuneConfig(TrainingConfig):
 
 class FinetuneStage(Stage):
     kind = "finetune"
-    version = "1"
+    version = "2"  # 2: prompts encoded as the scorer encodes them (chat template for instruct models)
     Config = FinetuneConfig
     produces_model = True
+    trains_on_data = True
+
+    def training_data(self, artifact: Artifact, upstream: list[Artifact]) -> list[Path]:
+        folder = Path(self.config.data.parallel)
+        codes = sorted({code for d in self.config.data.directions for code in d.split("-")})
+        return [folder / f"{code}.txt" for code in codes if (folder / f"{code}.txt").is_file()]
 
     def model_variants(self) -> list[str | None]:
         return list(self.config.variants)
@@ -83,28 +93,27 @@ class FinetuneStage(Stage):
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
         return {"models": models, "outputs": {"adapters": "adapters"}, "stats": stats}
 
-    def _examples(self, ctx: StageContext) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """(prompt, completion) pairs for every direction, shuffled once with the stage seed."""
+    def _examples(self, ctx: StageContext) -> tuple[list[Example], list[Example]]:
+        """(src, tgt, source, target) for every direction, the training part shuffled once with the stage seed."""
         from ..evaluate.datasets import read_parallel_files
-        from ..evaluate.prompts import translation_completion, translation_prompt
 
         data = self.config.data
         train, held_out = [], []
         for direction in data.directions:
             src, tgt = direction.split("-")
             pairs = read_parallel_files(Path(data.parallel) / f"{src}.txt", Path(data.parallel) / f"{tgt}.txt")
-            pairs = pairs[: data.max_pairs + data.held_out]
-            examples = [(translation_prompt(s, src, tgt), translation_completion(t)) for s, t in pairs]
+            examples = [(src, tgt, s, t) for s, t in pairs[: data.max_pairs + data.held_out]]
             held_out += examples[: data.held_out]
             train += examples[data.held_out:]
         random.Random(ctx.seed).shuffle(train)
         return train, held_out
 
     def _train_variant(self, ctx: StageContext, base_path: Path, name: str, variant: VariantConfig,
-                       train_pairs: list[tuple[str, str]], held_out: list[tuple[str, str]], out: Path) -> None:
+                       train_pairs: list[Example], held_out: list[Example], out: Path) -> None:
         import torch
         from peft import LoraConfig, get_peft_model
 
+        from ..evaluate.prompts import prompt_style
         from ..io import atomic_write_json
         from ..modeling import count_parameters, peak_memory_mb, reset_peak_memory, seed_everything
         from ..models import load_model
@@ -112,7 +121,8 @@ class FinetuneStage(Stage):
 
         seed_everything(ctx.seed)  # matched conditions: identical init noise and dropout per variant
         model, tokenizer = load_model(base_path, device=ctx.device, dtype="float32")
-        encoded = _encode(tokenizer, train_pairs, self.config.max_length)
+        style = prompt_style(tokenizer, self.config.data.prompt)
+        encoded = _encode(tokenizer, style, train_pairs, self.config.max_length)
         lora = LoraConfig(
             r=variant.r, lora_alpha=variant.alpha or 2 * variant.r, lora_dropout=variant.dropout,
             target_modules=variant.targets, use_rslora=variant.method == "rslora",
@@ -134,7 +144,7 @@ class FinetuneStage(Stage):
         started = time.time()
         state = train(model, batch_for, settings, log=ctx.log, progress=ctx.progress, desc=f"finetune {name}")
         seconds = time.time() - started
-        held = _held_out_loss(model, _encode(tokenizer, held_out, cfg.max_length), pad)
+        held = _held_out_loss(model, _encode(tokenizer, style, held_out, cfg.max_length), pad) if held_out else None
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
@@ -143,23 +153,26 @@ class FinetuneStage(Stage):
             "trainable_parameters": trainable, "total_parameters": total, "steps": cfg.steps,
             "train_seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
             "final_loss": state["losses"][-1], "held_out_loss": held, "train_tokens": state["tokens"],
+            "prompt": style,
         })
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         ctx.log("variant_trained", variant=name, trainable=trainable, seconds=round(seconds, 2), held_out_loss=held)
 
 
-def _encode(tokenizer: Any, pairs: list[tuple[str, str]], max_length: int) -> list[tuple[list[int], list[int]]]:
-    """(input ids, labels) with the loss on the completion only; over-long examples are dropped."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(input ids, labels) with the loss on the completion only, prompts encoded exactly as the scorer
+    encodes them (see :mod:`workbench.evaluate.prompts`); over-long examples are dropped."""
+    from ..evaluate.prompts import encode_completion, encode_prompt, render_completion, render_prompt
+
     out = []
-    for prompt, completion in pairs:
-        p = bos + tokenizer(prompt, add_special_tokens=False).input_ids
-        c = tokenizer(completion, add_special_tokens=False).input_ids + eos
+    for src, tgt, source, target in examples:
+        prompt = render_prompt(tokenizer, style, source, src, tgt)
+        p = encode_prompt(tokenizer, style, prompt)
+        c = encode_completion(tokenizer, style, render_completion(tokenizer, style, prompt, target))
         if len(p) + len(c) <= max_length:
             out.append((p + c, [-100] * len(p) + c))
-    if not out:
+    if not out and examples:
         raise DataError(f"every fine-tuning example is longer than max_length={max_length} tokens")
     return out
 
