@@ -329,7 +329,8 @@ def test_pipeline_outputs_and_stats_schema(tmp_path, identifier, seed_split) -> 
     assert stats["bad_input"]["by_kind"] == {"malformed_json": 1}
     assert stats["bad_input"]["locations"] == [{"kind": "malformed_json", "source": str(jsonl), "offset": 6,
                                                "detail": stats["bad_input"]["locations"][0]["detail"]}]
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{c}.jsonl" for c in languages] + ["stats.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{c}.jsonl" for c in languages]
+                                                          + ["card.json", "card.md", "stats.json"])
     for code in languages:
         records = [json.loads(x) for x in (out / f"{code}.jsonl").read_text(encoding="utf-8").splitlines()]
         assert records, code

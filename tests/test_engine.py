@@ -50,7 +50,7 @@ def test_scoreboard_schema_and_coverage(finished_run) -> None:
     assert board == result.scoreboard
     for record in board:
         assert set(SCORE_FIELDS) - {"language", "direction"} <= record.keys()
-        assert record["kind"] in ("lm", "mt", "detector", "contamination")
+        assert record["kind"] in ("corpus", "lm", "mt", "detector", "contamination")
         assert ("language" in record) != ("direction" in record)
         assert isinstance(record["value"], float) and record["n"] > 0
         if record["kind"] == "mt":
@@ -68,7 +68,10 @@ def test_scoreboard_schema_and_coverage(finished_run) -> None:
             ("cpt", "eng_Latn-srd_Latn", "reference_overlap_rate")} <= contamination
     floor = {(r["language"], r["metric"]) for r in board if r["stage"] == "floor"}
     assert floor == {(c, m) for c in ("srd_Latn", "eng_Latn") for m in ("bits_per_byte", "bits_per_char")}
-    models = {(r["stage"], r["variant"]) for r in board if r["kind"] != "contamination" and r["stage"] != "floor"}
+    corpus = {(r["language"], r["metric"]): r["value"] for r in board if r["kind"] == "corpus"}
+    assert corpus[("srd_Latn", "documents")] > 300 and corpus[("srd_Latn", "words")] > corpus[("srd_Latn", "documents")]
+    models = {(r["stage"], r["variant"]) for r in board
+              if r["kind"] not in ("contamination", "corpus") and r["stage"] != "floor"}
     assert models == {("base", None), ("tokenizer", None), ("cpt", None), ("finetune", "lora-r4"),
                       ("finetune", "rslora-r4"), ("finetune", "dora-r4")}
     for stage, variant in models:

@@ -104,7 +104,7 @@ def test_relative_paths_resolve_against_recipe_folder(tmp_path: Path) -> None:
     path = write_recipe(ROOT / "tests" / "fixtures" / "_relative.yaml", recipe)
     try:
         # from tests/fixtures, ../fixtures/flores200/dev exists; the process cwd does not matter
-        assert load_recipe(path).eval.lm.sets == (ROOT / "tests" / "fixtures" / "flores200" / "dev").resolve()
+        assert load_recipe(path).eval.lm.sets == str((ROOT / "tests" / "fixtures" / "flores200" / "dev").resolve())
     finally:
         path.unlink()
 

@@ -1,4 +1,4 @@
-"""``workbench`` command line: run, plan, scores, eval, models, ui."""
+"""``workbench`` command line: run, plan, scores, eval, lid-train, lid-eval, cc-select, cc-fetch, models, ui."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def cli() -> None:
 @workspace_option
 @click.option("--device", default=None, help="cuda, mps or cpu (default: the best available).")
 @click.option("--progress/--no-progress", default=True, help="Progress bars on long work.")
-def run(recipe: Path, workspace: Path, device: str | None, progress: bool) -> None:
+@click.option("--executor", type=click.Choice(["serial", "local", "ray"]), default=None,
+              help="Where the crawl's shards run (default: the recipe's choice, local processes).")
+def run(recipe: Path, workspace: Path, device: str | None, progress: bool, executor: str | None) -> None:
     """Run RECIPE: every stage not already cached, then print the scoreboard."""
     from rich.console import Console
 
@@ -36,7 +38,7 @@ def run(recipe: Path, workspace: Path, device: str | None, progress: bool) -> No
 
     loaded = load_recipe(recipe)
     console = Console()
-    result = run_recipe(loaded, workspace, device=device, progress=progress,
+    result = run_recipe(loaded, workspace, device=device, progress=progress, executor=executor,
                         echo=lambda line: console.print(line, markup=False, highlight=False))
     ran = sum(1 for s in result.steps if s["status"] == "ran")
     cached = sum(1 for s in result.steps if s["status"] == "cached")
@@ -139,6 +141,97 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
     print_scoreboard(records, console)
     console.print(f"{len(records)} records written to {out}; per-sentence results in {sentences}/",
                   markup=False, highlight=False, soft_wrap=True)
+
+
+@cli.command("lid-train")
+@click.option("--sets", "sets_dir", required=True, type=click.Path(path_type=Path),
+              help="Labelled text: a FLORES-layout folder or one <code>.txt file per language.")
+@click.option("--languages", default=None, help="Comma-separated codes to train on (default: every file).")
+@click.option("--split", default="dev", show_default=True, help="Split of a FLORES-layout folder.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the identifier into.")
+@click.option("--fasttext/--no-fasttext", "use_fasttext", default=True, show_default=True,
+              help="Back the trained model with the offline fastText lid.176 for languages outside the set.")
+def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_fasttext: bool) -> None:
+    """Train a language identifier that knows the languages of SETS (the target and its neighbours)."""
+    import time
+
+    from .crawl.lid_eval import read_labelled, train_from_texts
+
+    texts = read_labelled(sets_dir, _codes(languages) or None, split)
+    started = time.time()
+    identifier = train_from_texts(texts, use_fasttext=use_fasttext)
+    identifier.save(out)
+    lines = sum(map(len, texts.values()))
+    click.echo(f"trained on {lines} lines of {len(texts)} languages in {time.time() - started:.1f}s -> {out}")
+
+
+@cli.command("lid-eval")
+@click.option("--model", "model_path", required=True, help="A folder written by lid-train, or 'fasttext'.")
+@click.option("--sets", "sets_dir", required=True, type=click.Path(path_type=Path),
+              help="Labelled text: a FLORES-layout folder or one <code>.txt file per language.")
+@click.option("--languages", default=None, help="Comma-separated codes to evaluate (default: every file).")
+@click.option("--split", default="dev", show_default=True)
+@click.option("--min-score", type=float, default=0.0, show_default=True,
+              help="Below this top score a line counts as rejected ('und').")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
+def lid_eval(model_path: str, sets_dir: Path, languages: str | None, split: str, min_score: float,
+             out: Path | None) -> None:
+    """Per-language precision, recall and F1 of a language identifier on labelled SETS, and its confusions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .crawl.lid_eval import evaluate_identifier, load_identifier_model, read_labelled
+    from .io import atomic_write_json
+
+    report = evaluate_identifier(load_identifier_model(model_path), read_labelled(sets_dir, _codes(languages) or None,
+                                                                                 split), min_score=min_score)
+    table = Table(title=f"language identification: {model_path} on {sets_dir} (accuracy {report['accuracy']:.3f})")
+    for column in ("language", "lines", "precision", "recall", "F1", "rejected"):
+        table.add_column(column, justify="left" if column == "language" else "right")
+    for code, row in report["languages"].items():
+        table.add_row(code, str(row["n"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                      str(row["rejected"]))
+    console = Console()
+    console.print(table)
+    if report["confusions"]:
+        pairs = ", ".join(f"{c['gold']}->{c['predicted']} {c['count']}" for c in report["confusions"][:10])
+        console.print(f"most frequent confusions: {pairs}", markup=False, highlight=False, soft_wrap=True)
+    if out is not None:
+        atomic_write_json(out, report)
+        console.print(f"report written to {out}", markup=False, highlight=False)
+
+
+@cli.command("cc-select")
+@click.option("--index", "index", required=True, multiple=True,
+              help="Common Crawl columnar index parquet files or globs (local, s3:// or https://).")
+@click.option("--candidates", default="", help="Index languages to consider, e.g. ita,spa,cat (ISO 639-3).")
+@click.option("--unknown/--no-unknown", default=True, show_default=True, help="Also records without a language.")
+@click.option("--tld", "tlds", default="", help="Comma-separated top-level domains, e.g. it.")
+@click.option("--url-pattern", default=None, help="Regular expression on the URL, e.g. 'sardu|sardegna'.")
+@click.option("--limit", type=int, default=None)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Selection (JSONL) to fetch.")
+def cc_select(index: tuple[str, ...], candidates: str, unknown: bool, tlds: str, url_pattern: str | None,
+              limit: int | None, out: Path) -> None:
+    """Select the Common Crawl records that may hold the target language (recall-oriented)."""
+    from .crawl.ccindex import select_records, write_selection
+
+    rows = select_records(list(index), candidates=_codes(candidates), unknown=unknown, tlds=_codes(tlds),
+                          url_pattern=url_pattern, limit=limit)
+    count = write_selection(rows, out)
+    click.echo(f"{count} records selected -> {out} (fetch them with: workbench cc-fetch --selection {out})")
+
+
+@cli.command("cc-fetch")
+@click.option("--selection", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .warc.gz to write.")
+@click.option("--base", default="https://data.commoncrawl.org/", show_default=True,
+              help="Where the WARC files are: the Common Crawl server, another mirror, or a local folder.")
+def cc_fetch(selection: Path, out: Path, base: str) -> None:
+    """Fetch the byte ranges of a selection into one .warc.gz the crawl stage reads."""
+    from .crawl.ccindex import fetch_records, read_selection
+
+    report = fetch_records(read_selection(selection), out, base=base, progress=True)
+    click.echo(f"{report['fetched']} records fetched, {report['failed']} failed -> {out}")
 
 
 @cli.command()

@@ -60,7 +60,8 @@ def build_steps(recipe: Recipe) -> list[Step]:
     for spec in recipe.stages:
         stage = STAGES[spec.kind](spec.config)
         key = stable_hash({
-            "kind": spec.kind, "version": stage.version, "config": spec.config.model_dump(mode="json"),
+            "kind": spec.kind, "version": stage.version,
+            "config": spec.config.model_dump(mode="json", exclude=set(stage.key_exclude)),
             "inputs": stage.input_fingerprints(), "upstream": upstream, **shared,
         })
         step = Step(spec.id, spec.kind, key, spec=spec, stage=stage)
@@ -189,20 +190,24 @@ class RunResult:
 
 
 def run_recipe(recipe: Recipe, workspace: Path, *, device: str | None = None, progress: bool = True,
-               echo: Callable[[str], None] = print) -> RunResult:
-    """Run every step that is not cached; return the step table and the scoreboard."""
+               echo: Callable[[str], None] = print, executor: str | None = None) -> RunResult:
+    """Run every step that is not cached; return the step table and the scoreboard.
+
+    ``executor`` (``serial``, ``local``, ``ray``) overrides where the crawl's shards run.
+    """
     from .models import pick_device
 
     store = RunStore(workspace, recipe.name)
     device = pick_device(device)
     with store.lock():
-        return _Runner(recipe, store, device, progress, echo).run()
+        return _Runner(recipe, store, device, progress, echo, {"executor": executor} if executor else {}).run()
 
 
 class _Runner:
     def __init__(self, recipe: Recipe, store: RunStore, device: str, progress: bool,
-                 echo: Callable[[str], None]) -> None:
+                 echo: Callable[[str], None], options: dict[str, Any] | None = None) -> None:
         self.recipe, self.store, self.device, self.progress, self.echo = recipe, store, device, progress, echo
+        self.options = options or {}
         self.artifacts: dict[str, Artifact] = {}
         self.table: list[dict[str, Any]] = []
         self.started = time.time()
@@ -269,6 +274,7 @@ class _Runner:
             upstream=self._stage_artifacts(),
             device=self.device, dtype=self.recipe.base.dtype, seed=seed,
             log=lambda event, **f: self.store.log_event(event, step=step.id, **f), progress=self.progress,
+            options=self.options,
         )
         return step.stage.run(ctx)
 
@@ -368,11 +374,13 @@ class _Runner:
             exclusion = flagged_sentences(reports)
         board: list[dict[str, Any]] = []
         for step in steps:
-            if step.kind not in SCORING_KINDS:
+            record = self.artifacts[step.id].record
+            if step.kind not in SCORING_KINDS:  # a stage may report numbers too (e.g. corpus sizes)
+                if record.get("scores") and self.artifacts[step.id].path is not None:
+                    board.extend(json.loads((self.artifacts[step.id].path / record["scores"]).read_text("utf-8")))
                 continue
             path = self.artifacts[step.id].path
             if exclusion is not None and step.kind != "contamination":
-                record = self.artifacts[step.id].record
                 head = {"stage": record["stage"], "variant": record["variant"]}
                 board.extend(rescore_directory(self.recipe.eval, head, path, exclusion, floor=step.kind == "floor"))
             else:

@@ -34,7 +34,8 @@ EXTRA_FIELDS = ("signature", "prefix_policy", "prompt", "excluded", "flagged", "
 METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "surprisal_bits": 2, "chrf++": 2,
                  "bleu": 2, "spbleu": 2,
                  **{f"{d}_rate": 3 for d in ("empty", "script_leak", "copy", "repetition", "off_target")},
-                 **{f"{d}overlap_rate": 3 for d in ("", "source_", "reference_")}}
+                 **{f"{d}overlap_rate": 3 for d in ("", "source_", "reference_")},
+                 "documents": 0, "words": 0, "bytes": 0}
 METRIC_LABELS = {
     "bits_per_byte": "bits per byte",
     "bits_per_char": "bits per character",
@@ -232,7 +233,8 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     return table
 
 
-KIND_TITLES = {"lm": "Language modelling (held-out text)", "mt": "Translation", "detector": "Failure detectors",
+KIND_TITLES = {"corpus": "Corpus kept by the crawl", "lm": "Language modelling (held-out text)",
+               "mt": "Translation", "detector": "Failure detectors",
                "contamination": "Contamination: share of evaluation sentences found in training data"}
 
 

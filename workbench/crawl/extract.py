@@ -58,3 +58,88 @@ def html_to_text(html: bytes, charset: str | None = None) -> str:
     )
     text = _TRAILING_SPACE.sub("\n", text.replace("\r", "").replace("\ufeff", ""))
     return _MANY_NEWLINES.sub("\n\n", text).strip()
+
+
+# --------------------------------------------------------------------------- extractors
+
+EXTRACTORS = ("resiliparse", "trafilatura")
+
+
+def make_extractor(name: str = "resiliparse", timeout: float = 10.0):
+    """``extract(html, charset) -> text``: resiliparse (fast, default) or trafilatura (precision) in a
+    worker process with a per-document ``timeout`` (a pathological page cannot stall a crawl)."""
+    if name == "resiliparse":
+        return html_to_text
+    if name == "trafilatura":
+        return TrafilaturaExtractor(timeout)
+    raise DataError(f"unknown HTML extractor '{name}'; allowed: {', '.join(EXTRACTORS)}")
+
+
+def _trafilatura_worker(connection) -> None:
+    """Child process: receive (html text) and answer with trafilatura's main text (or an error)."""
+    import trafilatura
+
+    while True:
+        try:
+            html = connection.recv()
+        except EOFError:
+            return
+        if html is None:
+            return
+        try:
+            text = trafilatura.extract(html, include_comments=False, include_tables=False, favor_precision=True,
+                                       deduplicate=False) or ""
+            connection.send(("ok", text))
+        except Exception as exc:  # report, keep serving
+            connection.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class TrafilaturaExtractor:
+    """trafilatura ≥ 2 in a persistent child process; a page that takes longer than ``timeout``
+    seconds kills the child (it is restarted for the next page) and raises :class:`DataError`."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        try:
+            import trafilatura  # noqa: F401
+        except ImportError:
+            raise DataError("extractor 'trafilatura' needs trafilatura >= 2: pip install 'workbench[crawl]'") from None
+        self.timeout = timeout
+        self._process = None
+        self._connection = None
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_trafilatura_worker, args=(child,), daemon=True)
+        self._process.start()
+        child.close()
+
+    def __call__(self, html: bytes, charset: str | None = None) -> str:
+        text = decode_html(html, charset)
+        if self._process is None or not self._process.is_alive():
+            self._start()
+        self._connection.send(text)
+        if not self._connection.poll(self.timeout):
+            self._kill()
+            raise DataError(f"trafilatura timed out after {self.timeout:g}s on this page")
+        status, value = self._connection.recv()
+        if status != "ok":
+            raise ValueError(value)
+        return _MANY_NEWLINES.sub("\n\n", value.replace("\r", "")).strip()
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(5)
+        self._process = self._connection = None
+
+    def close(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            try:
+                self._connection.send(None)
+                self._process.join(2)
+            except (BrokenPipeError, OSError):
+                pass
+        self._kill()

@@ -447,6 +447,38 @@ class FastTextIdentifier:
         return sorted(merged.items(), key=lambda kv: -kv[1])
 
 
+class FastTextFileIdentifier:
+    """A fastText language-ID model file given by path (GlotLID, OpenLID, lid.176.bin...), served with
+    ``fasttext-predict``; nothing is downloaded. Labels that are FLORES codes already (``__label__srd_Latn``)
+    are kept, ISO codes (``__label__it``) are mapped as for lid.176."""
+
+    def __init__(self, path: Path, k: int = 5) -> None:
+        import fasttext
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"language-ID model file '{path}' does not exist")
+        try:
+            self._model = fasttext.load_model(str(path))
+        except ValueError as exc:
+            raise DataError(f"'{path}' is not a fastText model: {exc}") from None
+        self.path, self.k = path, k
+
+    def predict(self, text: str) -> Prediction:
+        text = " ".join(text.split())
+        if not text:
+            return []
+        labels, scores = self._model.predict(text, k=self.k)
+        script = dominant_script(text)
+        merged: dict[str, float] = {}
+        for label, score in zip(labels, scores, strict=True):
+            raw = str(label).replace("__label__", "")
+            code = raw if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", raw) else fasttext_label_to_code(raw, script)
+            if code is not None:
+                merged[code] = merged.get(code, 0.0) + float(score)
+        return sorted(merged.items(), key=lambda kv: -kv[1])
+
+
 # --------------------------------------------------------------------------- combination
 
 ROMANCE = frozenset(

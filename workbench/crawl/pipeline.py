@@ -1,8 +1,14 @@
 """The crawl pipeline: read inputs, extract text, identify the language of every paragraph or
-line, keep the spans in the wanted languages, deduplicate, write one JSONL file per language.
+line, keep the spans in the wanted languages, apply the quality filters
+(:mod:`workbench.crawl.filters`), then drop excluded documents, exact and near duplicates
+(MinHash-LSH), write one JSONL file per language and a data card (:mod:`workbench.crawl.card`).
+
+The first part runs per shard (:mod:`workbench.crawl.shards`: in-process, local processes or Ray);
+deduplication runs over the shards' outputs in order, so the result does not depend on the executor.
 
 Units: ``too_short``, ``other_language`` and ``low_confidence`` count segments (non-empty
-lines of a document); ``duplicate`` and ``no_text`` count documents. A short segment between
+lines of a document); ``no_text``, ``duplicate``, ``quality:<rule>``, ``near_duplicate`` and
+``excluded`` (listed in the exclusion file) count documents. A short segment between
 two kept segments of the same language stays in the span (headings, list items); elsewhere
 it is dropped. Consecutive kept segments of one language form one output document.
 """
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -24,12 +31,16 @@ from tqdm import tqdm
 from ..errors import DataError
 from ..io import atomic_write_json
 from ..languages import check_code
-from .dedup import ExactDeduplicator
-from .extract import html_to_text
+from .card import CardBuilder
+from .dedup import ExactDeduplicator, NearDeduplicator
+from .extract import make_extractor
+from .filters import QualityConfig, check
 from .langid import LanguageIdentifier
-from .readers import CrawlStats, RawDocument, input_format, iter_documents
+from .readers import CrawlStats, RawDocument, input_format
+from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_counters, plan_shards, run_shards
 
-DROP_REASONS = ("no_text", "too_short", "other_language", "low_confidence", "duplicate")
+DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
+                "near_duplicate")
 RECORD_FIELDS = ("text", "language", "score", "source", "offset", "url")
 _WORDS = re.compile(r"\w+", re.UNICODE)
 _SHORT, _OTHER, _LOW = "too_short", "other_language", "low_confidence"
@@ -68,8 +79,11 @@ def split_segments(text: str) -> list[tuple[str, str]]:
 
 
 def label_segment(text: str, identifier: LanguageIdentifier, languages: frozenset[str],
-                  min_chars: int, min_score: float) -> tuple[str, float, str | None]:
-    """``(label, score, top_code)``: label is a kept language code or a drop reason."""
+                  min_chars: int, min_score: float,
+                  min_scores: dict[str, float] | None = None) -> tuple[str, float, str | None]:
+    """``(label, score, top_code)``: label is a kept language code or a drop reason. A segment shorter
+    than ``min_chars`` is not identified (too little evidence); ``min_scores`` overrides ``min_score``
+    per language."""
     if len(text) < min_chars:
         return _SHORT, 0.0, None
     prediction = identifier.predict(text)
@@ -78,7 +92,7 @@ def label_segment(text: str, identifier: LanguageIdentifier, languages: frozense
     code, score = prediction[0]
     if code not in languages:
         return _OTHER, score, code
-    if score < min_score:
+    if score < (min_scores or {}).get(code, min_score):
         return _LOW, score, code
     return code, score, code
 
@@ -114,6 +128,22 @@ def group_spans(segments: list[tuple[str, str]], labels: list[tuple[str, float]]
     return spans
 
 
+def hit_rate(text: str, wordlist: frozenset[str]) -> float:
+    """Share of the (casefolded) words of ``text`` that are in ``wordlist``."""
+    words = _WORDS.findall(text.casefold())
+    return sum(1 for w in words if w in wordlist) / len(words) if words else 0.0
+
+
+def read_wordlist(path: Path, limit: int | None = None) -> frozenset[str]:
+    """Words of a wordlist file: one word (optionally followed by a count) per line, casefolded."""
+    words = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if parts:
+            words.append(parts[0].casefold())
+    return frozenset(words[:limit] if limit else words)
+
+
 class _JsonlSinks:
     """One temporary JSONL file per language, renamed into place on commit."""
 
@@ -142,62 +172,163 @@ class _JsonlSinks:
         self.handles = {}
 
 
-@dataclass
-class _Run:
-    languages: frozenset[str]
-    identifier: LanguageIdentifier
-    min_chars: int
-    min_score: float
-    stats: CrawlStats = field(default_factory=CrawlStats)
-    dedup: ExactDeduplicator = field(default_factory=ExactDeduplicator)
-    dropped: Counter = field(default_factory=Counter)
-    identified: Counter = field(default_factory=Counter)
-    per_language: dict = field(default_factory=dict)
-    kept_per_input: Counter = field(default_factory=Counter)
+@dataclass(frozen=True)
+class CrawlSettings:
+    """What a shard worker needs besides the identifier (picklable)."""
+
+    languages: tuple[str, ...]
+    min_chars: int = 20
+    min_score: float = 0.5
+    quality: QualityConfig | None = None
+    extractor: str = "resiliparse"
+    extract_timeout: float = 10.0
+    dropped_samples: int = 2
+    min_scores: dict[str, float] = field(default_factory=dict)
+    wordlist: frozenset[str] = frozenset()  # target words for the hit-rate prefilter (empty: no prefilter)
+    min_hit_rate: float = 0.0
+
+
+class ShardProcessor:
+    """Extraction, language identification and quality filtering of documents, into per-language files."""
+
+    def __init__(self, settings: CrawlSettings, identifier: LanguageIdentifier, out_dir: Path) -> None:
+        self.settings, self.identifier, self.out_dir = settings, identifier, Path(out_dir)
+        self.languages = frozenset(settings.languages)
+        self.extract = make_extractor(settings.extractor, settings.extract_timeout)
+        self.bad = CrawlStats()  # problems with documents this shard owns (reader problems are counted apart)
+        self.dropped: Counter = Counter()
+        self.identified: Counter = Counter()
+        self.read = 0
+        self.samples: dict[str, list[str]] = {}
+        self._handles: dict[str, IO[str]] = {}
 
     def document_text(self, doc: RawDocument) -> str | None:
         if doc.html is None:
             return doc.text
         try:
-            return html_to_text(doc.html, doc.charset)
+            return self.extract(doc.html, doc.charset)
         except DataError as exc:
-            self.stats.bad("undecodable", doc.source, doc.offset, str(exc))
+            kind = "extraction_timeout" if "timed out" in str(exc) else "undecodable"
+            self.bad.bad(kind, doc.source, doc.offset, str(exc))
         except (ValueError, RuntimeError, UnicodeError) as exc:
-            self.stats.bad("extraction_failed", doc.source, doc.offset, str(exc))
+            self.bad.bad("extraction_failed", doc.source, doc.offset, str(exc))
         return None
 
     def spans(self, text: str) -> list[Span]:
         segments = split_segments(text)
         labels = []
         for _, segment in segments:
-            label, score, top = label_segment(segment, self.identifier, self.languages,
-                                              self.min_chars, self.min_score)
+            label, score, top = label_segment(segment, self.identifier, self.languages, self.settings.min_chars,
+                                              self.settings.min_score, self.settings.min_scores)
             if top is not None:
                 self.identified[top] += 1
             labels.append((label, score))
         return group_spans(segments, labels, self.dropped)
 
-    def process(self, doc: RawDocument, sinks: _JsonlSinks) -> None:
+    def process(self, doc: RawDocument) -> None:
+        self.read += 1
         text = self.document_text(doc)
         if not text or not text.strip():
             self.dropped["no_text"] += 1
             return
+        if self.settings.wordlist and hit_rate(text, self.settings.wordlist) < self.settings.min_hit_rate:
+            self.dropped["prefilter"] += 1  # too few target words to be worth identifying line by line
+            return
         for span in self.spans(text):
             span_text = span.text
-            if self.dedup.seen(span_text):
-                self.dropped["duplicate"] += 1
+            quality = self.settings.quality
+            rule = check(span_text, quality.for_language(span.language)) if quality is not None else None
+            if rule is not None:
+                reason = f"quality:{rule}"
+                self.dropped[reason] += 1
+                kept = self.samples.setdefault(f"{span.language}|{reason}", [])
+                if len(kept) < self.settings.dropped_samples:
+                    kept.append(span_text[:400])
                 continue
-            sinks.write({"text": span_text, "language": span.language, "score": round(span.score, 4),
-                         "source": doc.source, "offset": doc.offset, "url": doc.url})
-            self.count(span.language, span_text)
-            self.kept_per_input[doc.source] += 1
+            record = {"text": span_text, "language": span.language, "score": round(span.score, 4),
+                      "source": doc.source, "offset": doc.offset, "url": doc.url}
+            self._sink(span.language).write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def count(self, code: str, text: str) -> None:
+    def _sink(self, code: str) -> IO[str]:
+        if code not in self._handles:
+            self._handles[code] = open(self.out_dir / f"{code}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        return self._handles[code]
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        self._handles = {}
+        close = getattr(self.extract, "close", None)
+        if close is not None:
+            close()
+
+    def stats(self, shard, reader: CrawlStats) -> dict:
+        """Counters of this shard; problems found while reading the file are reported by part 0 only
+        (every part of a file reads all of it)."""
+        parts = ([reader] if shard.part == 0 else []) + [self.bad]
+        by_kind: Counter = Counter()
+        for part in parts:
+            by_kind.update(part.bad_input_by_kind)
+        total = sum(part.bad_input_total for part in parts)
+        locations = [entry for part in parts for entry in part.bad_input][: self.bad.max_logged]
+        bad = {"total": total, "by_kind": dict(sorted(by_kind.items())), "locations": locations,
+               "locations_truncated": total > len(locations)}
+        skipped = dict(reader.skipped) if shard.part == 0 else {}
+        return {"source": shard.path, "part": shard.part, "parts": shard.parts, "documents_read": self.read,
+                "dropped": dict(self.dropped), "identified": dict(self.identified), "skipped": skipped,
+                "bad_input": bad, "dropped_samples": self.samples}
+
+
+@dataclass
+class _Merge:
+    """The deduplication pass over every shard's candidate records, in shard order."""
+
+    languages: list[str]
+    near: NearDeduplicator | None
+    excluded: frozenset[bytes]
+    card: CardBuilder
+    dedup: ExactDeduplicator = field(default_factory=ExactDeduplicator)
+    dropped: Counter = field(default_factory=Counter)
+    per_language: dict = field(default_factory=dict)
+    kept_per_input: Counter = field(default_factory=Counter)
+
+    def run(self, results: list[ShardResult], sinks: _JsonlSinks) -> None:
+        for result in results:
+            for key, texts in result.stats.get("dropped_samples", {}).items():
+                code, reason = key.split("|", 1)
+                for text in texts:
+                    self.card.drop(code, reason, text)
+            for code in self.languages:
+                for record in result.records(code):
+                    self.add(record, sinks)
+
+    def add(self, record: dict, sinks: _JsonlSinks) -> None:
+        text, code = record["text"], record["language"]
+        reason = self.drop_reason(text, code)
+        if reason is not None:
+            self.dropped[reason] += 1
+            self.card.drop(code, reason, text)
+            return
+        sinks.write(record)
+        self.card.keep(record)
         entry = self.per_language.setdefault(code, {"docs": 0, "chars": 0, "bytes": 0, "words": 0})
         entry["docs"] += 1
         entry["chars"] += len(text)
         entry["bytes"] += len(text.encode("utf-8"))
         entry["words"] += len(_WORDS.findall(text))
+        self.kept_per_input[record["source"]] += 1
+
+    def drop_reason(self, text: str, language: str) -> str | None:
+        """Why a candidate is not kept (exclusion list, exact duplicate, near duplicate), or None."""
+        if self.excluded and self.dedup.key(text) in self.excluded:
+            return "excluded"
+        if self.dedup.seen(text):
+            return "duplicate"
+        if self.near is not None and self.near.duplicate_of(text, language) is not None:
+            return "near_duplicate"
+        return None
 
 
 def _check_arguments(inputs: list[Path], languages: list[str], min_chars: int, min_score: float) -> None:
@@ -224,41 +355,78 @@ def run_crawl(
     *,
     min_chars: int = 20,
     min_score: float = 0.5,
+    quality: QualityConfig | None = None,
+    near_dedup: NearDeduplicator | None = None,
+    exclude: Iterable[str] = (),
+    extractor: str = "resiliparse",
+    extract_timeout: float = 10.0,
+    min_scores: dict[str, float] | None = None,
+    prefilter: tuple[frozenset[str], float] | None = None,
+    executor: str = "serial",
+    processes: int = 1,
+    shard_dir: Path | None = None,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    seed: int = 0,
     progress: bool = True,
 ) -> dict:
     """Crawl ``inputs`` into ``out_dir/<code>.jsonl`` (one per code in ``languages``, possibly
-    empty) and ``out_dir/stats.json``; returns the stats. Input languages are never guessed
-    from file names: every segment goes through ``identifier``.
+    empty), ``out_dir/stats.json`` and the data card ``out_dir/card.{json,md}``; returns the stats.
+
+    Input languages are never guessed from file names: every segment goes through ``identifier``.
+    ``exclude``: texts (e.g. documents a linguist marked bad) never to keep, matched after normalisation
+    as for exact dedup. Shards run on ``executor`` (``serial``, ``local`` with ``processes`` workers,
+    ``ray``); with ``shard_dir`` their outputs survive a crash and finished shards are not redone.
     """
     inputs = [Path(p) for p in inputs]
     _check_arguments(inputs, languages, min_chars, min_score)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(frozenset(languages), identifier, min_chars, min_score)
+    settings = CrawlSettings(tuple(languages), min_chars, min_score, quality, extractor, extract_timeout,
+                             min_scores=dict(min_scores or {}),
+                             wordlist=prefilter[0] if prefilter else frozenset(),
+                             min_hit_rate=prefilter[1] if prefilter else 0.0)
+    shards = plan_shards(inputs, max_shard_bytes)
+    shard_root = Path(shard_dir) if shard_dir is not None else out_dir / ".shards"
+    with tqdm(total=len(shards), desc="crawl", unit="shard", disable=not progress) as bar:
+        results = run_shards(shards, settings, identifier, shard_root, executor=executor, processes=processes,
+                             on_done=lambda _: bar.update())
+    merge = _Merge(sorted(set(languages)), near_dedup, frozenset(ExactDeduplicator().key(t) for t in exclude),
+                   CardBuilder(seed=seed))
     sinks = _JsonlSinks(out_dir, sorted(set(languages)))
     try:
-        for path in tqdm(inputs, desc="crawl", unit="file", disable=not progress):
-            for doc in iter_documents(path, run.stats):
-                run.process(doc, sinks)
+        merge.run(results, sinks)
         sinks.commit()
     finally:
         sinks.abort()
-    stats = _stats(run, inputs, languages)
+    stats = _stats(settings, identifier, merge, results, inputs, executor)
     atomic_write_json(out_dir / "stats.json", stats)
+    merge.card.write(out_dir, stats)
+    if shard_dir is None:
+        shutil.rmtree(shard_root, ignore_errors=True)
     return stats
 
 
-def _stats(run: _Run, inputs: list[Path], languages: list[str]) -> dict:
+def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merge, results: list[ShardResult],
+           inputs: list[Path], executor: str) -> dict:
     empty = {"docs": 0, "chars": 0, "bytes": 0, "words": 0}
+    read: Counter = Counter()
+    for result in results:
+        read[result.shard.path] += result.stats.get("documents_read", 0)
+    dropped = merge_counters(results, "dropped") + merge.dropped
     return {
-        "settings": {"languages": list(languages), "min_chars": run.min_chars, "min_score": run.min_score,
-                     "identifier": type(run.identifier).__name__},
-        "inputs": {str(p): {"documents_read": run.stats.docs_read[str(p)],
-                            "documents_kept": run.kept_per_input[str(p)]} for p in inputs},
-        "documents_read": sum(run.stats.docs_read.values()),
-        "languages": {code: dict(run.per_language.get(code, empty)) for code in sorted(set(languages))},
-        "dropped": {reason: run.dropped[reason] for reason in DROP_REASONS},
-        "identified": dict(run.identified.most_common()),
-        "skipped_records": dict(sorted(run.stats.skipped.items())),
-        "bad_input": run.stats.to_dict(),
+        "settings": {"languages": list(settings.languages), "min_chars": settings.min_chars,
+                     "min_score": settings.min_score, "min_scores": settings.min_scores,
+                     "identifier": type(identifier).__name__,
+                     "extractor": settings.extractor, "executor": executor, "shards": len(results)},
+        "inputs": {str(p): {"documents_read": read[str(p)], "documents_kept": merge.kept_per_input[str(p)]}
+                   for p in inputs},
+        "documents_read": sum(read.values()),
+        "languages": {code: dict(merge.per_language.get(code, empty)) for code in sorted(set(settings.languages))},
+        "dropped": {**{reason: dropped[reason] for reason in DROP_REASONS},
+                    **{r: n for r, n in sorted(dropped.items()) if r not in DROP_REASONS}},
+        "near_dedup": ({"threshold": merge.near.threshold, "num_perm": merge.near.num_perm,
+                        "cluster_sizes": merge.near.cluster_histogram()} if merge.near is not None else None),
+        "identified": dict(merge_counters(results, "identified").most_common()),
+        "skipped_records": dict(sorted(merge_counters(results, "skipped").items())),
+        "bad_input": merge_bad_input(results),
     }

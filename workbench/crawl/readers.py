@@ -2,7 +2,8 @@
 
 Formats (chosen by file name): ``.warc[.gz]`` / ``.wet[.gz]`` (fastwarc), ``.txt[.gz]`` (one
 document per paragraph, or per line if the file has no blank line), ``.jsonl[.gz]`` (field
-``text``, optional ``url`` and ``id``). Bad input never stops a crawl: it is counted and
+``text``, optional ``url`` and ``id``), ``.xml[.bz2]`` Wikipedia dumps (one document per article,
+markup stripped: :mod:`workbench.crawl.wikipedia`). Bad input never stops a crawl: it is counted and
 logged with its location in :class:`CrawlStats` and skipped.
 """
 
@@ -28,7 +29,8 @@ from ..errors import DataError
 WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")
 TEXT_SUFFIXES = (".txt", ".txt.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-SUPPORTED_SUFFIXES = WARC_SUFFIXES + TEXT_SUFFIXES + JSONL_SUFFIXES
+WIKI_SUFFIXES = (".xml.bz2", ".xml")
+SUPPORTED_SUFFIXES = WARC_SUFFIXES + TEXT_SUFFIXES + JSONL_SUFFIXES + WIKI_SUFFIXES
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # larger WARC payloads are skipped (bounded memory)
 MAX_DOCUMENT_CHARS = 1024 * 1024  # longer text paragraphs are cut into pieces of this size
@@ -80,9 +82,10 @@ class CrawlStats:
 
 
 def input_format(path: Path) -> str:
-    """``warc``, ``text`` or ``jsonl`` by file name; :class:`DataError` for anything else."""
+    """``warc``, ``text``, ``jsonl`` or ``wiki`` by file name; :class:`DataError` for anything else."""
     name = Path(path).name.lower()
-    for suffixes, kind in ((WARC_SUFFIXES, "warc"), (TEXT_SUFFIXES, "text"), (JSONL_SUFFIXES, "jsonl")):
+    for suffixes, kind in ((WARC_SUFFIXES, "warc"), (TEXT_SUFFIXES, "text"), (JSONL_SUFFIXES, "jsonl"),
+                           (WIKI_SUFFIXES, "wiki")):
         if name.endswith(suffixes):
             return kind
     expected = ", ".join(SUPPORTED_SUFFIXES)
@@ -102,7 +105,7 @@ def iter_documents(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
     if size == 0:
         stats.bad("empty_file", source, 0, "file is empty")
         return
-    reader = {"warc": _iter_warc, "text": _iter_text, "jsonl": _iter_jsonl}[kind]
+    reader = {"warc": _iter_warc, "text": _iter_text, "jsonl": _iter_jsonl, "wiki": _iter_wiki}[kind]
     bad_before, count = stats.bad_input_total, 0
     for doc in reader(path, stats):
         count += 1
@@ -110,6 +113,27 @@ def iter_documents(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
         yield doc
     if kind != "warc" and count == 0 and stats.bad_input_total == bad_before:
         stats.bad("empty_file", source, 0, "no text in file")
+
+
+# --------------------------------------------------------------------------- Wikipedia dumps
+
+def _iter_wiki(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
+    import xml.etree.ElementTree as ET
+
+    from .wikipedia import iter_articles, wiki_to_text
+
+    source, number = str(path), 0
+    try:
+        for number, title, markup, url in iter_articles(path):
+            try:
+                text = wiki_to_text(markup)
+            except Exception as exc:  # a page the markup parser cannot handle: skip it, keep going
+                stats.bad("bad_markup", source, number, f"{title}: {type(exc).__name__}: {exc}")
+                continue
+            if text:
+                yield RawDocument(source=source, offset=number, url=url, text=text, id=title)
+    except (OSError, EOFError, ET.ParseError) as exc:
+        stats.bad("truncated_file", source, number, f"dump ends or breaks after page {number}: {exc}")
 
 
 # --------------------------------------------------------------------------- WARC / WET

@@ -69,6 +69,7 @@ class StageContext:
     seed: int
     log: Callable[..., None]
     progress: bool = True
+    options: dict[str, Any] = field(default_factory=dict)  # run-wide overrides that do not change results
 
     def latest_model(self) -> ModelRef:
         """The most recent single model upstream (the base model if no stage produced one yet)."""
@@ -105,6 +106,7 @@ class Stage:
     requires: ClassVar[tuple[str, ...]] = ()  # stage kinds that must come earlier in the recipe
     produces_model: ClassVar[bool] = False
     trains_on_data: ClassVar[bool] = False  # its training data is checked for evaluation sentences
+    key_exclude: ClassVar[frozenset[str]] = frozenset()  # config fields that do not change the result
 
     def __init__(self, config: StrictModel) -> None:
         self.config = config

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import glob
+import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
+from ..crawl.filters import QualityConfig
 from ..io import file_fingerprint
 from ..recipe import ExistingPath, InputGlob, LanguageCode, StrictModel
 from .base import Artifact, Stage, StageContext
+
+
+class NearDedupConfig(StrictModel):
+    threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard similarity that makes a near duplicate")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    shingle: int = Field(5, ge=1, description="words per shingle (character 5-grams for shorter documents)")
+
+
+class PrefilterConfig(StrictModel):
+    """Drop documents with too few words of a target wordlist before identifying them line by line."""
+
+    wordlist: ExistingPath = Field(description="one word per line (optionally with a count), most frequent first")
+    min_hit_rate: float = Field(0.02, ge=0, le=1, description="share of a document's words found in the list")
+    top: int | None = Field(None, ge=1, description="use only the first N words of the list")
 
 
 class CrawlConfig(StrictModel):
@@ -18,14 +35,27 @@ class CrawlConfig(StrictModel):
     lid_seed: ExistingPath = Field(description="folder of <code>.txt seed texts for the language identifier")
     languages: list[LanguageCode] | None = Field(None, description="languages to keep (default: target + replay)")
     min_chars: int = Field(20, ge=1)
-    min_score: float = Field(0.5, ge=0.0, le=1.0)
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="language-ID score a segment needs to be kept")
+    min_scores: dict[LanguageCode, float] = Field(default_factory=dict, description="per-language min_score")
+    quality: QualityConfig | None = Field(QualityConfig(), description="quality filters (null: none)")
+    near_dedup: NearDedupConfig | None = Field(NearDedupConfig(), description="MinHash-LSH near dedup (null: none)")
+    exclude: ExistingPath | None = Field(None, description="JSONL of documents (field text) never to keep")
+    prefilter: PrefilterConfig | None = Field(None, description="target-wordlist hit-rate prefilter (big crawls)")
+    extractor: Literal["resiliparse", "trafilatura"] = Field(
+        "resiliparse", description="HTML extractor: fast (resiliparse) or precision (trafilatura, in a subprocess)")
+    extract_timeout: float = Field(10.0, gt=0, description="seconds per page for the trafilatura extractor")
+    executor: Literal["serial", "local", "ray"] = Field(
+        "local", description="where shards run: this process, local worker processes, or a Ray cluster")
+    processes: int | None = Field(None, ge=1, description="workers (default: the CPU count, at most one per shard)")
+    max_shard_mb: int = Field(64, ge=1, description="input files above this are split into parts that run apart")
 
 
 class CrawlStage(Stage):
     kind = "crawl"
-    version = "1"
+    version = "2"  # 2: quality filters, near dedup, data card, exclusion list, corpus sizes in the scoreboard
     Config = CrawlConfig
     trains_on_data = True
+    key_exclude = frozenset({"executor", "processes"})  # where shards run does not change the result
 
     def training_data(self, artifact: Artifact, upstream: list[Artifact]) -> list[Path]:
         return corpus_files(artifact)
@@ -36,7 +66,8 @@ class CrawlStage(Stage):
 
     def input_fingerprints(self) -> dict[str, str]:
         seeds = {str(p): file_fingerprint(p) for p in sorted(Path(self.config.lid_seed).glob("*.txt"))}
-        return {**{str(p): file_fingerprint(p) for p in self.files()}, **seeds}
+        extra = [p for p in (self.config.exclude, self.config.prefilter and self.config.prefilter.wordlist) if p]
+        return {**{str(p): file_fingerprint(p) for p in [*self.files(), *extra]}, **seeds}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from ..crawl.langid import train_identifier
@@ -46,13 +77,51 @@ class CrawlStage(Stage):
         identifier = train_identifier(Path(self.config.lid_seed), None)
         if hasattr(identifier, "save"):
             identifier.save(ctx.out_dir / "lid")
-        stats = run_crawl(self.files(), languages, identifier, ctx.out_dir / "corpus",
-                          min_chars=self.config.min_chars, min_score=self.config.min_score,
-                          progress=ctx.progress)
+        cfg = self.config
+        near = None
+        if cfg.near_dedup is not None:
+            from ..crawl.dedup import NearDeduplicator
+
+            near = NearDeduplicator(cfg.near_dedup.threshold, cfg.near_dedup.num_perm, cfg.near_dedup.shingle,
+                                    seed=ctx.seed)
+        files = self.files()
+        executor = ctx.options.get("executor") or cfg.executor
+        processes = cfg.processes or max(1, min(os.cpu_count() or 1, len(files)))
+        stats = run_crawl(files, languages, identifier, ctx.out_dir / "corpus", min_chars=cfg.min_chars,
+                          min_score=cfg.min_score, quality=cfg.quality, near_dedup=near, exclude=self._excluded(),
+                          extractor=cfg.extractor, extract_timeout=cfg.extract_timeout, min_scores=cfg.min_scores,
+                          prefilter=self._prefilter(), executor=executor,
+                          processes=processes,
+                          shard_dir=ctx.out_dir / "checkpoints" / "shards", max_shard_bytes=cfg.max_shard_mb * 2**20,
+                          seed=ctx.seed, progress=ctx.progress)
+        shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
         written = ctx.out_dir / "corpus"
         corpus = {code: f"corpus/{code}.jsonl" for code in languages if (written / f"{code}.jsonl").exists()}
         ctx.log("corpus_written", languages={c: stats.get("languages", {}).get(c, {}) for c in corpus})
-        return {"models": [], "outputs": {"corpus": corpus, "stats": "corpus/stats.json"}, "stats": stats}
+        ctx.write_json("scores.json", corpus_records(ctx.step_id, stats))
+        return {"models": [], "outputs": {"corpus": corpus, "stats": "corpus/stats.json", "card": "corpus/card.md"},
+                "scores": "scores.json", "stats": stats}
+
+    def _prefilter(self) -> tuple[frozenset[str], float] | None:
+        from ..crawl.pipeline import read_wordlist
+
+        cfg = self.config.prefilter
+        return (read_wordlist(cfg.wordlist, cfg.top), cfg.min_hit_rate) if cfg is not None else None
+
+    def _excluded(self) -> list[str]:
+        from ..io import read_jsonl
+
+        if self.config.exclude is None:
+            return []
+        return [r["text"] for r in read_jsonl(Path(self.config.exclude)) if isinstance(r.get("text"), str)]
+
+
+def corpus_records(stage: str, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Scoreboard records of kind ``corpus``: documents, words and bytes kept per language."""
+    return [{"stage": stage, "variant": None, "kind": "corpus", "language": code, "metric": metric,
+             "value": float(sizes[key]), "n": int(sizes["docs"])}
+            for code, sizes in stats["languages"].items()
+            for metric, key in (("documents", "docs"), ("words", "words"), ("bytes", "bytes"))]
 
 
 def corpus_files(artifact: Artifact, languages: list[str] | None = None) -> list[Path]:

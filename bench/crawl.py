@@ -1,0 +1,149 @@
+"""Benchmark: the crawl stage against a UnifiedCrawl-style baseline on the same WARC file and cores.
+
+ours:      fastwarc reading + resiliparse extraction + line-level language identification + quality
+           filters + exact and MinHash near dedup (``run_crawl``), with 1 and 2 worker processes;
+baseline:  warcio reading + ``trafilatura.extract`` per document + the *same* identification, filters
+           and dedup (the workbench's own code, so only reading and extraction differ).
+
+Run:  python bench/crawl.py [--warc ../shared/data/warc/bench-webpages.warc.gz] [--limit N]
+Writes bench/results/crawl.json (docs/s, MB/s of .warc.gz, ratio, peak memory, 1 -> 2 process scaling).
+The input is benchmark-only data (real web pages) and is never shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workbench.crawl.card import CardBuilder  # noqa: E402
+from workbench.crawl.dedup import NearDeduplicator  # noqa: E402
+from workbench.crawl.filters import QualityConfig  # noqa: E402
+from workbench.crawl.langid import train_identifier  # noqa: E402
+from workbench.crawl.pipeline import CrawlSettings, ShardProcessor, _JsonlSinks, _Merge, run_crawl  # noqa: E402
+from workbench.crawl.readers import RawDocument  # noqa: E402
+from workbench.crawl.shards import Shard, ShardResult  # noqa: E402
+from workbench.io import atomic_write_json  # noqa: E402
+
+LANGUAGES = ["deu_Latn", "eng_Latn", "fra_Latn", "pol_Latn", "zho_Hans", "rus_Cyrl", "nld_Latn", "srd_Latn"]
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
+
+
+def baseline(warc: Path, identifier, out: Path, limit: int | None) -> dict:
+    """warcio + trafilatura.extract per page, then the workbench's identification, filters and dedup."""
+    import trafilatura
+    from warcio.archiveiterator import ArchiveIterator
+
+    settings = CrawlSettings(tuple(LANGUAGES), quality=QualityConfig())
+    shard_dir = out / "shard"
+    shard_dir.mkdir(parents=True)
+    processor = ShardProcessor(settings, identifier, shard_dir)
+    processor.extract = lambda html, charset: trafilatura.extract(html.decode("utf-8", errors="replace")) or ""
+    docs = 0
+    with open(warc, "rb") as handle:
+        for record in ArchiveIterator(handle):
+            if record.rec_type != "response" or "html" not in (record.http_headers.get_header("Content-Type") or ""):
+                continue
+            docs += 1
+            processor.process(RawDocument(source=str(warc), offset=docs, url=record.rec_headers.get_header(
+                "WARC-Target-URI"), html=record.content_stream().read()))
+            if limit and docs >= limit:
+                break
+    processor.close()
+    from workbench.crawl.readers import CrawlStats
+
+    result = ShardResult(Shard(str(warc)), shard_dir, processor.stats(Shard(str(warc)), CrawlStats()))
+    merge = _Merge(LANGUAGES, NearDeduplicator(), frozenset(), CardBuilder())
+    sinks = _JsonlSinks(out, LANGUAGES)
+    merge.run([result], sinks)
+    sinks.commit()
+    return {"documents": docs, "kept": sum(v["docs"] for v in merge.per_language.values())}
+
+
+def ours(warc: Path, identifier, out: Path, processes: int, limit: int | None) -> dict:
+    source = warc
+    if limit:  # the same first pages as the baseline
+        source = out.parent / f"first-{limit}.warc.gz"
+        if not source.exists():
+            _first_records(warc, source, limit)
+    size = source.stat().st_size
+    stats = run_crawl([source], LANGUAGES, identifier, out, quality=QualityConfig(), near_dedup=NearDeduplicator(),
+                      executor="local" if processes > 1 else "serial", processes=processes,
+                      max_shard_bytes=max(1, size // processes + 1), progress=False)
+    return {"documents": stats["documents_read"], "kept": sum(v["docs"] for v in stats["languages"].values())}
+
+
+def _first_records(warc: Path, out: Path, limit: int) -> None:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    with open(warc, "rb") as handle:
+        records = [(r.stream_pos, r.record_type) for r in ArchiveIterator(handle, parse_http=False)]
+    responses = [i for i, (_, kind) in enumerate(records) if kind == WarcRecordType.response]
+    end_index = responses[limit] if len(responses) > limit else None
+    end = records[end_index][0] if end_index is not None else warc.stat().st_size
+    with open(warc, "rb") as src, open(out, "wb") as dst:
+        dst.write(src.read(end))
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default = ROOT.parent / "shared" / "data" / "warc" / "bench-webpages.warc.gz"
+    parser.add_argument("--warc", type=Path, default=default)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N HTML responses")
+    args = parser.parse_args()
+    if not args.warc.is_file():
+        sys.exit(f"benchmark input not found: {args.warc}")
+    identifier = train_identifier(ROOT / "corpora" / "lid-seed")
+    work = Path(tempfile.mkdtemp(prefix="bench-crawl-"))
+    try:
+        size_mb = args.warc.stat().st_size / 2**20
+        one, one_s = timed(lambda: ours(args.warc, identifier, work / "ours-1", 1, args.limit))
+        two, two_s = timed(lambda: ours(args.warc, identifier, work / "ours-2", 2, args.limit))
+        base, base_s = timed(lambda: baseline(args.warc, identifier, work / "baseline", args.limit))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.limit:
+        size_mb *= one["documents"] / 1048  # approximate share of the file
+    rows = [("ours, 1 process", one, one_s), ("ours, 2 processes", two, two_s), ("baseline (warcio+trafilatura)",
+                                                                                 base, base_s)]
+    print(f"{'pipeline':<32}{'docs':>7}{'kept':>7}{'seconds':>9}{'docs/s':>9}{'MB/s':>8}")
+    for name, result, seconds in rows:
+        print(f"{name:<32}{result['documents']:>7}{result['kept']:>7}{seconds:>9.1f}"
+              f"{result['documents'] / seconds:>9.1f}{size_mb / seconds:>8.2f}")
+    ratio, scaling = base_s / one_s, one_s / two_s
+    print(f"ours vs baseline (1 process each): {ratio:.1f}x; ours 1 -> 2 processes: {scaling:.2f}x; "
+          f"peak RSS {peak_rss_mb()} MB")
+    atomic_write_json(ROOT / "bench" / "results" / "crawl.json", {
+        "input": str(args.warc), "warc_gz_mb": round(size_mb, 2), "limit": args.limit,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "ours_1_process": {**one, "seconds": round(one_s, 2), "docs_per_s": round(one["documents"] / one_s, 2),
+                           "mb_per_s": round(size_mb / one_s, 3)},
+        "ours_2_processes": {**two, "seconds": round(two_s, 2), "docs_per_s": round(two["documents"] / two_s, 2),
+                             "mb_per_s": round(size_mb / two_s, 3)},
+        "baseline": {**base, "seconds": round(base_s, 2), "docs_per_s": round(base["documents"] / base_s, 2),
+                     "mb_per_s": round(size_mb / base_s, 3)},
+        "ratio_vs_baseline": round(ratio, 2), "scaling_1_to_2": round(scaling, 2), "peak_rss_mb": peak_rss_mb(),
+    })
+
+
+if __name__ == "__main__":
+    main()

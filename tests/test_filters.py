@@ -1,0 +1,175 @@
+"""Quality filters, near dedup and the data card, on real sentences and crafted failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+from workbench.crawl.card import CardBuilder
+from workbench.crawl.dedup import NearDeduplicator
+from workbench.crawl.filters import (
+    FilterThresholds,
+    QualityConfig,
+    check,
+    duplicate_ngram_share,
+    top_ngram_share,
+)
+from workbench.crawl.langid import train_identifier
+from workbench.crawl.pipeline import run_crawl
+
+FLORES = ROOT / "corpora" / "flores200" / "dev"
+DEFAULT = FilterThresholds()
+
+
+def flores(code: str) -> list[str]:
+    return (FLORES / f"{code}.dev").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("code", ["srd_Latn", "eng_Latn", "amh_Ethi", "cat_Latn"])
+def test_real_sentences_and_paragraphs_pass(code):
+    sentences = flores(code)[:200]
+    assert sum(check(s, DEFAULT) is None for s in sentences) >= 0.97 * len(sentences)
+    paragraph = "\n".join(sentences[:12])
+    assert check(paragraph, DEFAULT) is None
+
+
+def test_unspaced_scripts_are_not_judged_by_word_length():
+    chinese = "今天天气很好，我们一起去公园散步吧。公园里有很多花和树。"
+    assert check(chinese, DEFAULT) is None
+
+
+@pytest.mark.parametrize(("text", "rule"), [
+    ("Salude a totus", None),
+    ("Salude", "min_words"),
+    ("ab cd ef gh ij kl mn op qr", None),
+    ("a b c d e f g h i j", "mean_word_length"),
+    ("1234 5678 9012 3456 7890 1111", "min_alpha_words"),
+    ("Bona die a totus !!! ??? $$$ %%% &&& *** @@@ ((( ))) ;;; === +++", "min_letter_ratio"),
+    ("Unu # duos # tres # bator # chimbe # ses # sete", "max_symbol_ratio"),
+])
+def test_word_and_character_rules(text, rule):
+    assert check(text, DEFAULT) == rule
+
+
+def test_line_rules_only_from_three_lines_on():
+    menu = "\n".join(["Home", "Chie semus", "Cuntatos", "Noas", "Galleria"])
+    assert check(menu, DEFAULT) == "min_punctuated_lines"
+    assert check("Home\nChie semus", DEFAULT) is None  # two lines: too few to judge lines
+    bullets = "\n".join(f"• Unu elementu longu de una lista de cosas bonas, {i}." for i in range(6))
+    assert check(bullets, DEFAULT.model_copy(update={"max_bullet_lines": 0.5})) == "max_bullet_lines"
+    repeated = "\n".join(["Custa est una frase longa e bene fata pro sa proa."] * 4 + ["Un'àtera frase diversa."])
+    assert check(repeated, DEFAULT) == "max_duplicate_lines"
+
+
+def test_ngram_shares_by_hand():
+    words = ["a", "b", "a", "b", "a", "b", "c"]
+    # most frequent 2-gram "a b" occurs 3 times, 2 characters each, of 7 characters
+    assert top_ngram_share(words, 2) == pytest.approx(6 / 7)
+    # 2-grams: ab ba ab* ba* ab* bc: words 2..5 are inside repeated 2-grams
+    assert duplicate_ngram_share(words, 2) == pytest.approx(4 / 7)
+    spam = " ".join(["compra oe su prodotu nostru a preju bonu"] * 10)
+    assert check(spam, DEFAULT).startswith("max_top_ngram")
+
+
+def test_per_language_thresholds():
+    config = QualityConfig(languages={"srd_Latn": {"min_words": 100}})
+    sentence = flores("srd_Latn")[0]
+    assert check(sentence, config.for_language("srd_Latn")) == "min_words"
+    assert check(sentence, config.for_language("eng_Latn")) is None
+    with pytest.raises(ValueError, match="min_wordz"):
+        QualityConfig(languages={"srd_Latn": {"min_wordz": 3}}).for_language("srd_Latn")
+
+
+def test_near_dedup_clusters_edited_copies():
+    near = NearDeduplicator(threshold=0.7)
+    text = flores("srd_Latn")[3] + " " + flores("srd_Latn")[4]
+    assert near.duplicate_of(text, "srd_Latn") is None
+    assert near.duplicate_of(text.replace(",", "").replace(".", "!"), "srd_Latn") == "srd_Latn:0"
+    assert near.duplicate_of(text.upper(), "srd_Latn") == "srd_Latn:0"
+    assert near.duplicate_of(text, "ita_Latn") is None  # one index per language
+    assert near.duplicate_of(flores("srd_Latn")[10], "srd_Latn") is None
+    assert near.cluster_sizes["srd_Latn:0"] == 3
+    assert near.cluster_histogram() == {"1": 2, "3": 1}
+
+
+def test_crawl_writes_a_data_card_with_drops_by_reason(tmp_path):
+    srd = flores("srd_Latn")[:40]
+    docs = [{"text": s} for s in srd]
+    docs += [{"text": srd[0] + " !"}, {"text": "Salude"}, {"text": "\n".join(["Home", "Noas", "Cuntatos", "Menu"])}]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    identifier = train_identifier(ROOT / "corpora" / "lid-seed", ["srd_Latn", "ita_Latn", "cat_Latn", "spa_Latn"],
+                                  use_fasttext=False)
+    out = tmp_path / "out"
+    stats = run_crawl([path], ["srd_Latn"], identifier, out, min_chars=5, quality=QualityConfig(),
+                      near_dedup=NearDeduplicator(), exclude=[srd[5]], progress=False, seed=3)
+    card = json.loads((out / "card.json").read_text(encoding="utf-8"))
+    kept = [json.loads(line) for line in (out / "srd_Latn.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert stats["dropped"]["near_duplicate"] == 1 and stats["dropped"]["excluded"] == 1
+    assert stats["dropped"]["quality:min_words"] == 1
+    assert card["languages"]["srd_Latn"]["docs"] == len(kept) == stats["languages"]["srd_Latn"]["docs"]
+    assert sum(card["languages"]["srd_Latn"]["score_histogram"]["counts"]) == len(kept)
+    samples = card["languages"]["srd_Latn"]["samples"]
+    assert len(samples) == 5 and all(s["text"] in {r["text"] for r in kept} for s in samples)
+    assert srd[5] not in {r["text"] for r in kept}
+    markdown = (out / "card.md").read_text(encoding="utf-8")
+    assert "| srd_Latn | " in markdown and "near_duplicate" in markdown
+    again = CardBuilder(seed=3)
+    for record in kept:
+        again.keep(record)
+    assert again.card(stats)["languages"]["srd_Latn"]["samples"] == samples  # seeded: reproducible
+
+
+# -- Wikipedia dumps -------------------------------------------------------------------------------------------
+
+WIKI = ROOT / "tests" / "fixtures" / "wikipedia" / "furwiki-excerpt-pages-articles.xml.bz2"
+
+
+def test_wikipedia_dump_gives_articles_without_markup():
+    from workbench.crawl.readers import CrawlStats, iter_documents
+
+    stats = CrawlStats()
+    docs = list(iter_documents(WIKI, stats))
+    assert 12 <= len(docs) <= 60 and stats.bad_input_total == 0  # redirects and other namespaces are not articles
+    friul = next(d for d in docs if d.id == "Friûl")
+    assert friul.url == "https://fur.wikipedia.org/wiki/Fri%C3%BBl"
+    assert friul.text.startswith("Il Friûl (par talian Friuli, par sloven Furlanija, par todesc Friaul) al è une r")
+    for doc in docs:
+        assert "[[" not in doc.text and "{{" not in doc.text and "'''" not in doc.text and "<ref" not in doc.text
+        assert "Categorie:" not in doc.text
+
+
+def test_truncated_wikipedia_dump_keeps_the_pages_before_the_cut(tmp_path):
+    import bz2
+
+    from workbench.crawl.readers import CrawlStats, iter_documents
+
+    raw = bz2.decompress(WIKI.read_bytes())
+    cut = tmp_path / "cut-pages-articles.xml.bz2"
+    cut.write_bytes(bz2.compress(raw[: len(raw) // 2]))
+    stats = CrawlStats()
+    docs = list(iter_documents(cut, stats))
+    assert 2 < len(docs) < len(list(iter_documents(WIKI, CrawlStats())))
+    assert stats.bad_input_by_kind == {"truncated_file": 1}
+
+
+def test_wordlist_prefilter_drops_documents_without_target_words(tmp_path):
+    from collections import Counter
+
+    from workbench.crawl.pipeline import _WORDS, hit_rate, read_wordlist
+
+    counts = Counter(w for s in flores("srd_Latn")[200:] for w in _WORDS.findall(s.casefold()))
+    (tmp_path / "srd.words").write_text("".join(f"{w} {c}\n" for w, c in counts.most_common()), encoding="utf-8")
+    words = read_wordlist(tmp_path / "srd.words", limit=300)
+    assert len(words) == 300 and hit_rate(flores("srd_Latn")[0], words) > hit_rate(flores("eng_Latn")[0], words)
+    docs = [{"text": t} for t in flores("srd_Latn")[:30] + flores("eng_Latn")[:30]]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    identifier = train_identifier(ROOT / "corpora" / "lid-seed", ["srd_Latn", "eng_Latn", "ita_Latn"],
+                                  use_fasttext=False)
+    stats = run_crawl([path], ["srd_Latn", "eng_Latn"], identifier, tmp_path / "out", prefilter=(words, 0.2),
+                      progress=False)
+    assert stats["dropped"]["prefilter"] >= 28 and stats["languages"]["eng_Latn"]["docs"] <= 2
+    assert stats["languages"]["srd_Latn"]["docs"] >= 27

@@ -1,0 +1,92 @@
+"""Crawl shards: the same corpus whatever runs them (this process, local processes, Ray), split big
+files, and re-runs that skip finished shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, ROOT
+from workbench.crawl.dedup import NearDeduplicator
+from workbench.crawl.filters import QualityConfig
+from workbench.crawl.langid import train_identifier
+from workbench.crawl.pipeline import run_crawl
+
+INPUTS = [FIXTURES / "warc" / "cc-main-2020-34-excerpt.warc.gz", FIXTURES / "text" / "srd_sample.txt",
+          FIXTURES / "text" / "eng_sample.txt", FIXTURES / "wikipedia" / "furwiki-excerpt-pages-articles.xml.bz2"]
+LANGUAGES = ["srd_Latn", "eng_Latn", "fur_Latn", "deu_Latn", "rus_Cyrl"]
+
+
+@pytest.fixture(scope="module")
+def identifier():
+    return train_identifier(ROOT / "corpora" / "lid-seed", ["srd_Latn", "eng_Latn", "fur_Latn", "ita_Latn",
+                                                            "lij_Latn", "vec_Latn"])
+
+
+def crawl(out: Path, identifier, **kwargs) -> tuple[dict, dict[str, list[str]]]:
+    stats = run_crawl(INPUTS, LANGUAGES, identifier, out, quality=QualityConfig(), near_dedup=NearDeduplicator(),
+                      progress=False, **kwargs)
+    texts = {code: [json.loads(line)["text"] for line in (out / f"{code}.jsonl").read_text().splitlines()]
+             for code in LANGUAGES}
+    return stats, texts
+
+
+@pytest.fixture(scope="module")
+def serial(identifier, tmp_path_factory):
+    return crawl(tmp_path_factory.mktemp("serial"), identifier, executor="serial")
+
+
+def test_serial_crawl_keeps_each_language(serial):
+    stats, texts = serial
+    assert len(texts["srd_Latn"]) > 300 and len(texts["fur_Latn"]) > 20 and texts["rus_Cyrl"]
+    assert stats["settings"]["shards"] == len(INPUTS)
+    assert stats["documents_read"] == sum(v["documents_read"] for v in stats["inputs"].values())
+
+
+def test_local_processes_give_the_same_corpus(serial, identifier, tmp_path):
+    stats, texts = crawl(tmp_path, identifier, executor="local", processes=2)
+    assert texts == serial[1]
+    assert {k: v for k, v in stats.items() if k != "settings"} == {k: v for k, v in serial[0].items()
+                                                                  if k != "settings"}
+
+
+def test_big_files_split_into_parts_give_the_same_documents(serial, identifier, tmp_path):
+    stats, texts = crawl(tmp_path, identifier, executor="serial", max_shard_bytes=20_000)
+    assert stats["settings"]["shards"] > 2 * len(INPUTS)
+    for code in LANGUAGES:
+        assert sorted(texts[code]) == sorted(serial[1][code]), code
+    assert stats["documents_read"] == serial[0]["documents_read"]
+    assert stats["bad_input"]["total"] == serial[0]["bad_input"]["total"]  # read problems counted once
+
+
+def test_rerun_skips_finished_shards(identifier, tmp_path, monkeypatch):
+    shard_dir = tmp_path / "shards"
+    crawl(tmp_path / "a", identifier, shard_dir=shard_dir)
+    done = sorted(shard_dir.glob("*/*of*"))
+    assert len(done) == len(INPUTS) and all((d / "stats.json").is_file() for d in done)
+    lost = done[0]
+    lost.rename(lost.parent / f".{lost.name}.tmp-killed")  # as if the run had been killed inside this shard
+    sources = []
+    monkeypatch.setattr("workbench.crawl.pipeline.ShardProcessor.process", lambda self, doc: sources.append(doc.source))
+    crawl(tmp_path / "b", identifier, shard_dir=shard_dir)
+    assert sources and len(set(sources)) == 1  # only the unfinished shard ran again
+    assert json.loads((lost / "stats.json").read_text())["source"] == sources[0]
+
+
+@pytest.mark.slow
+def test_ray_gives_the_same_corpus(serial, identifier, tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        _, texts = crawl(tmp_path, identifier, executor="ray", processes=2)
+    finally:
+        ray.shutdown()
+    assert texts == serial[1]
+
+
+def test_unknown_executor_is_a_data_error(identifier, tmp_path):
+    from workbench.errors import DataError
+
+    with pytest.raises(DataError, match="unknown crawl executor 'spark'; allowed: serial, local, ray"):
+        run_crawl(INPUTS[1:2], ["srd_Latn"], identifier, tmp_path, executor="spark", progress=False)

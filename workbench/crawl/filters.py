@@ -1,0 +1,203 @@
+"""Language-agnostic quality filters (Gopher / FineWeb style), thresholds per language.
+
+Every rule looks at one document and either passes it or names why it is dropped; the crawl counts
+drops by that name (``quality:<rule>``). Words are Unicode words (runs of letters, marks and digits;
+each character of a script written without spaces is a word of its own), never an English tokenizer.
+
+=========================  =====================================================================  =========
+rule                        drops a document whose ...                                             default
+=========================  =====================================================================  =========
+``min_words``               word count is below                                                    3
+``max_words``               word count is above                                                    100000
+``mean_word_length``        mean word length (characters) is outside ``[lo, hi]`` (spaced scripts)  [2, 12]
+``min_alpha_words``         share of words with a letter is below                                  0.7
+``min_letter_ratio``        share of non-space characters that are letters is below                0.6
+``max_symbol_ratio``        ``#``/``…``/``...`` per word is above                                  0.1
+``max_bullet_lines``        share of lines starting with a bullet is above                         0.9
+``max_ellipsis_lines``      share of lines ending with an ellipsis is above                         0.3
+``min_punctuated_lines``    share of lines ending in terminal punctuation is below (FineWeb)       0.12
+``max_short_lines``         share of lines under 30 characters is above (FineWeb)                   0.67
+``max_duplicate_lines``     share of lines that repeat an earlier line is above (Gopher)            0.3
+``max_duplicate_line_chars``  share of characters in repeated lines is above (Gopher)              0.2
+``max_top_ngram``           share of characters covered by the most frequent word 2/3/4-gram is    0.2/0.18/0.16
+                            above (Gopher)
+``max_duplicate_ngrams``    share of characters in repeated word 5..10-grams is above (Gopher)      0.15..0.10
+=========================  =====================================================================  =========
+
+Rules about lines apply from ``min_lines_for_line_rules`` lines on and n-gram rules from
+``min_words_for_ngram_rules`` words on, so short documents (a sentence, a caption) are judged by the
+word and character rules only: tiny corpora of sentences are not wiped out by rules made for web pages.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import regex
+from pydantic import Field
+
+from ..recipe import StrictModel
+
+_WORD = regex.compile(
+    r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]"
+    r"|[\p{L}\p{M}\p{N}]+"
+)
+_UNSPACED = regex.compile(r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]")
+_LETTER = regex.compile(r"\p{L}")
+_BULLETS = ("•", "●", "○", "▪", "‣", "⁃", "◦", "-", "*", "–", "—", "·")
+_TERMINAL = (".", "!", "?", '"', "'", "”", "’", "»", "。", "！", "？", "।", "॥", "።", "؟", "܀", "…", ")")
+_ELLIPSIS = ("...", "…")
+
+
+class FilterThresholds(StrictModel):
+    """Thresholds of the quality rules (``None`` switches a rule off); see the module docstring."""
+
+    min_words: int | None = Field(3, ge=0)
+    max_words: int | None = Field(100_000, ge=1)
+    mean_word_length: tuple[float, float] | None = (2.0, 12.0)
+    min_alpha_words: float | None = Field(0.7, ge=0, le=1)
+    min_letter_ratio: float | None = Field(0.6, ge=0, le=1)
+    max_symbol_ratio: float | None = Field(0.1, ge=0)
+    max_bullet_lines: float | None = Field(0.9, ge=0, le=1)
+    max_ellipsis_lines: float | None = Field(0.3, ge=0, le=1)
+    min_punctuated_lines: float | None = Field(0.12, ge=0, le=1)
+    max_short_lines: float | None = Field(0.67, ge=0, le=1)
+    max_duplicate_lines: float | None = Field(0.3, ge=0, le=1)
+    max_duplicate_line_chars: float | None = Field(0.2, ge=0, le=1)
+    max_top_ngram: dict[int, float] | None = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    max_duplicate_ngrams: dict[int, float] | None = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+    min_lines_for_line_rules: int = Field(3, ge=1)
+    min_words_for_ngram_rules: int = Field(50, ge=1)
+
+
+class QualityConfig(StrictModel):
+    """``default`` thresholds, overridden field by field per language code."""
+
+    default: FilterThresholds = FilterThresholds()
+    languages: dict[str, dict] = Field(default_factory=dict, description="{code: {rule: threshold}}")
+
+    def for_language(self, code: str) -> FilterThresholds:
+        override = self.languages.get(code)
+        if not override:
+            return self.default
+        return FilterThresholds.model_validate({**self.default.model_dump(), **override})
+
+
+@dataclass(frozen=True)
+class _Doc:
+    text: str
+    words: list[str]
+    lines: list[str]
+
+
+def _line_share(lines: list[str], test) -> float:
+    return sum(1 for line in lines if test(line)) / len(lines)
+
+
+def _duplicate_lines(lines: list[str]) -> tuple[float, float]:
+    """Share of lines that repeat an earlier line, and share of characters in them."""
+    seen: set[str] = set()
+    dup_lines = dup_chars = 0
+    for line in lines:
+        if line in seen:
+            dup_lines += 1
+            dup_chars += len(line)
+        seen.add(line)
+    total = sum(map(len, lines)) or 1
+    return dup_lines / len(lines), dup_chars / total
+
+
+def top_ngram_share(words: list[str], n: int) -> float:
+    """Characters covered by occurrences of the most frequent word n-gram / characters of all words."""
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    if not grams:
+        return 0.0
+    gram, count = grams.most_common(1)[0]
+    return count * sum(map(len, gram)) / (sum(map(len, words)) or 1)
+
+
+def duplicate_ngram_share(words: list[str], n: int) -> float:
+    """Characters of the words inside an n-gram that occurred before / characters of all words."""
+    seen: set[tuple[str, ...]] = set()
+    covered = [False] * len(words)
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i:i + n])
+        if gram in seen:
+            for j in range(i, i + n):
+                covered[j] = True
+        seen.add(gram)
+    return sum(len(w) for w, c in zip(words, covered, strict=True) if c) / (sum(map(len, words)) or 1)
+
+
+def check(text: str, limits: FilterThresholds) -> str | None:
+    """The first rule ``text`` fails (its name), or ``None`` if it passes every rule."""
+    doc = _Doc(text, _WORD.findall(text), [line.strip() for line in text.splitlines() if line.strip()])
+    for rule in (_word_rules, _character_rules, _line_rules, _ngram_rules):
+        reason = rule(doc, limits)
+        if reason:
+            return reason
+    return None
+
+
+def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
+    n = len(doc.words)
+    if t.min_words is not None and n < t.min_words:
+        return "min_words"
+    if t.max_words is not None and n > t.max_words:
+        return "max_words"
+    if not n:
+        return None
+    spaced = [w for w in doc.words if not _UNSPACED.match(w)]
+    if t.mean_word_length is not None and len(spaced) >= max(1, n // 2):
+        mean = sum(map(len, spaced)) / len(spaced)
+        if not t.mean_word_length[0] <= mean <= t.mean_word_length[1]:
+            return "mean_word_length"
+    if t.min_alpha_words is not None and sum(1 for w in doc.words if _LETTER.search(w)) / n < t.min_alpha_words:
+        return "min_alpha_words"
+    return None
+
+
+def _character_rules(doc: _Doc, t: FilterThresholds) -> str | None:
+    visible = [c for c in doc.text if not c.isspace()]
+    letters = sum(1 for c in visible if _LETTER.match(c))
+    if t.min_letter_ratio is not None and visible and letters / len(visible) < t.min_letter_ratio:
+        return "min_letter_ratio"
+    if t.max_symbol_ratio is not None and doc.words:
+        symbols = doc.text.count("#") + doc.text.count("…") + doc.text.count("...")
+        if symbols / len(doc.words) > t.max_symbol_ratio:
+            return "max_symbol_ratio"
+    return None
+
+
+def _line_rules(doc: _Doc, t: FilterThresholds) -> str | None:
+    lines = doc.lines
+    if len(lines) < t.min_lines_for_line_rules:
+        return None
+    checks = (
+        ("max_bullet_lines", t.max_bullet_lines, lambda: _line_share(lines, lambda s: s.startswith(_BULLETS)), 1),
+        ("max_ellipsis_lines", t.max_ellipsis_lines, lambda: _line_share(lines, lambda s: s.endswith(_ELLIPSIS)), 1),
+        ("min_punctuated_lines", t.min_punctuated_lines, lambda: _line_share(lines, lambda s: s.endswith(_TERMINAL)),
+         -1),
+        ("max_short_lines", t.max_short_lines, lambda: _line_share(lines, lambda s: len(s) < 30), 1),
+        ("max_duplicate_lines", t.max_duplicate_lines, lambda: _duplicate_lines(lines)[0], 1),
+        ("max_duplicate_line_chars", t.max_duplicate_line_chars, lambda: _duplicate_lines(lines)[1], 1),
+    )
+    for name, limit, measure, sign in checks:
+        if limit is not None and (measure() > limit if sign > 0 else measure() < limit):
+            return name
+    return None
+
+
+def _ngram_rules(doc: _Doc, t: FilterThresholds) -> str | None:
+    words = [w.casefold() for w in doc.words]
+    if len(words) < t.min_words_for_ngram_rules:
+        return None
+    for n, limit in sorted((t.max_top_ngram or {}).items()):
+        if top_ngram_share(words, n) > limit:
+            return f"max_top_ngram_{n}"
+    for n, limit in sorted((t.max_duplicate_ngrams or {}).items()):
+        if duplicate_ngram_share(words, n) > limit:
+            return f"max_duplicate_ngrams_{n}"
+    return None

@@ -1,0 +1,214 @@
+"""Crawl shards and the engines that run them: in-process, local processes, or Ray.
+
+A **shard** is one input file, or one of ``parts`` interleaved slices of a big file (the documents
+whose index ``i`` has ``i % parts == part``: every slice reads the file, which is fast, and extracts
+and identifies only its own documents, which is the expensive part). Processing a shard is one pure
+function (:func:`process_shard`: shard + settings + identifier → candidate records per language +
+stats) whose output directory is renamed into place when complete, so a re-run skips finished shards.
+Deduplication needs every shard, so it happens afterwards, in order (see
+:func:`workbench.crawl.pipeline.run_crawl`).
+
+Executors: ``serial`` (this process), ``local`` (a pool of ``processes`` worker processes) and ``ray``
+(tasks on a Ray cluster: ``ray.init()`` joins the cluster named by ``RAY_ADDRESS``, or starts a local
+instance with ``processes`` CPUs). The workbench never runs a cluster of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..io import atomic_write_json
+from .langid import LanguageIdentifier
+from .readers import CrawlStats, iter_documents
+
+EXECUTORS = ("serial", "local", "ray")
+SHARD_STATS = "stats.json"
+IDENTIFIER_DIR = "identifier"
+DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Documents ``i % parts == part`` of one input file."""
+
+    path: str
+    part: int = 0
+    parts: int = 1
+
+    @property
+    def key(self) -> str:
+        """A directory name unique to the file (path, size, modification time) and the slice."""
+        stat = Path(self.path).stat()
+        digest = hashlib.sha256(f"{Path(self.path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        return f"{Path(self.path).name}-{digest[:12]}-{self.part}of{self.parts}"
+
+    def owns(self, index: int) -> bool:
+        return index % self.parts == self.part
+
+
+def plan_shards(inputs: Sequence[Path], max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Shard]:
+    """One shard per input file; a file above ``max_shard_bytes`` is cut into that many interleaved parts."""
+    shards = []
+    for path in inputs:
+        size = Path(path).stat().st_size if Path(path).exists() else 0
+        parts = max(1, math.ceil(size / max_shard_bytes))
+        shards += [Shard(str(path), part, parts) for part in range(parts)]
+    return shards
+
+
+@dataclass
+class ShardResult:
+    """What one shard produced: counters (JSON-ready) and where its candidate records are."""
+
+    shard: Shard
+    directory: Path
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def records(self, language: str) -> list[dict]:
+        path = self.directory / f"{language}.jsonl"
+        if not path.exists():
+            return []
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+
+def process_shard(shard: Shard, settings: Any, identifier: LanguageIdentifier, out_root: Path) -> dict[str, Any]:
+    """Extract, identify and filter the documents of one shard into ``out_root/<shard key>/``.
+
+    Writes ``<code>.jsonl`` (candidate records, before deduplication) and ``stats.json`` into a temporary
+    directory renamed into place at the end; a shard already done is not redone. Returns the stats.
+    """
+    from .pipeline import ShardProcessor
+
+    final = Path(out_root) / shard.key
+    if (final / SHARD_STATS).is_file():
+        return json.loads((final / SHARD_STATS).read_text(encoding="utf-8"))
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    processor = ShardProcessor(settings, identifier, tmp)
+    stats = CrawlStats()
+    try:
+        for index, doc in enumerate(iter_documents(Path(shard.path), stats)):
+            if shard.owns(index):
+                processor.process(doc)
+    finally:
+        processor.close()
+    result = processor.stats(shard, stats)
+    atomic_write_json(tmp / SHARD_STATS, result)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return result
+
+
+_LOADED: dict[str, LanguageIdentifier] = {}
+
+
+def process_shard_from_disk(shard: Shard, settings: Any, identifier_dir: str, out_root: str) -> dict[str, Any]:
+    """:func:`process_shard` for a worker process: the identifier is loaded once per process from disk."""
+    from .langid import TargetAwareIdentifier
+
+    if identifier_dir not in _LOADED:
+        _LOADED[identifier_dir] = TargetAwareIdentifier.load(Path(identifier_dir))
+    return process_shard(shard, settings, _LOADED[identifier_dir], Path(out_root))
+
+
+def run_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIdentifier, out_root: Path, *,
+               executor: str = "serial", processes: int = 1,
+               on_done: Callable[[Shard], None] | None = None) -> list[ShardResult]:
+    """Process every shard (finished ones are reused) with the chosen executor; results in shard order."""
+    if executor not in EXECUTORS:
+        raise DataError(f"unknown crawl executor '{executor}'; allowed: {', '.join(EXECUTORS)}")
+    out_root = Path(out_root) / settings_key(settings)  # other settings never reuse these shards
+    out_root.mkdir(parents=True, exist_ok=True)
+    done = on_done or (lambda shard: None)
+    stats: dict[Shard, dict] = {}
+    if executor == "serial" or (processes <= 1 and executor == "local"):
+        for shard in shards:
+            stats[shard] = process_shard(shard, settings, identifier, out_root)
+            done(shard)
+    else:
+        identifier_dir = _save_identifier(identifier, out_root)
+        runner = _run_local if executor == "local" else _run_ray
+        for shard, result in runner(shards, settings, identifier_dir, out_root, processes):
+            stats[shard] = result
+            done(shard)
+    return [ShardResult(shard, out_root / shard.key, stats[shard]) for shard in shards]
+
+
+def _save_identifier(identifier: LanguageIdentifier, out_root: Path) -> str:
+    if not hasattr(identifier, "save"):
+        raise DataError("the local and ray crawl executors need an identifier that can be saved "
+                        "(the workbench's own); use executor: serial with a custom identifier")
+    directory = out_root / IDENTIFIER_DIR
+    shutil.rmtree(directory, ignore_errors=True)
+    identifier.save(directory)
+    return str(directory)
+
+
+def _run_local(shards, settings, identifier_dir, out_root, processes):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # no forked copies of torch/tokenizer threads
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures = {pool.submit(process_shard_from_disk, s, settings, identifier_dir, str(out_root)): s for s in shards}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _run_ray(shards, settings, identifier_dir, out_root, processes):
+    try:
+        import ray
+    except ImportError:
+        raise DataError("executor 'ray' needs Ray: pip install 'workbench[crawl]' (or pip install ray)") from None
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        kwargs = {} if address else {"num_cpus": processes, "include_dashboard": False}
+        ray.init(address=address, log_to_driver=False, configure_logging=False, **kwargs)
+    task = ray.remote(process_shard_from_disk)
+    pending = {task.remote(s, settings, identifier_dir, str(out_root)): s for s in shards}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            yield pending.pop(ref), ray.get(ref)
+
+
+def merge_counters(results: Sequence[ShardResult], key: str) -> Counter:
+    total: Counter = Counter()
+    for result in results:
+        total.update(result.stats.get(key, {}))
+    return total
+
+
+def merge_bad_input(results: Sequence[ShardResult], max_logged: int = 100) -> dict[str, Any]:
+    """The bad-input reports of every shard as one (the same JSON shape as :meth:`CrawlStats.to_dict`)."""
+    by_kind: Counter = Counter()
+    locations: list[dict] = []
+    total = 0
+    for result in results:
+        bad = result.stats.get("bad_input", {})
+        total += bad.get("total", 0)
+        by_kind.update(bad.get("by_kind", {}))
+        locations += bad.get("locations", [])
+    return {"total": total, "by_kind": dict(sorted(by_kind.items())), "locations": locations[:max_logged],
+            "locations_truncated": total > min(len(locations), max_logged)}
+
+
+def settings_key(settings: Any) -> str:
+    """A short, process-independent hash of the shard settings."""
+    from ..io import stable_hash
+
+    fields = {k: sorted(v) if isinstance(v, frozenset | set) else v for k, v in asdict(settings).items()}
+    return stable_hash(fields)[:12]
