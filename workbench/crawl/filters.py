@@ -159,11 +159,15 @@ def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     return None
 
 
+_SPACE = regex.compile(r"\s+")
+
+
 def _character_rules(doc: _Doc, t: FilterThresholds) -> str | None:
-    visible = [c for c in doc.text if not c.isspace()]
-    letters = sum(1 for c in visible if _LETTER.match(c))
-    if t.min_letter_ratio is not None and visible and letters / len(visible) < t.min_letter_ratio:
-        return "min_letter_ratio"
+    visible = len(_SPACE.sub("", doc.text))
+    if t.min_letter_ratio is not None and visible:
+        letters = len(_LETTER.findall(doc.text))
+        if letters / visible < t.min_letter_ratio:
+            return "min_letter_ratio"
     if t.max_symbol_ratio is not None and doc.words:
         symbols = doc.text.count("#") + doc.text.count("…") + doc.text.count("...")
         if symbols / len(doc.words) > t.max_symbol_ratio:

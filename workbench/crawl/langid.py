@@ -63,14 +63,8 @@ def dominant_script(text: str, sample: int = 400) -> str | None:
     Han text is ``Hans`` or ``Hant`` (by a few telltale characters, default ``Hans``);
     Han mixed with kana is ``Jpan``. ``None`` if the text has no letters.
     """
-    counts: Counter[str] = Counter()
     text = text[: sample * 10]
-    for char in text:
-        script = _char_script(char)
-        if script is not None:
-            counts[script] += 1
-            if sum(counts.values()) >= sample:
-                break
+    counts: Counter[str] = Counter([s for s in map(_char_script, text) if s is not None][:sample])
     if not counts:
         return None
     if counts["Jpan"] and counts["Jpan"] >= 0.1 * (counts["Jpan"] + counts["Hani"]):
@@ -592,6 +586,7 @@ class TargetAwareIdentifier:
             "confusable": sorted(self.protected),
             "threshold": self.threshold,
             "general": type(self.general).__name__ if self.general is not None else None,
+            "general_path": str(self.general.path) if isinstance(self.general, FastTextFileIdentifier) else None,
         }
         (directory / "target_aware.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
@@ -603,7 +598,10 @@ class TargetAwareIdentifier:
             config = json.loads((directory / "target_aware.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot load language identifier from '{directory}': {exc}") from exc
-        general = default_general_identifier() if config.get("general") else None
+        if config.get("general_path"):
+            general = FastTextFileIdentifier(Path(config["general_path"]))
+        else:
+            general = default_general_identifier() if config.get("general") else None
         return cls(CharNgramIdentifier.load(directory / "seed.npz"), general, config["seed_languages"],
                    threshold=config["threshold"], confusable=config["confusable"])
 

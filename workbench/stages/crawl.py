@@ -1,4 +1,4 @@
-"""crawl: WARC/WET archives and text files -> deduplicated, language-identified corpora."""
+"""crawl: WARC/WET archives, Wikipedia dumps and text files -> clean, deduplicated, language-identified corpora."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class PrefilterConfig(StrictModel):
 class CrawlConfig(StrictModel):
     inputs: list[InputGlob] = Field(min_length=1, description="files or globs: .warc(.gz), .wet(.gz), .txt, .jsonl")
     lid_seed: ExistingPath = Field(description="folder of <code>.txt seed texts for the language identifier")
+    lid_model: ExistingPath | None = Field(
+        None, description="a fastText LID file (GlotLID, OpenLID) for languages outside the seed set "
+                          "(default: the offline lid.176 model); never downloaded")
     languages: list[LanguageCode] | None = Field(None, description="languages to keep (default: target + replay)")
     min_chars: int = Field(20, ge=1)
     min_score: float = Field(0.5, ge=0.0, le=1.0, description="language-ID score a segment needs to be kept")
@@ -66,7 +69,8 @@ class CrawlStage(Stage):
 
     def input_fingerprints(self) -> dict[str, str]:
         seeds = {str(p): file_fingerprint(p) for p in sorted(Path(self.config.lid_seed).glob("*.txt"))}
-        extra = [p for p in (self.config.exclude, self.config.prefilter and self.config.prefilter.wordlist) if p]
+        cfg = self.config
+        extra = [p for p in (cfg.exclude, cfg.prefilter and cfg.prefilter.wordlist, cfg.lid_model) if p]
         return {**{str(p): file_fingerprint(p) for p in [*self.files(), *extra]}, **seeds}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -74,7 +78,12 @@ class CrawlStage(Stage):
         from ..crawl.pipeline import run_crawl
 
         languages = self.config.languages or ctx.recipe.languages.all
-        identifier = train_identifier(Path(self.config.lid_seed), None)
+        general = None
+        if self.config.lid_model is not None:
+            from ..crawl.langid import FastTextFileIdentifier
+
+            general = FastTextFileIdentifier(Path(self.config.lid_model))
+        identifier = train_identifier(Path(self.config.lid_seed), None, general=general)
         if hasattr(identifier, "save"):
             identifier.save(ctx.out_dir / "lid")
         cfg = self.config
