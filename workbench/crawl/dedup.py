@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+import zlib
 
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
@@ -76,7 +77,7 @@ class NearDeduplicator:
     def signature(self, text: str):
         from datasketch import MinHash
 
-        minhash = MinHash(num_perm=self.num_perm, seed=self.seed)
+        minhash = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=zlib.crc32)  # C speed, deterministic
         minhash.update_batch(list(self.shingles(text)))
         return minhash
 

