@@ -173,3 +173,14 @@ def test_wordlist_prefilter_drops_documents_without_target_words(tmp_path):
                       progress=False)
     assert stats["dropped"]["prefilter"] >= 28 and stats["languages"]["eng_Latn"]["docs"] <= 2
     assert stats["languages"]["srd_Latn"]["docs"] >= 27
+
+
+def test_neighbours_without_seed_text_keep_their_own_label():
+    """French and Portuguese are Sardinian's neighbours but have no seed text: the seed model cannot
+    recognise them, so a confident general prediction stands (it used to be re-decided as Occitan)."""
+    identifier = train_identifier(ROOT / "corpora" / "lid-seed")
+    assert "fra_Latn" not in identifier.seed_languages and "fra" in identifier.protected
+    assert identifier.predict("C'est une phrase française ordinaire sur la météo à Paris.")[0][0] == "fra_Latn"
+    assert identifier.predict("Esta é uma frase portuguesa comum sobre o tempo em Lisboa.")[0][0] == "por_Latn"
+    srd = flores("srd_Latn")
+    assert sum(identifier.predict(s)[0][0] == "srd_Latn" for s in srd) >= 0.98 * len(srd)

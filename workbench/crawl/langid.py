@@ -548,9 +548,8 @@ class TargetAwareIdentifier:
     """Seed model for the seed languages and their confusables, general model for the rest.
 
     If the text's script is not one of the seed languages' scripts, or the general model is
-    confident (>= ``threshold``) in a language that is neither a seed language nor one of
-    ``confusable`` (ISO 639-3 or FLORES codes; default: the close-language groups of every
-    seed language), the general prediction is returned. Otherwise the seed model decides
+    confident (>= ``threshold``) in a language that is not a seed language (the seed model has no
+    text to recognise it by), the general prediction is returned. Otherwise the seed model decides
     among the seed languages, sharing the probability mass the general model gives to
     unrelated languages (so an unsure German line is not called Sardinian at 0.99).
     """
@@ -573,6 +572,7 @@ class TargetAwareIdentifier:
         own = {code.split("_")[0] for code in self.seed_languages}
         self.protected = frozenset(own | {c.split("_")[0] for c in confusable})
         self.seed_scripts = {code.split("_")[1] for code in self.seed_languages}
+        self.seed_iso = frozenset(code.split("_")[0] for code in self.seed_languages)
 
     def predict(self, text: str) -> Prediction:
         """See the class docstring; scores are sorted, best first."""
@@ -590,8 +590,8 @@ class TargetAwareIdentifier:
                 out.append(general)
                 continue
             outside = [(c, s) for c, s in general if c.split("_")[0] not in self.protected]
-            if outside and outside[0][1] >= self.threshold:
-                out.append(general)
+            if general and general[0][1] >= self.threshold and general[0][0].split("_")[0] not in self.seed_iso:
+                out.append(general)  # confident in a language the seed model has no text for (French, German...)
                 continue
             share = max(0.0, 1.0 - sum(s for _, s in outside))
             seed = [(c, s * share) for c, s in self.seed.predict(text)]
