@@ -549,8 +549,9 @@ class TargetAwareIdentifier:
 
     If the text's script is not one of the seed languages' scripts, or the general model is
     confident (>= ``threshold``) in a language that is not a seed language (the seed model has no
-    text to recognise it by), the general prediction is returned. Otherwise the seed model decides
-    among the seed languages, sharing the probability mass the general model gives to
+    text to recognise it by) or is a seed language outside ``confusable`` (ISO 639-3 or FLORES codes;
+    default: the close-language groups of every seed language), the general prediction is returned.
+    Otherwise the seed model decides among the seed languages, sharing the probability mass the general model gives to
     unrelated languages (so an unsure German line is not called Sardinian at 0.99).
     """
 
@@ -570,7 +571,8 @@ class TargetAwareIdentifier:
         if confusable is None:
             confusable = [c for code in self.seed_languages for c in confusable_group(code)]
         own = {code.split("_")[0] for code in self.seed_languages}
-        self.protected = frozenset(own | {c.split("_")[0] for c in confusable})
+        self.confusable = frozenset(c.split("_")[0] for c in confusable)
+        self.protected = frozenset(own | self.confusable)
         self.seed_scripts = {code.split("_")[1] for code in self.seed_languages}
         self.seed_iso = frozenset(code.split("_")[0] for code in self.seed_languages)
 
@@ -590,8 +592,11 @@ class TargetAwareIdentifier:
                 out.append(general)
                 continue
             outside = [(c, s) for c, s in general if c.split("_")[0] not in self.protected]
-            if general and general[0][1] >= self.threshold and general[0][0].split("_")[0] not in self.seed_iso:
-                out.append(general)  # confident in a language the seed model has no text for (French, German...)
+            top = general[0][0].split("_")[0] if general else None
+            if general and general[0][1] >= self.threshold and (top not in self.seed_iso or top not in self.confusable):
+                # confident in a language the seed model has no text for (French...), or in a seed language
+                # the general model does not confuse with the target (English): its verdict stands
+                out.append(general)
                 continue
             share = max(0.0, 1.0 - sum(s for _, s in outside))
             seed = [(c, s * share) for c, s in self.seed.predict(text)]
@@ -607,7 +612,7 @@ class TargetAwareIdentifier:
         self.seed.save(directory / "seed.npz")
         config = {
             "seed_languages": self.seed_languages,
-            "confusable": sorted(self.protected),
+            "confusable": sorted(self.confusable),
             "threshold": self.threshold,
             "general": type(self.general).__name__ if self.general is not None else None,
             "general_path": str(self.general.path) if type(self.general) is FastTextFileIdentifier else None,
