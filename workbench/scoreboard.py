@@ -199,7 +199,8 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     records = list(records)
     values, deltas = pivot(records), delta_vs_base(records)
     stage_of = {row_label(r): (r["stage"], r.get("variant") or "") for r in records}
-    caption = "value (Δ vs base); green = better than base, red = worse"
+    has_base = any(r.get("stage") == BASE_STAGE for r in records)
+    caption = "value (Δ vs base); green = better than base, red = worse" if has_base else ""
     if any(r.get("metric") == "token_perplexity" for r in records):
         caption += "\ntoken_perplexity depends on the tokenizer: compare stages by bits_per_byte"
     if any(r.get("stage") == "floor" for r in records):
@@ -207,7 +208,7 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     excluded = max((r.get("excluded") or 0 for r in records), default=0)
     if excluded:
         caption += f"\nscored without the evaluation sentences found in training data (up to {excluded} per column)"
-    table = Table(title=title, caption=caption)
+    table = Table(title=title, caption=caption.strip("\n") or None)
     table.add_column("stage", style="bold")
     table.add_column("variant")
     table.add_column("metric", style="dim")

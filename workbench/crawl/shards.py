@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,12 +74,15 @@ class ShardResult:
     directory: Path
     stats: dict[str, Any] = field(default_factory=dict)
 
-    def records(self, language: str) -> list[dict]:
+    def records(self, language: str) -> Iterator[dict]:
+        """The shard's candidate records of one language, streamed."""
         path = self.directory / f"{language}.jsonl"
         if not path.exists():
-            return []
+            return
         with open(path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
 
 
 def process_shard(shard: Shard, settings: Any, identifier: LanguageIdentifier, out_root: Path) -> dict[str, Any]:
