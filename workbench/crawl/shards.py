@@ -137,7 +137,8 @@ def run_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIdent
     out_root.mkdir(parents=True, exist_ok=True)
     done = on_done or (lambda shard: None)
     stats: dict[Shard, dict] = {}
-    if executor == "serial" or (processes <= 1 and executor == "local"):
+    pending = [shard for shard in shards if not (out_root / shard.key / SHARD_STATS).is_file()]
+    if executor == "serial" or (executor == "local" and (processes <= 1 or len(pending) <= 1)):
         for shard in shards:
             stats[shard] = process_shard(shard, settings, identifier, out_root)
             done(shard)
