@@ -275,3 +275,24 @@ def test_eval_command_scores_any_model(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--lm-sets: path does not exist" in bad.stderr
     assert "--languages: 'srd' is not a FLORES-style code" in bad.stderr
+
+
+def test_eval_command_with_an_adapter_reproduces_the_run_scores(finished_run, tmp_path):
+    """`workbench eval --adapter` on a run's finetuned adapter gives the run's own bits per byte."""
+    _, _, result = finished_run
+    finetune = next(Path(s["path"]) for s in result.steps if s["id"] == "finetune")
+    record = json.loads((finetune / "artifact.json").read_text())
+    entry = next(m for m in record["models"] if m["variant"] == "lora-r4")
+    base = (finetune / entry["path"]).resolve()
+    out = tmp_path / "adapter.json"
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "eval", "--model", str(base), "--adapter",
+                           str(finetune / entry["adapter"]), "--lm-sets", str(FLORES), "--languages",
+                           "srd_Latn,eng_Latn", "--max-sentences", "16", "--out", str(out), "--device", "cpu",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ours = {(r["language"], r["metric"]): r for r in json.loads(out.read_text())}
+    assert ours[("srd_Latn", "bits_per_byte")]["variant"] == "lora-r4"
+    for code in ("srd_Latn", "eng_Latn"):
+        run = next(r for r in result.scoreboard if r["stage"] == "finetune" and r["variant"] == "lora-r4"
+                   and r.get("language") == code and r["metric"] == "bits_per_byte")
+        assert ours[(code, "bits_per_byte")]["value"] == pytest.approx(run["value"], abs=1e-6)
