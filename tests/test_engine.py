@@ -50,7 +50,7 @@ def test_scoreboard_schema_and_coverage(finished_run) -> None:
     assert board == result.scoreboard
     for record in board:
         assert set(SCORE_FIELDS) - {"language", "direction"} <= record.keys()
-        assert record["kind"] in ("corpus", "lm", "mt", "detector", "contamination")
+        assert record["kind"] in ("corpus", "tokenizer", "lm", "mt", "detector", "contamination")
         assert ("language" in record) != ("direction" in record)
         assert isinstance(record["value"], float) and record["n"] > 0
         if record["kind"] == "mt":

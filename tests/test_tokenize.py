@@ -73,3 +73,33 @@ def test_new_rows_are_means_of_their_byte_exact_decomposition(transplant) -> Non
     assert len(accented) >= 2
     assert len({tuple(decompose(base, p)) for _, p in accented}) == len(accented)
     assert len({tuple(rows[i].tolist()) for i, _ in accented}) == len(accented)
+
+
+def test_fertility_counts_byte_fallback_in_both_tokenizer_families():
+    from workbench.models import resolve_model
+    from workbench.tokenize.fertility import fertility, is_byte_fallback, is_byte_level
+
+    spm = AutoTokenizer.from_pretrained(STORIES)
+    assert not is_byte_level(spm)
+    # "ሰላም": the SentencePiece vocabulary has no Ethiopic: '▁' + 9 byte tokens (3 characters x 3 bytes)
+    amharic = fertility(spm, ["ሰላም"])
+    assert (amharic["tokens"], amharic["words"], amharic["chars"]) == (10, 1, 3)
+    assert amharic["byte_fallback_rate"] == pytest.approx(9 / 10)
+    assert amharic["tokens_per_char"] == pytest.approx(10 / 3)
+    assert fertility(spm, ["Once upon a time"])["byte_fallback_rate"] == 0
+    # byte-level BPE: a token is byte fallback when its bytes are not whole UTF-8 characters
+    assert is_byte_fallback("Ġthe", byte_level=True) is False
+    assert is_byte_fallback("á", byte_level=True) is True  # the byte 0xE1 alone: the start of a 3-byte character
+    smol = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)  # installed by the test command
+    assert is_byte_level(smol) and fertility(smol, ["ሰላም ለሁላችሁ"])["byte_fallback_rate"] > 0.5
+    assert fertility(smol, ["Once upon a time"])["byte_fallback_rate"] == 0
+
+
+def test_tokenizer_stage_reports_fertility_before_and_after(finished_run):
+    _, _, result = finished_run
+    records = {(r["stage"], r["language"], r["metric"]): r["value"] for r in result.scoreboard
+               if r["kind"] == "tokenizer"}
+    assert records[("tokenizer", "srd_Latn", "tokens_per_word")] < records[("base", "srd_Latn", "tokens_per_word")]
+    assert {lang for _, lang, _ in records} == {"srd_Latn", "eng_Latn"}  # the recipe's LM languages
+    assert all(0 <= records[(s, c, "byte_fallback_rate")] <= 1 for s in ("base", "tokenizer")
+               for c in ("srd_Latn", "eng_Latn"))

@@ -27,15 +27,18 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 BASE_STAGE = "base"
-LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_char", "token_perplexity", "surprisal_bits", "empty_rate",
-                             "script_leak_rate", "copy_rate", "repetition_rate", "off_target_rate"})
+LOWER_IS_BETTER = frozenset({
+    "tokens_per_word", "tokens_per_char", "byte_fallback_rate", "bits_per_byte", "bits_per_char", "token_perplexity",
+    "surprisal_bits", "empty_rate", "script_leak_rate", "copy_rate", "repetition_rate", "off_target_rate",
+})
 HIGHER_IS_BETTER = frozenset({"chrf++", "bleu", "spbleu"})
 EXTRA_FIELDS = ("signature", "prefix_policy", "prompt", "excluded", "flagged", "ngram")
 METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "surprisal_bits": 2, "chrf++": 2,
                  "bleu": 2, "spbleu": 2,
                  **{f"{d}_rate": 3 for d in ("empty", "script_leak", "copy", "repetition", "off_target")},
                  **{f"{d}overlap_rate": 3 for d in ("", "source_", "reference_")},
-                 "documents": 0, "words": 0, "bytes": 0}
+                 "documents": 0, "words": 0, "bytes": 0, "tokens_per_word": 3, "tokens_per_char": 3,
+                 "byte_fallback_rate": 3}
 METRIC_LABELS = {
     "bits_per_byte": "bits per byte",
     "bits_per_char": "bits per character",
@@ -234,7 +237,9 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
     return table
 
 
-KIND_TITLES = {"corpus": "Corpus kept by the crawl", "lm": "Language modelling (held-out text)",
+KIND_TITLES = {"corpus": "Corpus kept by the crawl",
+               "tokenizer": "Tokenization of the evaluation sentences (fertility)",
+               "lm": "Language modelling (held-out text)",
                "mt": "Translation", "detector": "Failure detectors",
                "contamination": "Contamination: share of evaluation sentences found in training data"}
 

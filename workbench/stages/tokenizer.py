@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import Field
@@ -24,7 +23,7 @@ class TokenizerConfig(StrictModel):
 
 class TokenizerStage(Stage):
     kind = "tokenizer"
-    version = "2"  # 2: word-start and digit conventions of the base enforced
+    version = "3"  # 2: word-start and digit conventions of the base enforced; 3: fertility report + records
     Config = TokenizerConfig
     requires = ("crawl",)
     produces_model = True
@@ -50,22 +49,47 @@ class TokenizerStage(Stage):
         out = ctx.out_dir / "model"
         save_tokenizer(tokenizer, extension.tokenizer_json, out)
         model.save_pretrained(out)
-        fertility = _fertility(tokenizer, out, texts[:1000])
+        report = fertility_report(ctx, tokenizer, out, {language: texts[:1000]})
+        ctx.write_json("fertility.json", report)
+        ctx.write_json("scores.json", fertility_records(ctx.step_id, report))
+        target = report[language]
+        fertility = {"tokens_per_word_before": round(target["before"]["tokens_per_word"], 4),
+                     "tokens_per_word_after": round(target["after"]["tokens_per_word"], 4),
+                     "token_reduction": round(1 - target["after"]["tokens"] / max(target["before"]["tokens"], 1), 4)}
         ctx.log("vocabulary_extended", added=len(extension.added), **fertility)
         ctx.write_json("new_tokens.json", [{"id": i, "piece": p} for i, p in extension.added])
         stats = {"language": language, "training_texts": len(texts), "added_tokens": len(extension.added),
                  "init": init, "fertility": fertility}
-        return {"models": [{"path": "model", "variant": None}], "outputs": {"new_tokens": "new_tokens.json"},
-                "stats": stats}
+        return {"models": [{"path": "model", "variant": None}],
+                "outputs": {"new_tokens": "new_tokens.json", "fertility": "fertility.json"},
+                "scores": "scores.json", "stats": stats}
 
 
-def _fertility(base_tokenizer: Any, new_dir: Any, texts: list[str]) -> dict[str, float]:
-    """Tokens per word of the target sample before and after (Unicode-aware word count)."""
+FERTILITY_METRICS = ("tokens_per_word", "tokens_per_char", "byte_fallback_rate")
+
+
+def fertility_report(ctx: StageContext, base_tokenizer: Any, new_dir: Any,
+                     fallback: dict[str, list[str]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{language: {"before": fertility, "after": fertility}}`` on the recipe's LM evaluation sentences
+    (every LM language), or on ``fallback`` texts when the recipe scores no LM."""
     from transformers import AutoTokenizer
 
+    from ..evaluate.scorer import lm_texts
+    from ..tokenize.fertility import fertility
+
+    lm = ctx.recipe.eval.lm
+    sets = {code: lm_texts(lm, code) for code in lm.languages} if lm is not None else {}
+    for code, texts in fallback.items():
+        sets.setdefault(code, texts)
     new_tokenizer = AutoTokenizer.from_pretrained(new_dir)
-    words = sum(len(re.findall(r"\w+", t)) for t in texts) or 1
-    before = sum(len(base_tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
-    after = sum(len(new_tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
-    return {"tokens_per_word_before": round(before / words, 4), "tokens_per_word_after": round(after / words, 4),
-            "token_reduction": round(1 - after / max(before, 1), 4)}
+    return {code: {"before": fertility(base_tokenizer, texts), "after": fertility(new_tokenizer, texts)}
+            for code, texts in sets.items()}
+
+
+def fertility_records(stage: str, report: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """Scoreboard records of kind ``tokenizer``: the base tokenizer as stage ``base``, the new one as ``stage``."""
+    return [{"stage": name, "variant": None, "kind": "tokenizer", "language": code, "metric": metric,
+             "value": float(entry[when][metric]), "n": int(entry[when]["tokens"])}
+            for name, when in (("base", "before"), (stage, "after"))
+            for code, entry in report.items()
+            for metric in FERTILITY_METRICS]
