@@ -385,7 +385,9 @@ class _Runner:
                 board.extend(rescore_directory(self.recipe.eval, head, path, exclusion, floor=step.kind == "floor"))
             else:
                 board.extend(json.loads((path / "scores.json").read_text(encoding="utf-8")))
-        return board
+        from .scoreboard import ordered
+
+        return ordered(board)
 
     def _write_manifest(self, steps: list[Step], status: str) -> None:
         recipe = self.recipe

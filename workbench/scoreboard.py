@@ -68,6 +68,17 @@ def _first_seen(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(v for v in values if v is not None and v == v))
 
 
+def ordered(records: Iterable[Record]) -> list[Record]:
+    """Records grouped by stage in order of first appearance, then by row (variant), otherwise in their
+    order: the order of every table and export (``to_frame`` and ``scoreboard.json``)."""
+    records = list(records)
+    stage_rank = {s: i for i, s in enumerate(_first_seen(r["stage"] for r in records))}
+    row_rank = {r: i for i, r in enumerate(_first_seen(row_label(r) for r in records))}
+    order = sorted(range(len(records)),
+                   key=lambda i: (stage_rank[records[i]["stage"]], row_rank[row_label(records[i])], i))
+    return [records[i] for i in order]
+
+
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:
     """One row per record with ``SCORE_FIELDS`` + extra fields present + ``column`` and ``row``.
 
