@@ -124,8 +124,13 @@ def lm_sentence_rows(model, tokenizer, cfg: LMEvalConfig, progress: bool) -> lis
         texts = lm_texts(cfg, code)
         each = score_each(model, tokenizer, texts, batch_size=cfg.batch_size, max_length=cfg.max_length,
                           stride=cfg.stride, progress=progress)
-        halves = (parallel_surprisal(model, tokenizer, [t for t in texts if t.strip()], batch_size=cfg.batch_size)
-                  if cfg.surprisal else None)
+        halves = None
+        if cfg.surprisal:
+            try:
+                halves = parallel_surprisal(model, tokenizer, [t for t in texts if t.strip()],
+                                            batch_size=cfg.batch_size)
+            except ValueError:  # a half longer than the model's positions: texts, not sentences; no surprisal
+                halves = None
         surprisal = iter(zip(halves.sentence_bits, halves.sentence_bytes, strict=True)) if halves else None
         for index, (text, score) in enumerate(zip(texts, each, strict=True)):
             row = {"language": code, "index": index, "bits": score.bits, "bytes": score.bytes,
