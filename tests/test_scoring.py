@@ -193,7 +193,7 @@ def test_instruct_models_get_their_chat_template(chat_model):
     assert "Good day.</s>\n<s>assistant\nBona die.</s>\n<s>user\n" in prompt and prompt.endswith("<s>assistant\n")
     ids = encode_prompt(tokenizer, "chat", prompt)
     assert ids.count(tokenizer.bos_token_id) == prompt.count("<s>")  # the template's tokens parse, none added
-    assert render_completion(tokenizer, "chat", prompt, "Salude.") == "Salude.</s>\n"
+    assert render_completion(tokenizer, "chat", "Salude.") == "Salude.</s>\n"
     out = translate(model, tokenizer, ["Hello.", "Lily had a ball."], "eng_Latn", "srd_Latn", max_new_tokens=8)
     assert len(out) == 2 and all("\n" not in h for h in out)
 

@@ -214,6 +214,7 @@ class _Runner:
 
     def run(self) -> RunResult:
         steps = build_steps(self.recipe)
+        self.steps = {step.id: step for step in steps}
         self.store.log_event("run_started", device=self.device, steps=[s.id for s in steps])
         self._write_manifest(steps, status="running")
         try:
@@ -319,7 +320,7 @@ class _Runner:
         from .io import atomic_write_json
 
         artifact = self.artifacts[step.model_step]
-        files = artifact_stage(self.recipe, step.model_step).training_data(artifact, self._stage_artifacts())
+        files = self.steps[step.model_step].stage.training_data(artifact, self._stage_artifacts())
         cfg = self.recipe.eval.contamination
         report, records = check_contamination(self.recipe.eval, files, cfg, stage=step.model_step,
                                               progress=self.progress)
@@ -411,12 +412,6 @@ class _Runner:
             "started": self.started,
             "updated": time.time(),
         })
-
-
-def artifact_stage(recipe: Recipe, step_id: str) -> Stage:
-    """The stage object of a recipe stage id."""
-    spec = next(spec for spec in recipe.stages if spec.id == step_id)
-    return STAGES[spec.kind](spec.config)
 
 
 def resolved_recipe(recipe: Recipe) -> dict[str, Any]:

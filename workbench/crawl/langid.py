@@ -479,13 +479,12 @@ class FastTextIdentifier(FastTextFileIdentifier):
 
 def predict_batch(identifier: LanguageIdentifier, texts: Sequence[str],
                   scripts: Sequence[str | None] | None = None) -> list[Prediction]:
-    """``identifier.predict`` of every text, batched when the identifier can (``predict_batch``)."""
+    """``identifier.predict`` of every text, batched when the identifier can: its
+    ``predict_batch(texts, scripts)`` (``scripts``: the texts' dominant scripts, or None to detect them)."""
     batch = getattr(identifier, "predict_batch", None)
     if batch is None:
         return [identifier.predict(text) for text in texts]
-    if scripts is not None and isinstance(identifier, FastTextFileIdentifier):
-        return batch(texts, scripts)
-    return batch(texts)
+    return batch(texts, scripts)
 
 
 # --------------------------------------------------------------------------- combination
@@ -580,11 +579,12 @@ class TargetAwareIdentifier:
         """See the class docstring; scores are sorted, best first."""
         return self.predict_batch([text])[0]
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
-        """:meth:`predict` of every text, the general model run once over all of them."""
+    def predict_batch(self, texts: Sequence[str], scripts: Sequence[str | None] | None = None) -> list[Prediction]:
+        """:meth:`predict` of every text (``scripts``: their dominant scripts, if known), the general model
+        run once over all of them."""
         if self.general is None:
             return [self.seed.predict(text) for text in texts]
-        scripts = [dominant_script(text) for text in texts]
+        scripts = scripts if scripts is not None else [dominant_script(text) for text in texts]
         generals = predict_batch(self.general, texts, scripts)
         out = []
         for text, script, general in zip(texts, scripts, generals, strict=True):

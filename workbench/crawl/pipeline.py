@@ -78,20 +78,12 @@ def split_segments(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def label_segment(text: str, identifier: LanguageIdentifier, languages: frozenset[str],
-                  min_chars: int, min_score: float,
-                  min_scores: dict[str, float] | None = None) -> tuple[str, float, str | None]:
-    """``(label, score, top_code)``: label is a kept language code or a drop reason. A segment shorter
-    than ``min_chars`` is not identified (too little evidence); ``min_scores`` overrides ``min_score``
-    per language."""
-    prediction = identifier.predict(text) if len(text) >= min_chars else None
-    return label_prediction(text, prediction, languages, min_chars, min_score, min_scores)
-
-
 def label_prediction(text: str, prediction: list[tuple[str, float]] | None, languages: frozenset[str],
                      min_chars: int, min_score: float,
                      min_scores: dict[str, float] | None = None) -> tuple[str, float, str | None]:
-    """:func:`label_segment` from an identifier's prediction of ``text`` (``None`` if not identified)."""
+    """``(label, score, top_code)`` of a segment from the identifier's prediction (``None``: not identified):
+    label is a kept language code or a drop reason. A segment shorter than ``min_chars`` is not identified
+    (too little evidence); ``min_scores`` overrides ``min_score`` per language."""
     if len(text) < min_chars:
         return _SHORT, 0.0, None
     if not prediction:

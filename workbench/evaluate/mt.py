@@ -140,7 +140,7 @@ _CHRF = CHRF(word_order=2)
 
 
 SPBLEU_TOKENIZE = "flores200"
-_spbleu_state: dict[str, str | None] = {}
+_spbleu_state: dict[str, object] = {}
 
 
 def spbleu_unavailable() -> str | None:
@@ -152,7 +152,7 @@ def spbleu_unavailable() -> str | None:
     """
     if "reason" not in _spbleu_state:
         try:
-            BLEU(tokenize=SPBLEU_TOKENIZE)  # loads (or downloads) the SentencePiece model
+            _spbleu_state["metric"] = BLEU(tokenize=SPBLEU_TOKENIZE)  # loads (or downloads) the model once
             _spbleu_state["reason"] = None
         except ImportError:
             _spbleu_state["reason"] = "the sentencepiece package is not installed (pip install sentencepiece)"
@@ -166,7 +166,7 @@ def spbleu_unavailable() -> str | None:
             import logging
 
             logging.getLogger("workbench").warning("spBLEU skipped: %s", _spbleu_state["reason"])
-    return _spbleu_state["reason"]
+    return _spbleu_state["reason"]  # type: ignore[return-value]
 
 
 def mt_metrics(hypotheses: Sequence[str], references: Sequence[str], *,
@@ -180,7 +180,7 @@ def mt_metrics(hypotheses: Sequence[str], references: Sequence[str], *,
     hyps, refs = list(hypotheses), [list(references)]
     metrics = {"bleu": BLEU(), "chrf++": CHRF(word_order=2)}
     if spbleu and spbleu_unavailable() is None:
-        metrics["spbleu"] = BLEU(tokenize=SPBLEU_TOKENIZE)
+        metrics["spbleu"] = _spbleu_state["metric"]
     return {name: (metric.corpus_score(hyps, refs).score, str(metric.get_signature()))
             for name, metric in metrics.items()}
 

@@ -101,8 +101,8 @@ def render_prompt(tokenizer: Any, style: str, source: str, src: str, tgt: str,
                                          add_generation_prompt=True)
 
 
-def render_completion(tokenizer: Any, style: str, prompt: str, target: str) -> str:
-    """What a model is trained to produce after ``prompt``: plain ``" target\n"``; chat: the template's
+def render_completion(tokenizer: Any, style: str, target: str) -> str:
+    """What a model is trained to produce after a prompt: plain ``" target\n"``; chat: the template's
     assistant turn (the target and its end-of-turn marker)."""
     if style == "plain":
         return translation_completion(target)

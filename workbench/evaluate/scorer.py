@@ -51,7 +51,7 @@ def split_exemplars(pairs: list[tuple[str, str]], max_sentences: int, shots: int
             f"{where}: {len(pairs)} sentences cannot give {len(scored)} scored sentences plus {shots} "
             f"exemplars that are never scored; set eval.mt.max_sentences to at most {len(pairs) - shots}"
         )
-    return scored, pairs[len(pairs) - shots:] if shots else []
+    return scored, pairs[len(pairs) - shots:]
 
 
 def mt_split(cfg: MTEvalConfig, direction: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -169,7 +169,7 @@ def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int
     for src, tgt, source, target in examples:
         prompt = render_prompt(tokenizer, style, source, src, tgt)
         p = encode_prompt(tokenizer, style, prompt)
-        c = encode_completion(tokenizer, style, render_completion(tokenizer, style, prompt, target))
+        c = encode_completion(tokenizer, style, render_completion(tokenizer, style, target))
         if len(p) + len(c) <= max_length:
             out.append((p + c, [-100] * len(p) + c))
     if not out and examples:
