@@ -1,4 +1,4 @@
-"""``workbench`` command line: run, plan, scores, eval, lid-train, lid-eval, cc-select, cc-fetch, models, ui."""
+"""``workbench`` command line: run, plan, scores, eval, transplant, lid-*, cc-select, cc-fetch, models, ui."""
 
 from __future__ import annotations
 
@@ -141,6 +141,54 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
     print_scoreboard(records, console)
     console.print(f"{len(records)} records written to {out}; per-sentence results in {sentences}/",
                   markup=False, highlight=False, soft_wrap=True)
+
+
+@cli.command()
+@click.option("--model", "source", required=True, help="Base model: hf:<repo>, a local directory, gguf:<file>, "
+              "smollm2-135m, gemma3-270m.")
+@click.option("--corpus", "corpus", multiple=True, required=True, type=click.Path(path_type=Path, exists=True),
+              help="Target-language text (.txt: one text per line; .jsonl: a 'text' field). Repeatable.")
+@click.option("--mode", type=click.Choice(["extend", "replace", "trim"]), default="extend", show_default=True)
+@click.option("--vocab-size", type=int, default=8000, show_default=True,
+              help="replace: size of the new vocabulary; extend: pieces added.")
+@click.option("--init", "init", type=click.Choice(["hybrid", "subtoken", "mean", "focus", "random"]),
+              default="hybrid", show_default=True, help="Initialization of the new rows.")
+@click.option("--protect", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="extend: text whose segmentation must not change (English, replay). Repeatable.")
+@click.option("--keep", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="trim: more text whose pieces are kept besides --corpus. Repeatable.")
+@click.option("--min-frequency", type=int, default=2, show_default=True)
+@click.option("--pad-to-multiple-of", type=int, default=None, help="Pad the embedding rows, e.g. 64.")
+@click.option("--eval-sets", default=None, help="Held-out LM set for the gate (FLORES folder, .tsv, .jsonl, hf:id).")
+@click.option("--languages", default=None, help="Comma-separated codes scored by the gate, e.g. srd_Latn,eng_Latn.")
+@click.option("--target", default=None, help="The target language (the gate checks every other language).")
+@click.option("--max-sentences", type=int, default=100, show_default=True, help="Gate sentences per language.")
+@click.option("--max-regression", type=float, default=0.05, show_default=True,
+              help="Allowed relative rise of bits per byte on checked languages.")
+@click.option("--gate", "gate_action", type=click.Choice(["fail", "warn"]), default="fail", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model directory.")
+@click.option("--progress/--no-progress", default=True)
+def transplant(source: str, corpus: tuple[Path, ...], mode: str, vocab_size: int, init: str,
+               protect: tuple[Path, ...], keep: tuple[Path, ...], min_frequency: int,
+               pad_to_multiple_of: int | None, eval_sets: str | None, languages: str | None, target: str | None,
+               max_sentences: int, max_regression: float, gate_action: str, out: Path, progress: bool) -> None:
+    """Give a model a target-language vocabulary; write a plain Hugging Face directory and transplant.json."""
+    from rich.console import Console
+
+    from .tokenize.standalone import run_transplant
+
+    console = Console()
+    report = run_transplant(
+        source, list(corpus), out, mode=mode, vocab_size=vocab_size, init=init, protect=list(protect),
+        keep=list(keep), min_frequency=min_frequency, pad_to_multiple_of=pad_to_multiple_of,
+        eval_sets=eval_sets, languages=_codes(languages), target=target, max_sentences=max_sentences,
+        max_regression=max_regression, progress=progress, echo=lambda line: console.print(line, markup=False))
+    failures = report.get("gate", {}).get("failures", [])
+    if failures and gate_action == "fail":
+        from .errors import GateError
+
+        raise GateError("the transplant failed its gate: " + "; ".join(failures)
+                        + f" (model written to {out}; use --gate warn to accept)")
 
 
 @cli.command("lid-train")

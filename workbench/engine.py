@@ -291,7 +291,47 @@ class _Runner:
         records = score_model(model, tokenizer, self.recipe.eval, stage=stage, variant=step.variant,
                               out_dir=partial, progress=self.progress)
         atomic_write_json(partial / "scores.json", records)
-        return {"models": [], "scores": "scores.json", "stage": stage, "variant": step.variant}
+        result = {"models": [], "scores": "scores.json", "stage": stage, "variant": step.variant}
+        gate = self._gate(step, records)
+        if gate is not None:
+            atomic_write_json(partial / "gate.json", gate)
+            result["gate"] = {"failures": gate["failures"], "action": gate["action"]}
+        return result
+
+    def _gate(self, step: Step, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The scored stage's gate against the scores of the model it started from; raises when it fails."""
+        from .errors import GateError
+
+        stage_step = self.steps[step.model_step]
+        before = self._scores_before(stage_step)
+        if stage_step.stage is None or before is None:
+            return None
+        gate = stage_step.stage.gate(before, records, self.recipe.languages.target)
+        if gate is None:
+            return None
+        for failure in gate["failures"]:
+            self.store.log_event("gate_failed" if gate["action"] == "fail" else "gate_warning",
+                                 step=step.id, message=failure)
+            self.echo(f"[{step.id}] gate: {failure}")
+        if gate["failures"] and gate["action"] == "fail":
+            raise GateError(f"stage '{stage_step.id}' failed its gate: " + "; ".join(gate["failures"])
+                            + f". Change the stage's config, or set '{stage_step.id}: gate: action: warn' "
+                              "to accept the regression.")
+        return gate
+
+    def _scores_before(self, stage_step: Step) -> list[dict[str, Any]] | None:
+        """Score records of the last single model scored before ``stage_step``."""
+        import json
+
+        previous = None
+        for step in self.steps.values():
+            if step.id == stage_step.id:
+                break
+            if step.kind == "score" and step.variant is None and step.id in self.artifacts:
+                previous = self.artifacts[step.id]
+        if previous is None or previous.path is None:
+            return None
+        return json.loads((previous.path / "scores.json").read_text(encoding="utf-8"))
 
     def _stage_artifacts(self) -> list[Artifact]:
         return [a for a in self.artifacts.values() if a.kind not in SCORING_KINDS]

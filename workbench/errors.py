@@ -25,3 +25,7 @@ class DataError(WorkbenchError):
 
 class RunError(WorkbenchError):
     """A run cannot proceed (workspace locked, unknown run...)."""
+
+
+class GateError(WorkbenchError):
+    """A stage's quality gate failed (e.g. a transplant made English or a replay language worse)."""

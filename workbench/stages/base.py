@@ -123,6 +123,13 @@ class Stage:
         """The text files (``.txt``/``.jsonl``) this finished stage trained on or produced for training."""
         return []
 
+    def gate(self, before: list[dict[str, Any]], after: list[dict[str, Any]], target: str) -> dict[str, Any] | None:
+        """A quality gate on this stage's model scores against the model it started from.
+
+        Returns ``{"rows": [...], "failures": [messages], "action": "fail" | "warn"}``, or None (no gate).
+        """
+        return None
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Do the work into ``ctx.out_dir``; return the record: ``{"models": [...], "outputs": ..., "stats": ...}``."""
         raise NotImplementedError

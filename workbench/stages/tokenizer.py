@@ -1,4 +1,4 @@
-"""tokenizer: train a target vocabulary on the crawl output and extend the base model with it."""
+"""tokenizer: a target vocabulary from the crawl output, transplanted into the model (extend, replace, trim)."""
 
 from __future__ import annotations
 
@@ -12,43 +12,68 @@ from .base import Stage, StageContext
 from .crawl import corpus_texts
 
 
+class GateConfig(StrictModel):
+    max_regression: float = Field(0.05, ge=0, description="allowed relative rise of bits per byte on checked languages")
+    action: Literal["fail", "warn"] = Field("fail", description="fail the run, or only warn, when the gate trips")
+    languages: list[LanguageCode] | None = Field(None, description="languages checked (default: every LM "
+                                                                    "language but the target)")
+
+
 class TokenizerConfig(StrictModel):
-    mode: Literal["extend"] = Field("extend", description="extend: base vocabulary + reachable new pieces")
-    vocab_size: int = Field(8000, ge=300, description="size of the target vocabulary trained on the corpus")
-    max_new_tokens: int | None = Field(None, ge=1, description="cap on pieces added to the base")
+    mode: Literal["extend", "replace", "trim"] = Field(
+        "extend", description="extend: base + reachable new pieces; replace: a new vocabulary only; "
+                              "trim: the base entries the target and replay corpora use")
+    vocab_size: int = Field(8000, ge=300, description="replace: size of the new vocabulary; extend: pieces "
+                                                      "added when max_new_tokens is not set")
+    max_new_tokens: int | None = Field(None, ge=1, description="extend: pieces added to the base")
     min_frequency: int = Field(2, ge=1)
-    init: Literal["subtoken-mean", "mean"] = "subtoken-mean"
+    init: Literal["hybrid", "subtoken", "mean", "focus", "random"] = Field(
+        "hybrid", description="initialization of new rows (see workbench.tokenize.init)")
+    neighbours: int = Field(8, ge=1, description="hybrid: nearest base rows mixed in")
+    mix: float = Field(0.3, ge=0, le=1, description="hybrid: weight of the neighbours against the decomposition")
+    protect: list[LanguageCode] | None = Field(
+        None, description="extend: languages whose segmentation must not change (default: the replay languages)")
+    pad_to_multiple_of: int | None = Field(None, ge=1, description="pad the embedding rows (e.g. 64)")
     language: LanguageCode | None = Field(None, description="corpus language to train on (default: target)")
+    gate: GateConfig = Field(default_factory=GateConfig)
 
 
 class TokenizerStage(Stage):
     kind = "tokenizer"
-    version = "3"  # 2: word-start and digit conventions of the base enforced; 3: fertility report + records
+    version = "4"  # 3: fertility report + records; 4: modes, continued-BPE extension, row matching on bytes
     Config = TokenizerConfig
     requires = ("crawl",)
     produces_model = True
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from ..models import load_model
-        from ..tokenize.transplant import first_free_id, init_new_rows, save_tokenizer
-        from ..tokenize.vocab import extend, load_backend, train_like
+        from ..tokenize.transplant import TransplantConfig, check_special_contract, save_model_dir, transplant
+        from ..tokenize.vocab import load_backend
 
-        language = self.config.language or ctx.recipe.languages.target
+        cfg = self.config
+        language = cfg.language or ctx.recipe.languages.target
         crawl = ctx.artifact("crawl")
         texts = corpus_texts(crawl.path, crawl.record, language)
         if not texts:
             raise DataError(f"the crawl found no '{language}' text to train a tokenizer on; "
                              "check the crawl stage's inputs and lid_seed")
+        others = [code for code in ctx.recipe.languages.replay if code != language]
+        protect = cfg.protect if cfg.protect is not None else others
+        protect_texts = [t for code in protect for t in corpus_texts(crawl.path, crawl.record, code)]
+        keep_texts = [t for code in others for t in corpus_texts(crawl.path, crawl.record, code)]
         source = ctx.latest_model()
         model, tokenizer = load_model(source.path, device="cpu", dtype="float32")
         spec = load_backend(source.path, tokenizer)
-        trained = train_like(spec, texts, self.config.vocab_size, self.config.min_frequency)
-        extension = extend(spec, trained, first_id=first_free_id(model, spec),
-                           max_new_tokens=self.config.max_new_tokens)
-        init = init_new_rows(model, spec, extension, self.config.init)
+        options = TransplantConfig(mode=cfg.mode, vocab_size=cfg.vocab_size, max_new_tokens=cfg.max_new_tokens,
+                                   min_frequency=cfg.min_frequency, init=cfg.init, neighbours=cfg.neighbours,
+                                   mix=cfg.mix, pad_to_multiple_of=cfg.pad_to_multiple_of, seed=ctx.seed)
+        plan, init = transplant(model, spec, texts, options, protect=protect_texts, keep=keep_texts)
         out = ctx.out_dir / "model"
-        save_tokenizer(tokenizer, extension.tokenizer_json, out)
-        model.save_pretrained(out)
+        save_model_dir(model, tokenizer, plan.spec, out)
+        problems = check_special_contract(tokenizer, out)
+        if problems:
+            raise DataError(f"the transplanted tokenizer in {out} breaks the special-token contract: "
+                            + "; ".join(problems))
         report = fertility_report(ctx, tokenizer, out, {language: texts[:1000]})
         ctx.write_json("fertility.json", report)
         ctx.write_json("scores.json", fertility_records(ctx.step_id, report))
@@ -56,13 +81,22 @@ class TokenizerStage(Stage):
         fertility = {"tokens_per_word_before": round(target["before"]["tokens_per_word"], 4),
                      "tokens_per_word_after": round(target["after"]["tokens_per_word"], 4),
                      "token_reduction": round(1 - target["after"]["tokens"] / max(target["before"]["tokens"], 1), 4)}
-        ctx.log("vocabulary_extended", added=len(extension.added), **fertility)
-        ctx.write_json("new_tokens.json", [{"id": i, "piece": p} for i, p in extension.added])
-        stats = {"language": language, "training_texts": len(texts), "added_tokens": len(extension.added),
-                 "init": init, "fertility": fertility}
+        ctx.log("vocabulary_transplanted", mode=cfg.mode, rows=plan.rows, new_rows=len(plan.pieces), **fertility)
+        ctx.write_json("new_tokens.json", [{"id": i, "piece": p} for i, p in sorted(plan.pieces.items())])
+        stats = {"language": language, "training_texts": len(texts), "protected_texts": len(protect_texts),
+                 "added_tokens": len(plan.pieces), "init": init, "fertility": fertility}
         return {"models": [{"path": "model", "variant": None}],
                 "outputs": {"new_tokens": "new_tokens.json", "fertility": "fertility.json"},
                 "scores": "scores.json", "stats": stats}
+
+    def gate(self, before: list[dict[str, Any]], after: list[dict[str, Any]], target: str) -> dict[str, Any]:
+        """Bits per byte after the transplant against the model before it (see :mod:`workbench.tokenize.gate`)."""
+        from ..tokenize.gate import gate_failures, gate_rows
+
+        rows = gate_rows(before, after)
+        gate = self.config.gate
+        failures = gate_failures(rows, target=target, max_regression=gate.max_regression, languages=gate.languages)
+        return {"rows": rows, "failures": failures, "action": gate.action, "max_regression": gate.max_regression}
 
 
 FERTILITY_METRICS = ("tokens_per_word", "tokens_per_char", "byte_fallback_rate")

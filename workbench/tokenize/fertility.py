@@ -11,29 +11,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import regex
+
+from .pieces import byte_decoder
 
 _WORD = regex.compile(
     r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]"
     r"|[\p{L}\p{M}\p{N}]+"
 )
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-
-
-@lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte <-> printable character table, inverted (the table every byte-level BPE uses)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = list(printable), 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(char): byte for byte, char in zip(printable, chars, strict=True)}
 
 
 def is_byte_level(tokenizer: Any) -> bool:
@@ -51,7 +39,7 @@ def is_byte_fallback(piece: str, byte_level: bool) -> bool:
         return True
     if not byte_level:
         return False
-    decoder = _byte_decoder()
+    decoder = byte_decoder()
     if not all(c in decoder for c in piece):
         return False  # an added/special token written as text
     try:

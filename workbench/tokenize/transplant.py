@@ -1,15 +1,41 @@
-"""Transplant an extended vocabulary into a model: resize embeddings, initialize the new rows."""
+"""Transplant a new vocabulary into a model: new embedding matrices, special-token contract, saving.
+
+:func:`transplant` is the whole operation (used by the tokenizer stage and ``workbench transplant``):
+build the :class:`~.vocab.VocabPlan` for the mode, initialize the rows (:mod:`.init`), swap the weights
+into the model's own embedding modules (so e.g. Gemma's scaled embedding keeps its scale), and remap
+every special-token id the model config and generation config carry.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .vocab import Extension, base_model_tokenizer, decompose
+from ..io import atomic_write_text
+from .init import build_matrix
+from .vocab import VocabPlan, extend_vocab, replace_vocab, trim_vocab
+
+
+@dataclass
+class TransplantConfig:
+    """Options of a transplant (the tokenizer stage's recipe block maps onto these)."""
+
+    mode: str = "extend"
+    vocab_size: int = 8000
+    max_new_tokens: int | None = None
+    min_frequency: int = 2
+    init: str = "hybrid"
+    neighbours: int = 8
+    mix: float = 0.3
+    pad_to_multiple_of: int | None = None
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def first_free_id(model: Any, spec: dict[str, Any]) -> int:
@@ -18,48 +44,157 @@ def first_free_id(model: Any, spec: dict[str, Any]) -> int:
     return max(max(ids) + 1, model.get_input_embeddings().weight.shape[0])
 
 
-@torch.no_grad()
-def init_new_rows(model: Any, base_spec: dict[str, Any], extension: Extension,
-                  method: str = "subtoken-mean") -> dict:
-    """Resize input/output embeddings and set each new row.
+def transplant(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
+               protect: Sequence[str] = (), keep: Sequence[str] = ()) -> tuple[VocabPlan, dict[str, Any]]:
+    """Give ``model`` a new vocabulary (in place); returns the plan and an initialization report.
 
-    ``subtoken-mean``: the mean of the rows of the pieces the base tokenizer splits the new piece into
-    (the same byte sequence, so partial-UTF-8 pieces never collapse onto one row); the output
-    embedding of an untied head gets its own mean from the output matrix. ``mean``: the mean of all
-    base rows.
+    ``texts``: target-language corpus. ``protect`` (extend): text whose segmentation must not change.
+    ``keep`` (trim): more text whose pieces are kept, besides ``texts`` (replay languages, English).
     """
-    old_rows = model.get_input_embeddings().weight.shape[0]
-    new_rows = max([old_rows] + [i + 1 for i, _ in extension.added])
-    model.resize_token_embeddings(new_rows, mean_resizing=False)
-    matrices = [model.get_input_embeddings().weight]
-    output = model.get_output_embeddings()
-    tied = output is None or output.weight.data_ptr() == matrices[0].data_ptr()
-    if not tied:
-        matrices.append(output.weight)
-    base = base_model_tokenizer(base_spec)
-    parts_of = {i: [j for j in decompose(base, piece) if j < old_rows] for i, piece in extension.added}
-    pieces_per_token = []
-    for matrix in matrices:
-        base_mean = matrix[:old_rows].float().mean(dim=0)
-        for token_id in parts_of:
-            parts = parts_of[token_id] if method == "subtoken-mean" else []
-            row = matrix[parts].float().mean(dim=0) if parts else base_mean
-            matrix[token_id] = row.to(matrix.dtype)
-            if matrix is matrices[0]:
-                pieces_per_token.append(len(parts))
-    return {"old_rows": old_rows, "new_rows": new_rows, "tied": tied, "method": method,
-            "mean_pieces_per_new_token": sum(pieces_per_token) / max(len(pieces_per_token), 1)}
+    plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep)
+    report = apply_plan(model, plan, base_spec, config, focus_texts=texts)
+    return plan, report
+
+
+def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
+              protect: Sequence[str] = (), keep: Sequence[str] = ()) -> VocabPlan:
+    """The vocabulary plan of ``config.mode`` (see :mod:`.vocab`), padded as configured."""
+    if config.mode == "extend":
+        plan = extend_vocab(base_spec, texts, max_new_tokens=config.max_new_tokens or config.vocab_size,
+                            first_id=first_free_id(model, base_spec), min_frequency=config.min_frequency,
+                            protect=protect)
+    elif config.mode == "replace":
+        plan = replace_vocab(base_spec, texts, config.vocab_size, config.min_frequency)
+    elif config.mode == "trim":
+        plan = trim_vocab(base_spec, [*texts, *keep])
+    else:
+        raise ValueError(f"unknown transplant mode '{config.mode}'; choose extend, replace or trim")
+    plan.pad_to_multiple(config.pad_to_multiple_of)
+    return plan
+
+
+def special_ids(spec: dict[str, Any]) -> list[int]:
+    """Ids of the added/special tokens of a tokenizer spec."""
+    return [t["id"] for t in spec.get("added_tokens", [])]
+
+
+@torch.no_grad()
+def apply_plan(model: Any, plan: VocabPlan, base_spec: dict[str, Any], config: TransplantConfig, *,
+               focus_texts: Sequence[str] = ()) -> dict[str, Any]:
+    """New input (and untied output) matrices swapped into the model's modules; config ids remapped."""
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = outputs is None or outputs.weight.data_ptr() == inputs.weight.data_ptr()
+    base_rows = inputs.weight.shape[0]
+    vocab_ids = set(base_spec["model"]["vocab"].values()) | set(special_ids(base_spec))
+    exclude = special_ids(base_spec) + [i for i in range(base_rows) if i not in vocab_ids]
+    options = dict(neighbours=config.neighbours, mix=config.mix, focus_texts=focus_texts, seed=config.seed,
+                   exclude=exclude)
+    new_inputs = build_matrix(inputs.weight, plan, base_spec, config.init, **options)
+    new_outputs = None if tied else build_matrix(outputs.weight, plan, base_spec, config.init, **options)
+    _swap(model, new_inputs, new_outputs, plan)
+    return {"mode": plan.mode, "init": config.init, "tied": tied, "base_rows": base_rows,
+            "rows": plan.rows, **plan.stats}
+
+
+def _swap(model: Any, new_inputs: torch.Tensor, new_outputs: torch.Tensor | None, plan: VocabPlan) -> None:
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    id_map = plan.id_map()
+    inputs.weight = torch.nn.Parameter(new_inputs, requires_grad=inputs.weight.requires_grad)
+    inputs.num_embeddings = new_inputs.shape[0]
+    if getattr(inputs, "padding_idx", None) is not None:
+        inputs.padding_idx = id_map.get(inputs.padding_idx)
+    if outputs is not None:
+        if new_outputs is None:
+            outputs.weight = inputs.weight
+        else:
+            outputs.weight = torch.nn.Parameter(new_outputs, requires_grad=outputs.weight.requires_grad)
+        outputs.out_features = new_inputs.shape[0]
+        if getattr(outputs, "bias", None) is not None:
+            bias = torch.zeros(new_inputs.shape[0], dtype=outputs.bias.dtype)
+            for new, old in enumerate(plan.sources):
+                if old is not None:
+                    bias[new] = outputs.bias[old]
+            outputs.bias = torch.nn.Parameter(bias)
+    for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
+        config.vocab_size = new_inputs.shape[0]
+    remap_special_ids(model.config, id_map)
+    if getattr(model, "generation_config", None) is not None:
+        remap_special_ids(model.generation_config, id_map)
+
+
+def remap_special_ids(config: Any, id_map: dict[int, int]) -> None:
+    """bos/eos/pad/decoder-start ids (ints or lists, e.g. the generation config's EOS list) moved to new ids."""
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            setattr(config, name, [id_map[v] for v in value if v in id_map])
+        else:
+            setattr(config, name, id_map.get(value))
+
+
+# ---------------------------------------------------------------------------------------- saving
 
 
 def save_tokenizer(hf_tokenizer: Any, spec: dict[str, Any], out_dir: Path) -> None:
-    """Save the tokenizer files of ``hf_tokenizer`` with ``spec`` as its ``tokenizer.json``."""
+    """Save ``hf_tokenizer``'s files with ``spec`` as its ``tokenizer.json``.
+
+    Files that would contradict the new vocabulary go: slow-tokenizer files (``tokenizer.model``,
+    ``vocab.json``, ``merges.txt``) and the id table ``added_tokens_decoder`` in ``tokenizer_config.json``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     hf_tokenizer.save_pretrained(out_dir)
-    (out_dir / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-    # slow-tokenizer files would not know the new pieces
+    atomic_write_text(out_dir / "tokenizer.json", json.dumps(spec, ensure_ascii=False))
     for stale in ("tokenizer.model", "vocab.json", "merges.txt"):
         path = out_dir / stale
         if path.is_file():
             path.unlink()
         elif path.is_dir():
             shutil.rmtree(path)
+    config_path = out_dir / "tokenizer_config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config.pop("added_tokens_decoder", None)
+        if config.get("tokenizer_class") in ("LlamaTokenizer", "LlamaTokenizerFast", "GemmaTokenizer",
+                                             "GemmaTokenizerFast"):
+            config["tokenizer_class"] = "PreTrainedTokenizerFast"  # these rebuild their pipeline otherwise
+        atomic_write_text(config_path, json.dumps(config, indent=2, ensure_ascii=False))
+
+
+def save_model_dir(model: Any, hf_tokenizer: Any, spec: dict[str, Any], out_dir: Path) -> None:
+    """A plain Hugging Face model directory (weights, config, generation config, tokenizer)."""
+    model.save_pretrained(out_dir)
+    save_tokenizer(hf_tokenizer, spec, out_dir)
+
+
+def check_special_contract(base_tokenizer: Any, new_dir: Path) -> list[str]:
+    """Problems with the saved tokenizer's special tokens (empty when the contract holds).
+
+    Every added/special token of the base exists as one token; bos/eos/pad/unk keep their strings;
+    the chat template renders, and every special token it uses encodes as a single id.
+    """
+    from transformers import AutoTokenizer
+
+    new = AutoTokenizer.from_pretrained(new_dir)
+    problems = []
+    for content in base_tokenizer.added_tokens_decoder.values():
+        text = str(content)
+        ids = new.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            problems.append(f"special token {text!r} is {len(ids)} tokens in the new tokenizer")
+    for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        if getattr(base_tokenizer, role, None) != getattr(new, role, None):
+            problems.append(f"{role} changed: {getattr(base_tokenizer, role, None)!r} -> {getattr(new, role, None)!r}")
+    template = getattr(base_tokenizer, "chat_template", None)
+    if template:
+        if getattr(new, "chat_template", None) != template:
+            problems.append("the chat template was not carried over")
+        else:
+            messages = [{"role": "user", "content": "Salude!"}, {"role": "assistant", "content": "Salude."}]
+            rendered = new.apply_chat_template(messages, tokenize=False)
+            pieces = new.convert_ids_to_tokens(new.encode(rendered, add_special_tokens=False))
+            for content in map(str, base_tokenizer.added_tokens_decoder.values()):
+                if content in rendered and content not in pieces:
+                    problems.append(f"chat-template token {content!r} does not encode as one token")
+    return problems

@@ -1,44 +1,98 @@
-"""Train a target vocabulary in the base tokenizer's own family and extend the base with it.
+"""New vocabularies for a base tokenizer, in its own family: replace, extend or trim.
 
-The new tokenizer is trained on a copy of the base pipeline (same normalizer, pre-tokenizer,
-decoder, byte-level alphabet or byte fallback), so its pieces are spelled exactly like the base's.
-Extension appends the new pieces to the BPE model's vocabulary together with the merges that build
-them: they are ordinary vocabulary entries, never ``added_tokens`` (which pre-split all text).
+Every mode returns a :class:`VocabPlan`: the new ``tokenizer.json`` and, for each embedding row of the
+new model, the base row it keeps (matched on byte sequences, see :mod:`.pieces`) or the piece whose row
+must be initialized. New pieces are always ordinary BPE vocabulary entries with their merges, never
+``added_tokens`` (which pre-split all text and change how existing words tokenize).
+
+- **replace**: a vocabulary trained on the target corpus with a copy of the base pipeline (normalizer,
+  pre-tokenizer, decoder, byte-level alphabet or byte fallback, digit splitting), plus every special and
+  added token of the base.
+- **extend**: BPE training *continued from the base segmentation*: words of the target corpus start as
+  the base tokenizer's pieces and new merges join adjacent pieces, so every new token is reachable
+  (appending independently trained merges leaves most of them unreachable). Pairs seen in protected
+  text (English, replay languages) are never merged, so that text tokenizes exactly as before.
+- **trim**: only the base entries the given corpora use (with the merge parents that build them, the
+  byte alphabet and the specials), renumbered densely; the corpora tokenize exactly as before.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.trainers import BpeTrainer
 
+from .pieces import byte_token, is_byte_level_spec, piece_bytes, token_key, vocabulary_keys
+
+MODES = ("extend", "replace", "trim")
+
 
 @dataclass
-class Extension:
-    """Result of extending a BPE tokenizer: the new tokenizer JSON and the added (id, piece) pairs."""
+class VocabPlan:
+    """A new vocabulary and where each row of the new embedding matrices comes from."""
 
-    tokenizer_json: dict[str, Any]
-    added: list[tuple[int, str]]
+    mode: str
+    spec: dict[str, Any]
+    sources: list[int | None]
+    """Per new row: the base row it keeps, or None (initialized: a new piece, or padding)."""
+    pieces: dict[int, str]
+    """New rows to initialize from a piece, spelled in the family's alphabet (``Ġsardu``, ``▁sardu``)."""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return len(self.sources)
+
+    def id_map(self) -> dict[int, int]:
+        """Base id -> new id, for every kept row."""
+        return {source: new for new, source in enumerate(self.sources) if source is not None}
+
+    def pad_to_multiple(self, multiple: int | None) -> None:
+        """Append uninitialized rows so the row count is a multiple of ``multiple`` (tensor-core friendly)."""
+        if multiple and len(self.sources) % multiple:
+            extra = multiple - len(self.sources) % multiple
+            self.sources.extend([None] * extra)
+            self.stats["padding_rows"] = extra
+
+
+# ---------------------------------------------------------------------------------------- the base
 
 
 def load_backend(model_dir: Path, hf_tokenizer: Any) -> dict[str, Any]:
     """The base tokenizer's ``tokenizer.json`` (from disk when present, else from the loaded tokenizer)."""
     path = Path(model_dir) / "tokenizer.json"
-    text = path.read_text(encoding="utf-8") if path.is_file() else hf_tokenizer.backend_tokenizer.to_str()
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    elif backend is not None:
+        text = backend.to_str()
+    else:
+        raise ValueError(f"{model_dir}: no tokenizer.json and the tokenizer has no fast backend; "
+                         "convert it with transformers (AutoTokenizer.from_pretrained(..., use_fast=True))")
     spec = json.loads(text)
-    if spec.get("model", {}).get("type") != "BPE":
-        raise ValueError(f"{path}: only BPE tokenizers can be extended (found {spec['model'].get('type')})")
+    kind = spec.get("model", {}).get("type")
+    if kind != "BPE":
+        raise ValueError(f"{path}: the transplant needs a BPE tokenizer (byte-level or SentencePiece-style "
+                         f"BPE); this one is {kind}")
     return spec
 
 
 def _merge_pairs(merges: list[Any]) -> list[tuple[str, str]]:
     return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges]
+
+
+def _write_merges(model: dict[str, Any], pairs: Sequence[tuple[str, str]]) -> None:
+    as_lists = not model["merges"] or isinstance(model["merges"][0], list)
+    model["merges"] = [list(p) for p in pairs] if as_lists else [" ".join(p) for p in pairs]
 
 
 def splits_digits(spec: dict[str, Any]) -> bool:
@@ -70,63 +124,6 @@ def _training_pre_tokenizer(spec: dict[str, Any]) -> Any | None:
     return pre_tokenizers.Sequence(parts)
 
 
-def train_like(spec: dict[str, Any], texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> dict:
-    """Train a BPE vocabulary on ``texts`` with the base tokenizer's pipeline; returns its JSON spec."""
-    tokenizer = Tokenizer.from_str(json.dumps(spec))
-    training_pre = _training_pre_tokenizer(spec)
-    if training_pre is not None:
-        tokenizer.pre_tokenizer = training_pre
-    byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer"))
-    trainer = BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if byte_level else [],
-        special_tokens=[],
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    trained = json.loads(tokenizer.to_str())
-    return trained
-
-
-def extend(spec: dict[str, Any], trained: dict[str, Any], *, first_id: int,
-           max_new_tokens: int | None = None) -> Extension:
-    """Append the trained vocabulary's new pieces (and the merges building them) to the base BPE."""
-    spec = json.loads(json.dumps(spec))  # deep copy
-    model = spec["model"]
-    vocab: dict[str, int] = model["vocab"]
-    pairs = _merge_pairs(model["merges"])
-    as_lists = bool(model["merges"]) and isinstance(model["merges"][0], list)
-    added: list[tuple[int, str]] = []
-    next_id = first_id
-
-    def add(piece: str) -> None:
-        nonlocal next_id
-        vocab[piece] = next_id
-        added.append((next_id, piece))
-        next_id += 1
-
-    budget = max_new_tokens if max_new_tokens is not None else float("inf")
-    if model.get("byte_fallback"):  # characters the base only reached through byte fallback
-        for piece in trained["model"]["vocab"]:
-            if len(piece) == 1 and piece not in vocab and len(added) < budget:
-                add(piece)
-    split_digits = splits_digits(spec)  # keep numbers segmented the way the base does
-    word_start_only = needs_word_splitting(spec)  # "▁" may only start a piece
-    for left, right in _merge_pairs(trained["model"]["merges"]):
-        if len(added) >= budget:
-            break
-        piece = left + right
-        if piece in vocab or left not in vocab or right not in vocab:
-            continue
-        if (split_digits and re.search(r"\d\d", piece)) or (word_start_only and "▁" in piece[1:]):
-            continue
-        add(piece)
-        pairs.append((left, right))
-    model["merges"] = [list(p) for p in pairs] if as_lists else [" ".join(p) for p in pairs]
-    return Extension(spec, added)
-
-
 def base_model_tokenizer(base_spec: dict[str, Any]) -> Tokenizer:
     """The base BPE model alone (no normalizer or pre-tokenizer): it splits a piece, spelled in the
     model's own alphabet, into base pieces covering exactly the same bytes."""
@@ -138,3 +135,329 @@ def base_model_tokenizer(base_spec: dict[str, Any]) -> Tokenizer:
 def decompose(base: Tokenizer, piece: str) -> list[int]:
     """Ids the base BPE model gives a piece (byte-level and byte-fallback aware)."""
     return [token.id for token in base.model.tokenize(piece)]
+
+
+def words(spec: dict[str, Any], texts: Iterable[str]) -> Counter[str]:
+    """Pre-tokenized words of ``texts`` in the model's alphabet (``Ġsardu``, ``▁sardu``), with counts."""
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    pre = _training_pre_tokenizer(spec) or tokenizer.pre_tokenizer
+    counts: Counter[str] = Counter()
+    for text in texts:
+        normalized = tokenizer.normalizer.normalize_str(text) if tokenizer.normalizer else text
+        pieces = [p for p, _ in pre.pre_tokenize_str(normalized)] if pre is not None else [normalized]
+        counts.update(p for p in pieces if p)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------- replace
+
+
+def train_like(spec: dict[str, Any], texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> dict:
+    """Train a BPE vocabulary on ``texts`` with the base tokenizer's pipeline; returns its JSON spec."""
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    training_pre = _training_pre_tokenizer(spec)
+    if training_pre is not None:
+        tokenizer.pre_tokenizer = training_pre
+    trainer = BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if is_byte_level_spec(spec) else [],
+        special_tokens=[],
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return json.loads(tokenizer.to_str())
+
+
+def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int = 2) -> VocabPlan:
+    """A vocabulary trained on ``texts`` in the base's family, with every special/added token of the base."""
+    trained = train_like(spec, texts, vocab_size, min_frequency)
+    split_digits, word_start_only = splits_digits(spec), needs_word_splitting(spec)
+    new = json.loads(json.dumps(spec))
+    model = new["model"]
+    vocab: dict[str, int] = {}
+    for token in sorted(spec.get("added_tokens", []), key=lambda t: t["id"]):
+        vocab.setdefault(token["content"], len(vocab))
+    if spec["model"].get("byte_fallback"):
+        for byte in range(256):
+            vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    unk = spec["model"].get("unk_token")
+    if unk:
+        vocab.setdefault(unk, len(vocab))
+    for piece in sorted(trained["model"]["vocab"], key=trained["model"]["vocab"].get):
+        vocab.setdefault(piece, len(vocab))
+    pairs = []
+    for left, right in _merge_pairs(trained["model"]["merges"]):
+        piece = left + right
+        if (split_digits and re.search(r"\d\d", piece)) or (word_start_only and "▁" in piece[1:]):
+            continue
+        if left in vocab and right in vocab and piece in vocab:
+            pairs.append((left, right))
+    model["vocab"] = vocab
+    _write_merges(model, pairs)
+    _renumber_added_tokens(new, vocab)
+    return _plan_by_keys("replace", spec, new, stats={"trained_vocab": len(trained["model"]["vocab"])})
+
+
+def _plan_by_keys(mode: str, base: dict[str, Any], new: dict[str, Any], stats: dict[str, Any]) -> VocabPlan:
+    """Sources for every new id whose byte sequence (or special content) the base vocabulary has."""
+    base_keys = vocabulary_keys(base)
+    new_keys = vocabulary_keys(new)
+    rows = max(new_keys.values()) + 1
+    sources: list[int | None] = [None] * rows
+    pieces: dict[int, str] = {}
+    by_id = {token_id: piece for piece, token_id in new["model"]["vocab"].items()}
+    for key, token_id in new_keys.items():
+        sources[token_id] = base_keys.get(key)
+        if sources[token_id] is None:
+            pieces[token_id] = by_id.get(token_id, key[1] if isinstance(key[1], str) else "")
+    stats = {**stats, "kept_rows": sum(s is not None for s in sources), "new_rows": len(pieces)}
+    return VocabPlan(mode, new, sources, pieces, stats)
+
+
+def _renumber_added_tokens(spec: dict[str, Any], vocab: dict[str, int]) -> None:
+    """Point added tokens and the post-processor's special tokens at their ids in ``vocab``."""
+    for token in spec.get("added_tokens", []):
+        token["id"] = vocab[token["content"]]
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            specials = node.get("special_tokens")
+            if isinstance(specials, dict):
+                for entry in specials.values():
+                    if isinstance(entry, dict) and "tokens" in entry:
+                        entry["ids"] = [vocab[t] for t in entry["tokens"]]
+            for key, value in node.items():
+                if key == "special_tokens":
+                    continue
+                if key in ("sep", "cls") and isinstance(value, list) and len(value) == 2:
+                    node[key] = [value[0], vocab[value[0]]]  # RobertaProcessing / BertProcessing
+                else:
+                    visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(spec.get("post_processor"))
+
+
+# ---------------------------------------------------------------------------------------- extend
+
+
+def extend_vocab(spec: dict[str, Any], texts: Sequence[str], *, max_new_tokens: int, first_id: int,
+                 min_frequency: int = 2, protect: Sequence[str] = ()) -> VocabPlan:
+    """The base vocabulary plus up to ``max_new_tokens`` pieces learned by continuing BPE on ``texts``.
+
+    Words start as their base segmentation; new merges join adjacent base (or new) pieces, so each new
+    piece is produced on the text it was learned from. Pairs that occur in the ``protect`` texts are
+    never merged: those texts tokenize exactly as with the base.
+    """
+    new = json.loads(json.dumps(spec))
+    model = new["model"]
+    vocab: dict[str, int] = model["vocab"]
+    base = base_model_tokenizer(spec)
+    target_words = words(spec, texts)
+    new_chars = _new_characters(base, target_words, min_frequency, max_new_tokens) \
+        if spec["model"].get("byte_fallback") else []
+    known = set(new_chars)
+    units = [_segment(base, word, known) for word in target_words]
+    protected = _protected(base, spec, protect, known)
+    allowed = _merge_rule(spec, set(vocab), protected)
+    merges = continue_bpe(units, list(target_words.values()), budget=max_new_tokens - len(new_chars),
+                          min_frequency=min_frequency, allowed=allowed)
+    added: dict[int, str] = {}
+    for piece in new_chars + [a + b for a, b in merges]:
+        if piece not in vocab:
+            vocab[piece] = first_id + len(added)
+            added[vocab[piece]] = piece
+    _write_merges(model, _merge_pairs(model["merges"]) + merges)
+    rows = first_id + len(added)
+    sources: list[int | None] = [i if i < first_id else None for i in range(rows)]
+    stats = {"new_characters": len(new_chars), "new_merges": len(merges), "protected_pairs": len(protected)}
+    return VocabPlan("extend", new, sources, added, {**stats, "kept_rows": first_id, "new_rows": len(added)})
+
+
+def _new_characters(base: Tokenizer, target_words: Counter[str], min_frequency: int, budget: int) -> list[str]:
+    """Characters the base reaches only through byte fallback, frequent enough to get their own piece."""
+    counts: Counter[str] = Counter()
+    for word, count in target_words.items():
+        for char in set(word):
+            if any(byte_token(t.value) is not None for t in base.model.tokenize(char)):
+                counts[char] += count * word.count(char)
+    chosen = [c for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_frequency]
+    return chosen[:budget]
+
+
+def _segment(base: Tokenizer, word: str, new_chars: set[str]) -> list[str]:
+    """The base pieces of ``word``; characters in ``new_chars`` become one unit instead of their bytes."""
+    if not new_chars or not any(c in new_chars for c in word):
+        return [t.value for t in base.model.tokenize(word)]
+    units: list[str] = []
+    run = ""
+    for char in word + "\0":
+        if char in new_chars or char == "\0":
+            if run:
+                units.extend(t.value for t in base.model.tokenize(run))
+                run = ""
+            if char != "\0":
+                units.append(char)
+        else:
+            run += char
+    return units
+
+
+def _protected(base: Tokenizer, spec: dict[str, Any], texts: Sequence[str], new_chars: set[str]) -> set:
+    """Adjacent piece pairs (and, for ``ignore_merges`` tokenizers, whole words) of protected text."""
+    protected: set = set()
+    ignore_merges = bool(spec["model"].get("ignore_merges"))
+    for word in words(spec, texts):
+        units = _segment(base, word, new_chars)
+        protected.update(pairwise(units))
+        if ignore_merges:
+            protected.add(word)
+    return protected
+
+
+def _merge_rule(spec: dict[str, Any], base_vocab: set[str], protected: set) -> Callable[[str, str], bool]:
+    split_digits, word_start_only = splits_digits(spec), needs_word_splitting(spec)
+
+    def allowed(left: str, right: str) -> bool:
+        piece = left + right
+        if piece in base_vocab or (left, right) in protected or piece in protected:
+            return False
+        if byte_token(left) is not None or byte_token(right) is not None:
+            return False  # byte-fallback units are not pieces the BPE model can merge
+        if split_digits and re.search(r"\d\d", piece):
+            return False
+        return not (word_start_only and "▁" in piece[1:])
+
+    return allowed
+
+
+def continue_bpe(units: list[list[str]], counts: Sequence[int], *, budget: int, min_frequency: int,
+                 allowed: Callable[[str, str], bool]) -> list[tuple[str, str]]:
+    """Greedy BPE merges over words given as unit sequences (modified in place), most frequent pair first.
+
+    Ties break on the pair itself, so the result is deterministic. Stops at ``budget`` merges or when
+    no allowed pair occurs ``min_frequency`` times.
+    """
+    pair_counts: dict[tuple[str, str], int] = defaultdict(int)
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for index, seq in enumerate(units):
+        for pair in pairwise(seq):
+            pair_counts[pair] += counts[index]
+            where[pair].add(index)
+    verdict: dict[tuple[str, str], bool] = {}
+
+    def ok(pair: tuple[str, str]) -> bool:
+        if pair not in verdict:
+            verdict[pair] = allowed(*pair)
+        return verdict[pair]
+
+    heap = [(-n, pair) for pair, n in pair_counts.items() if n >= min_frequency and ok(pair)]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    while heap and len(merges) < budget:
+        negative, pair = heapq.heappop(heap)
+        current = pair_counts.get(pair, 0)
+        if current != -negative:
+            if current >= min_frequency:
+                heapq.heappush(heap, (-current, pair))
+            continue
+        merges.append(pair)
+        for index in list(where.pop(pair, ())):
+            _merge_word(units, index, pair, counts[index], pair_counts, where, heap, ok, min_frequency)
+        pair_counts.pop(pair, None)
+    return merges
+
+
+def _merge_word(units: list[list[str]], index: int, pair: tuple[str, str], count: int,
+                pair_counts: dict, where: dict, heap: list, ok: Callable, min_frequency: int) -> None:
+    seq = units[index]
+    old_pairs = list(pairwise(seq))
+    merged: list[str] = []
+    i = 0
+    while i < len(seq):
+        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
+            merged.append(seq[i] + seq[i + 1])
+            i += 2
+        else:
+            merged.append(seq[i])
+            i += 1
+    units[index] = merged
+    for p in old_pairs:
+        pair_counts[p] -= count
+    for p in set(old_pairs):
+        if p != pair:
+            where[p].discard(index)
+    new_pairs = list(pairwise(merged))
+    for p in new_pairs:
+        pair_counts[p] += count
+        where[p].add(index)
+    for p in set(new_pairs) - set(old_pairs):
+        if pair_counts[p] >= min_frequency and ok(p):
+            heapq.heappush(heap, (-pair_counts[p], p))
+
+
+# ---------------------------------------------------------------------------------------- trim
+
+
+def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Iterable[str] = ()) -> VocabPlan:
+    """The base entries ``texts`` use, the merge parents that build them, the byte alphabet (or
+    byte-fallback tokens) and every special/added token, renumbered in base order.
+
+    ``texts`` tokenize exactly as with the base; other text may take more pieces.
+    """
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    pieces_of = {token_id: piece for piece, token_id in vocab.items()}
+    used: set[str] = set(keep_pieces)
+    batch: list[str] = []
+    for text in [*texts, None]:
+        if text is not None:
+            batch.append(text)
+        if batch and (text is None or len(batch) >= 2048):
+            for encoding in tokenizer.encode_batch(batch, add_special_tokens=False):
+                used.update(pieces_of[i] for i in encoding.ids if i in pieces_of)
+            batch = []
+    used.update(t["content"] for t in spec.get("added_tokens", []) if t["content"] in vocab)
+    used.update(_alphabet(spec))
+    parents = {a + b: (a, b) for a, b in _merge_pairs(spec["model"]["merges"])}
+    keep, stack = set(), [p for p in used if p in vocab]
+    while stack:
+        piece = stack.pop()
+        if piece in keep:
+            continue
+        keep.add(piece)
+        stack.extend(p for p in parents.get(piece, ()) if p in vocab and p not in keep)
+    kept = sorted(keep, key=vocab.get)
+    new = json.loads(json.dumps(spec))
+    new_vocab = {piece: index for index, piece in enumerate(kept)}
+    for token in sorted(new.get("added_tokens", []), key=lambda t: t["id"]):
+        new_vocab.setdefault(token["content"], len(new_vocab))  # added tokens outside the model vocab
+    new["model"]["vocab"] = new_vocab
+    _write_merges(new["model"], [(a, b) for a, b in _merge_pairs(spec["model"]["merges"])
+                                 if a + b in keep and a in keep and b in keep])
+    _renumber_added_tokens(new, new_vocab)
+    base_ids = {**vocab, **{t["content"]: t["id"] for t in spec.get("added_tokens", [])}}
+    sources: list[int | None] = [base_ids[piece] for piece in sorted(new_vocab, key=new_vocab.get)]
+    stats = {"kept_rows": len(sources), "new_rows": 0, "base_entries": len(vocab),
+             "used_by_corpora": len(used & set(vocab))}
+    return VocabPlan("trim", new, sources, {}, stats)
+
+
+def _alphabet(spec: dict[str, Any]) -> set[str]:
+    """Entries that keep every text encodable: the 256 byte-level characters or byte-fallback tokens, unk."""
+    vocab = spec["model"]["vocab"]
+    keep = {p for p in vocab if byte_token(p) is not None}
+    if is_byte_level_spec(spec):
+        keep |= {p for p in vocab if len(piece_bytes(p, True)) == 1 and len(p) == 1}
+    if spec["model"].get("unk_token"):
+        keep.add(spec["model"]["unk_token"])
+    return keep
+
+
+def key_of(spec: dict[str, Any], piece: str) -> Any:
+    """The matching key of ``piece`` in ``spec``'s family (see :mod:`.pieces`)."""
+    specials = {t["content"] for t in spec.get("added_tokens", [])}
+    return token_key(piece, byte_level=is_byte_level_spec(spec), special=piece in specials)
