@@ -151,8 +151,8 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
 @click.option("--mode", type=click.Choice(["extend", "replace", "trim"]), default="extend", show_default=True)
 @click.option("--vocab-size", type=int, default=8000, show_default=True,
               help="replace: size of the new vocabulary; extend: pieces added.")
-@click.option("--init", "init", type=click.Choice(["hybrid", "subtoken", "mean", "focus", "random"]),
-              default="hybrid", show_default=True, help="Initialization of the new rows.")
+@click.option("--init", "init", type=click.Choice(["subtoken", "hybrid", "mean", "focus", "random"]),
+              default="subtoken", show_default=True, help="Initialization of the new rows.")
 @click.option("--protect", multiple=True, type=click.Path(path_type=Path, exists=True),
               help="extend: text whose segmentation must not change (English, replay). Repeatable.")
 @click.option("--keep", multiple=True, type=click.Path(path_type=Path, exists=True),

@@ -27,8 +27,11 @@ class TokenizerConfig(StrictModel):
                                                       "added when max_new_tokens is not set")
     max_new_tokens: int | None = Field(None, ge=1, description="extend: pieces added to the base")
     min_frequency: int = Field(2, ge=1)
-    init: Literal["hybrid", "subtoken", "mean", "focus", "random"] = Field(
-        "hybrid", description="initialization of new rows (see workbench.tokenize.init)")
+    init: Literal["subtoken", "hybrid", "mean", "focus", "random"] = Field(
+        "subtoken", description="initialization of new rows (see workbench.tokenize.init)")
+    shrink: float = Field(0.1, ge=0, le=1, description="pull of new rows towards the mean row")
+    fresh: bool = Field(False, description="replace: train the vocabulary from characters instead of growing "
+                                           "it from the base pieces the corpus uses")
     neighbours: int = Field(8, ge=1, description="hybrid: nearest base rows mixed in")
     mix: float = Field(0.3, ge=0, le=1, description="hybrid: weight of the neighbours against the decomposition")
     protect: list[LanguageCode] | None = Field(
@@ -66,7 +69,8 @@ class TokenizerStage(Stage):
         spec = load_backend(source.path, tokenizer)
         options = TransplantConfig(mode=cfg.mode, vocab_size=cfg.vocab_size, max_new_tokens=cfg.max_new_tokens,
                                    min_frequency=cfg.min_frequency, init=cfg.init, neighbours=cfg.neighbours,
-                                   mix=cfg.mix, pad_to_multiple_of=cfg.pad_to_multiple_of, seed=ctx.seed)
+                                   mix=cfg.mix, shrink=cfg.shrink, fresh=cfg.fresh,
+                                   pad_to_multiple_of=cfg.pad_to_multiple_of, seed=ctx.seed)
         plan, init = transplant(model, spec, texts, options, protect=protect_texts, keep=keep_texts)
         out = ctx.out_dir / "model"
         save_model_dir(model, tokenizer, plan.spec, out)

@@ -30,9 +30,11 @@ class TransplantConfig:
     vocab_size: int = 8000
     max_new_tokens: int | None = None
     min_frequency: int = 2
-    init: str = "hybrid"
+    init: str = "subtoken"
     neighbours: int = 8
     mix: float = 0.3
+    shrink: float = 0.1
+    fresh: bool = False
     pad_to_multiple_of: int | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -64,7 +66,8 @@ def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], confi
                             first_id=first_free_id(model, base_spec), min_frequency=config.min_frequency,
                             protect=protect)
     elif config.mode == "replace":
-        plan = replace_vocab(base_spec, texts, config.vocab_size, config.min_frequency)
+        plan = replace_vocab(base_spec, texts, config.vocab_size, config.min_frequency, keep=keep,
+                             fresh=config.fresh)
     elif config.mode == "trim":
         plan = trim_vocab(base_spec, [*texts, *keep])
     else:
@@ -87,8 +90,8 @@ def apply_plan(model: Any, plan: VocabPlan, base_spec: dict[str, Any], config: T
     base_rows = inputs.weight.shape[0]
     vocab_ids = set(base_spec["model"]["vocab"].values()) | set(special_ids(base_spec))
     exclude = special_ids(base_spec) + [i for i in range(base_rows) if i not in vocab_ids]
-    options = dict(neighbours=config.neighbours, mix=config.mix, focus_texts=focus_texts, seed=config.seed,
-                   exclude=exclude)
+    options = dict(neighbours=config.neighbours, mix=config.mix, shrink=config.shrink, focus_texts=focus_texts,
+                   seed=config.seed, exclude=exclude)
     new_inputs = build_matrix(inputs.weight, plan, base_spec, config.init, **options)
     new_outputs = None if tied else build_matrix(outputs.weight, plan, base_spec, config.init, **options)
     _swap(model, new_inputs, new_outputs, plan)

@@ -169,8 +169,35 @@ def train_like(spec: dict[str, Any], texts: Iterable[str], vocab_size: int, min_
     return json.loads(tokenizer.to_str())
 
 
-def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int = 2) -> VocabPlan:
-    """A vocabulary trained on ``texts`` in the base's family, with every special/added token of the base."""
+def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int = 2, *,
+                  keep: Sequence[str] = (), fresh: bool = False) -> VocabPlan:
+    """A vocabulary of at most ``vocab_size`` entries for ``texts`` (and ``keep``), with every special token.
+
+    By default it is grown from the base: the base pieces ``texts`` use plus merges continued on top of
+    them (:func:`extend_vocab`), then everything the corpora no longer use is dropped (:func:`trim_vocab`),
+    so most rows are trained base rows. ``fresh=True`` trains a BPE vocabulary from characters instead.
+    """
+    if not fresh:
+        used = trim_vocab(spec, [*texts, *keep]).rows
+        first_id = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
+        grown = extend_vocab(spec, texts, max_new_tokens=max(vocab_size - used, 1), first_id=first_id,
+                             min_frequency=min_frequency)
+        plan = compose(grown, trim_vocab(grown.spec, [*texts, *keep]))
+        plan.mode = "replace"
+        return plan
+    return _fresh_vocab(spec, texts, vocab_size, min_frequency)
+
+
+def compose(first: VocabPlan, second: VocabPlan) -> VocabPlan:
+    """The plan of applying ``second`` (planned on ``first``'s vocabulary) after ``first``."""
+    sources = [first.sources[s] if s is not None and s < len(first.sources) else None for s in second.sources]
+    pieces = {new: first.pieces[s] for new, s in enumerate(second.sources) if s is not None and s in first.pieces}
+    pieces.update(second.pieces)
+    stats = {**first.stats, **second.stats, "kept_rows": sum(s is not None for s in sources), "new_rows": len(pieces)}
+    return VocabPlan(second.mode, second.spec, sources, pieces, stats)
+
+
+def _fresh_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int) -> VocabPlan:
     trained = train_like(spec, texts, vocab_size, min_frequency)
     split_digits, word_start_only = splits_digits(spec), needs_word_splitting(spec)
     new = json.loads(json.dumps(spec))

@@ -1,0 +1,160 @@
+"""Quality benchmark of the tokenizer transplant: zero-shot bits per byte after transplant, per mode and
+initialization, against the base model with its own tokenizer (the baseline) and against mean init;
+then the same after a fixed, short embedding-only training budget.
+
+    python bench/transplant.py                      # smollm2-135m (+ gemma3-270m when installed)
+    python bench/transplant.py --models smollm2-135m --sentences 50 --train-steps 0   # quick look
+
+Sardinian tokenizers are trained on the shipped NLLB-Seed Sardinian text; scores are FLORES-200 dev
+sentences (srd_Latn, eng_Latn). Writes bench/results/transplant.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workbench.evaluate.datasets import load_texts  # noqa: E402
+from workbench.evaluate.lm import score_each  # noqa: E402
+from workbench.models import load_model, resolve_model  # noqa: E402
+from workbench.tokenize.transplant import TransplantConfig, save_model_dir, transplant  # noqa: E402
+from workbench.tokenize.vocab import load_backend  # noqa: E402
+
+CORPUS = ROOT / "corpora" / "nllb_seed"
+FLORES = ROOT / "corpora" / "flores200" / "dev"
+RESULTS = ROOT / "bench" / "results" / "transplant.json"
+TARGETS = {"replace": 0.85, "extend": 0.93}
+TOKEN_CUT = {"replace": 0.25, "extend": 0.15}
+
+
+def bits_per_byte(model, tokenizer, texts: list[str]) -> tuple[float, float]:
+    """(bits per byte, tokens per sentence) of ``texts``, scored one by one as the evaluation suite does."""
+    scores = score_each(model, tokenizer, texts, batch_size=8, max_length=1024, stride=512, progress=False)
+    return (sum(s.bits for s in scores) / sum(s.bytes for s in scores),
+            sum(s.tokens for s in scores) / len(scores))
+
+
+def train_new_rows(model, tokenizer, texts: list[str], rows: list[int], *, steps: int, batch: int, block: int,
+                   lr: float, seed: int = 0) -> float:
+    """Train only the given embedding rows (tied or untied) on next-token loss; returns tokens/s."""
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    ids: list[int] = []
+    for text in texts:
+        ids += tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+    data = torch.tensor(ids)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    matrices = [model.get_input_embeddings().weight]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() != matrices[0].data_ptr():
+        matrices.append(out.weight)
+    mask = torch.zeros(matrices[0].shape[0], 1)
+    mask[rows] = 1
+    for m in matrices:
+        m.requires_grad_(True)
+        m.register_hook(lambda g: g * mask.to(g.dtype))
+    optimizer = torch.optim.Adam(matrices, lr=lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    t0 = time.time()
+    for _ in range(steps):
+        starts = torch.randint(0, len(data) - block - 1, (batch,), generator=generator)
+        x = torch.stack([data[s:s + block] for s in starts])
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    return steps * batch * block / (time.time() - t0)
+
+
+def run_model(name: str, args: argparse.Namespace) -> dict:
+    srd_corpus = (CORPUS / "srd_Latn.txt").read_text(encoding="utf-8").splitlines()
+    eng_corpus = (CORPUS / "eng_Latn.txt").read_text(encoding="utf-8").splitlines()
+    dev = {code: load_texts(FLORES, code, "dev")[: args.sentences] for code in ("srd_Latn", "eng_Latn")}
+    source = str(resolve_model(name).path)
+    model, tokenizer = load_model(source, device="cpu", dtype="float32")
+    base = {code: bits_per_byte(model, tokenizer, texts) for code, texts in dev.items()}
+    print(f"\n{name}: base srd {base['srd_Latn'][0]:.4f} bits/byte ({base['srd_Latn'][1]:.1f} tokens/sentence), "
+          f"eng {base['eng_Latn'][0]:.4f}", flush=True)
+    rows = []
+    for mode, size in (("replace", args.replace_size), ("extend", args.extend_size)):
+        for init in args.inits:
+            model, tokenizer = load_model(source, device="cpu", dtype="float32")
+            spec = load_backend(Path(source), tokenizer)
+            cfg = TransplantConfig(mode=mode, vocab_size=size, init=init, mix=args.mix)
+            t0 = time.time()
+            plan, _ = transplant(model, spec, srd_corpus, cfg, protect=eng_corpus)
+            seconds = time.time() - t0
+            out = Path(args.workdir) / f"{name}-{mode}-{init}"
+            save_model_dir(model, tokenizer, plan.spec, out)
+            model, new_tokenizer = load_model(out, device="cpu", dtype="float32")
+            row = {"model": name, "mode": mode, "init": init, "rows": plan.rows, "new_rows": len(plan.pieces),
+                   "transplant_seconds": round(seconds, 1)}
+            for code, texts in dev.items():
+                bpb, tokens = bits_per_byte(model, new_tokenizer, texts)
+                row[f"{code}_bpb"], row[f"{code}_tokens"] = bpb, tokens
+                row[f"{code}_ratio"] = bpb / base[code][0]
+            row["token_cut"] = 1 - row["srd_Latn_tokens"] / base["srd_Latn"][1]
+            if args.train_steps and init in args.train_inits:
+                speed = train_new_rows(model, new_tokenizer, srd_corpus, sorted(plan.pieces), steps=args.train_steps,
+                                       batch=8, block=128, lr=1e-3)
+                for code, texts in dev.items():
+                    bpb, _ = bits_per_byte(model, new_tokenizer, texts)
+                    row[f"{code}_bpb_trained"], row[f"{code}_ratio_trained"] = bpb, bpb / base[code][0]
+                row["train_tokens_per_second"] = round(speed, 1)
+            rows.append(row)
+            print_row(row)
+    return {"model": name, "sentences": args.sentences, "rows": rows,
+            "base": {c: {"bpb": b, "tokens": t} for c, (b, t) in base.items()}}
+
+
+def print_row(row: dict) -> None:
+    trained = (f"  trained srd {row['srd_Latn_ratio_trained']:.3f}x eng {row['eng_Latn_ratio_trained']:.3f}x"
+               if "srd_Latn_ratio_trained" in row else "")
+    print(f"  {row['mode']:8s} {row['init']:9s} rows {row['rows']:6d}  srd {row['srd_Latn_bpb']:.4f} "
+          f"({row['srd_Latn_ratio']:.3f}x)  eng {row['eng_Latn_bpb']:.4f} ({row['eng_Latn_ratio']:.3f}x)  "
+          f"tokens/sentence -{row['token_cut'] * 100:.1f}%{trained}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=None)
+    parser.add_argument("--sentences", type=int, default=200)
+    parser.add_argument("--inits", nargs="+", default=["subtoken", "hybrid", "mean", "focus", "random"])
+    parser.add_argument("--train-inits", nargs="+", default=["subtoken", "mean"])
+    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--replace-size", type=int, default=16000)
+    parser.add_argument("--extend-size", type=int, default=8000)
+    parser.add_argument("--mix", type=float, default=0.3)
+    parser.add_argument("--workdir", default="/tmp/workbench-bench-transplant")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    names = args.models or ["smollm2-135m"] + (["gemma3-270m"] if resolve_model_installed("gemma3-270m") else [])
+    results = {"targets": {"zero_shot_ratio": TARGETS, "token_cut": TOKEN_CUT}, "models": []}
+    for name in names:
+        results["models"].append(run_model(name, args))
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\npeak memory {results['peak_rss_mb']:.0f} MB; written to {args.out}")
+
+
+def resolve_model_installed(name: str) -> bool:
+    from workbench.models import REGISTRY
+
+    return REGISTRY[name].installed()
+
+
+if __name__ == "__main__":
+    main()
