@@ -306,7 +306,7 @@ class _Runner:
         before = self._scores_before(stage_step)
         if stage_step.stage is None or before is None:
             return None
-        gate = stage_step.stage.gate(before, records, self.recipe.languages.target)
+        gate = stage_step.stage.gate(before, records, self.recipe.languages)
         if gate is None:
             return None
         for failure in gate["failures"]:

@@ -123,8 +123,9 @@ class Stage:
         """The text files (``.txt``/``.jsonl``) this finished stage trained on or produced for training."""
         return []
 
-    def gate(self, before: list[dict[str, Any]], after: list[dict[str, Any]], target: str) -> dict[str, Any] | None:
-        """A quality gate on this stage's model scores against the model it started from.
+    def gate(self, before: list[dict[str, Any]], after: list[dict[str, Any]], languages: Any) -> dict[str, Any] | None:
+        """A quality gate on this stage's model scores against the model it started from
+        (``languages``: the recipe's ``languages:`` section).
 
         Returns ``{"rows": [...], "failures": [messages], "action": "fail" | "warn"}``, or None (no gate).
         """

@@ -15,8 +15,8 @@ from .crawl import corpus_texts
 class GateConfig(StrictModel):
     max_regression: float = Field(0.05, ge=0, description="allowed relative rise of bits per byte on checked languages")
     action: Literal["fail", "warn"] = Field("fail", description="fail the run, or only warn, when the gate trips")
-    languages: list[LanguageCode] | None = Field(None, description="languages checked (default: every LM "
-                                                                    "language but the target)")
+    languages: list[LanguageCode] | None = Field(None, description="languages checked (default: the replay "
+                                                                    "languages and English)")
 
 
 class TokenizerConfig(StrictModel):
@@ -93,13 +93,15 @@ class TokenizerStage(Stage):
                 "outputs": {"new_tokens": "new_tokens.json", "fertility": "fertility.json"},
                 "scores": "scores.json", "stats": stats}
 
-    def gate(self, before: list[dict[str, Any]], after: list[dict[str, Any]], target: str) -> dict[str, Any]:
+    def gate(self, before: list[dict[str, Any]], after: list[dict[str, Any]], languages: Any) -> dict[str, Any]:
         """Bits per byte after the transplant against the model before it (see :mod:`workbench.tokenize.gate`)."""
         from ..tokenize.gate import gate_failures, gate_rows
 
         rows = gate_rows(before, after)
         gate = self.config.gate
-        failures = gate_failures(rows, target=target, max_regression=gate.max_regression, languages=gate.languages)
+        checked = gate.languages if gate.languages is not None else [*languages.replay, "eng_Latn"]
+        failures = gate_failures(rows, target=languages.target, max_regression=gate.max_regression,
+                                 languages=[code for code in checked if code != languages.target])
         return {"rows": rows, "failures": failures, "action": gate.action, "max_regression": gate.max_regression}
 
 

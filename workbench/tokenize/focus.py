@@ -31,8 +31,16 @@ def sparsemax(scores: torch.Tensor) -> torch.Tensor:
 
 
 def focus_rows(work: torch.Tensor, plan: VocabPlan, base_spec: dict[str, Any], targets: Sequence[int],
-               texts: Sequence[str], *, seed: int = 0, dim: int = 64, epochs: int = 5) -> torch.Tensor:
+               texts: Sequence[str], *, seed: int = 0) -> torch.Tensor:
     """Rows for ``targets`` (new ids) from ``work`` (a base matrix); see the module docstring."""
+    shared, weights = focus_weights(plan, targets, texts, rows=work.shape[0], seed=seed)
+    return weights @ work[shared]
+
+
+def focus_weights(plan: VocabPlan, targets: Sequence[int], texts: Sequence[str], *, rows: int, seed: int = 0,
+                  dim: int = 64, epochs: int = 5) -> tuple[list[int], torch.Tensor]:
+    """``(shared base ids, weights)``: row ``k`` of ``weights`` (sparsemax, sums to 1) combines the shared
+    base rows into the row of ``targets[k]``."""
     try:
         from gensim.models import FastText
     except ImportError:
@@ -46,18 +54,16 @@ def focus_rows(work: torch.Tensor, plan: VocabPlan, base_spec: dict[str, Any], t
                      workers=1, min_n=2, max_n=5)
     pieces = {i: p for p, i in plan.spec["model"]["vocab"].items()}
     shared = [(new, old) for new, old in enumerate(plan.sources)
-              if old is not None and old < work.shape[0] and pieces.get(new) in model.wv.key_to_index]
+              if old is not None and old < rows and pieces.get(new) in model.wv.key_to_index]
     if not shared:
         raise WorkbenchError("init 'focus': the new vocabulary shares no piece with the base on this corpus; "
                              "choose init: subtoken")
     shared_vectors = torch.nn.functional.normalize(
         torch.from_numpy(np.stack([model.wv[pieces[new]] for new, _ in shared])), dim=1)
-    shared_rows = work[[old for _, old in shared]]
-    out = torch.empty(len(targets), work.shape[1])
+    weights = torch.empty(len(targets), len(shared))
     for start in range(0, len(targets), 512):
         chunk = targets[start:start + 512]
         vectors = np.stack([model.wv[plan.pieces[t]] for t in chunk])
         queries = torch.nn.functional.normalize(torch.from_numpy(vectors), dim=1)
-        weights = sparsemax(queries @ shared_vectors.T)
-        out[start:start + len(chunk)] = weights @ shared_rows
-    return out
+        weights[start:start + len(chunk)] = sparsemax(queries @ shared_vectors.T)
+    return [old for _, old in shared], weights

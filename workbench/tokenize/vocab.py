@@ -284,8 +284,9 @@ def extend_vocab(spec: dict[str, Any], texts: Sequence[str], *, max_new_tokens: 
     vocab: dict[str, int] = model["vocab"]
     base = base_model_tokenizer(spec)
     target_words = words(spec, texts)
-    new_chars = _new_characters(base, target_words, min_frequency, max_new_tokens) \
-        if spec["model"].get("byte_fallback") else []
+    protected_chars = {c for text in protect for c in text}  # a new character would re-segment protected text
+    new_chars = [c for c in _new_characters(base, target_words, min_frequency, max_new_tokens)
+                 if c not in protected_chars] if spec["model"].get("byte_fallback") else []
     known = set(new_chars)
     units = [_segment(base, word, known) for word in target_words]
     protected = _protected(base, spec, protect, known)
