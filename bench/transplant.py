@@ -106,7 +106,7 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
                 row[f"{code}_bpb"], row[f"{code}_tokens"] = bpb, tokens
                 row[f"{code}_ratio"] = bpb / base[code][0]
             row["token_cut"] = 1 - row["srd_Latn_tokens"] / base["srd_Latn"][1]
-            if args.train_steps and init in args.train_inits:
+            if args.train_steps and init in args.train_inits and mode in args.train_modes:
                 speed = train_new_rows(model, new_tokenizer, srd_corpus, sorted(plan.pieces), steps=args.train_steps,
                                        batch=8, block=128, lr=1e-3)
                 for code, texts in dev.items():
@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--inits", nargs="+", default=["subtoken", "hybrid", "mean", "focus", "random"])
     parser.add_argument("--train-inits", nargs="+", default=["subtoken", "mean"])
+    parser.add_argument("--train-modes", nargs="+", default=["replace", "extend"])
     parser.add_argument("--train-steps", type=int, default=100)
     parser.add_argument("--replace-size", type=int, default=16000)
     parser.add_argument("--extend-size", type=int, default=8000)
