@@ -88,33 +88,35 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
     print(f"\n{name}: base srd {base['srd_Latn'][0]:.4f} bits/byte ({base['srd_Latn'][1]:.1f} tokens/sentence), "
           f"eng {base['eng_Latn'][0]:.4f}", flush=True)
     rows = []
-    for mode, size in (("replace", args.replace_size), ("extend", args.extend_size)):
-        for init in args.inits:
-            model, tokenizer = load_model(source, device="cpu", dtype="float32")
-            spec = load_backend(Path(source), tokenizer)
-            cfg = TransplantConfig(mode=mode, vocab_size=size, init=init, mix=args.mix)
-            t0 = time.time()
-            plan, _ = transplant(model, spec, srd_corpus, cfg, protect=eng_corpus)
-            seconds = time.time() - t0
-            out = Path(args.workdir) / f"{name}-{mode}-{init}"
-            save_model_dir(model, tokenizer, plan.spec, out)
-            model, new_tokenizer = load_model(out, device="cpu", dtype="float32")
-            row = {"model": name, "mode": mode, "init": init, "rows": plan.rows, "new_rows": len(plan.pieces),
-                   "transplant_seconds": round(seconds, 1)}
+    runs = [(mode, size, init) for mode, size in (("replace", args.replace_size), ("extend", args.extend_size))
+            for init in args.inits] + [("trim", 0, "-")]
+    for mode, size, init in runs:
+        model, tokenizer = load_model(source, device="cpu", dtype="float32")
+        base_rows = model.get_input_embeddings().weight.shape[0]
+        cfg = TransplantConfig(mode=mode, vocab_size=size, init=init if init != "-" else "subtoken", mix=args.mix)
+        t0 = time.time()
+        plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
+                             keep=eng_corpus)  # protect: extend; keep: trim (replace keeps the target only)
+        seconds = time.time() - t0
+        out = Path(args.workdir) / f"{name}-{mode}-{init}"
+        save_model_dir(model, tokenizer, plan.spec, out)
+        model, new_tokenizer = load_model(out, device="cpu", dtype="float32")
+        row = {"model": name, "mode": mode, "init": init, "rows": plan.rows, "row_cut": 1 - plan.rows / base_rows,
+               "new_rows": len(plan.pieces), "transplant_seconds": round(seconds, 1)}
+        for code, texts in dev.items():
+            bpb, tokens = bits_per_byte(model, new_tokenizer, texts)
+            row[f"{code}_bpb"], row[f"{code}_tokens"] = bpb, tokens
+            row[f"{code}_ratio"] = bpb / base[code][0]
+        row["token_cut"] = 1 - row["srd_Latn_tokens"] / base["srd_Latn"][1]
+        if args.train_steps and init in args.train_inits and mode in args.train_modes:
+            speed = train_new_rows(model, new_tokenizer, srd_corpus, sorted(plan.pieces), steps=args.train_steps,
+                                   batch=8, block=128, lr=1e-3)
             for code, texts in dev.items():
-                bpb, tokens = bits_per_byte(model, new_tokenizer, texts)
-                row[f"{code}_bpb"], row[f"{code}_tokens"] = bpb, tokens
-                row[f"{code}_ratio"] = bpb / base[code][0]
-            row["token_cut"] = 1 - row["srd_Latn_tokens"] / base["srd_Latn"][1]
-            if args.train_steps and init in args.train_inits and mode in args.train_modes:
-                speed = train_new_rows(model, new_tokenizer, srd_corpus, sorted(plan.pieces), steps=args.train_steps,
-                                       batch=8, block=128, lr=1e-3)
-                for code, texts in dev.items():
-                    bpb, _ = bits_per_byte(model, new_tokenizer, texts)
-                    row[f"{code}_bpb_trained"], row[f"{code}_ratio_trained"] = bpb, bpb / base[code][0]
-                row["train_tokens_per_second"] = round(speed, 1)
-            rows.append(row)
-            print_row(row)
+                bpb, _ = bits_per_byte(model, new_tokenizer, texts)
+                row[f"{code}_bpb_trained"], row[f"{code}_ratio_trained"] = bpb, bpb / base[code][0]
+            row["train_tokens_per_second"] = round(speed, 1)
+        rows.append(row)
+        print_row(row)
     return {"model": name, "sentences": args.sentences, "rows": rows,
             "base": {c: {"bpb": b, "tokens": t} for c, (b, t) in base.items()}}
 
@@ -122,7 +124,8 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
 def print_row(row: dict) -> None:
     trained = (f"  trained srd {row['srd_Latn_ratio_trained']:.3f}x eng {row['eng_Latn_ratio_trained']:.3f}x"
                if "srd_Latn_ratio_trained" in row else "")
-    print(f"  {row['mode']:8s} {row['init']:9s} rows {row['rows']:6d}  srd {row['srd_Latn_bpb']:.4f} "
+    print(f"  {row['mode']:8s} {row['init']:9s} rows {row['rows']:6d} (-{row['row_cut'] * 100:.0f}%)  "
+          f"srd {row['srd_Latn_bpb']:.4f} "
           f"({row['srd_Latn_ratio']:.3f}x)  eng {row['eng_Latn_bpb']:.4f} ({row['eng_Latn_ratio']:.3f}x)  "
           f"tokens/sentence -{row['token_cut'] * 100:.1f}%{trained}", flush=True)
 
@@ -143,6 +146,8 @@ def main() -> None:
     args = parser.parse_args()
     names = args.models or ["smollm2-135m"] + (["gemma3-270m"] if resolve_model_installed("gemma3-270m") else [])
     results = {"targets": {"zero_shot_ratio": TARGETS, "token_cut": TOKEN_CUT}, "models": []}
+    if args.out.is_file():  # keep other models' results from an earlier run
+        results["models"] = [m for m in json.loads(args.out.read_text())["models"] if m["model"] not in names]
     for name in names:
         results["models"].append(run_model(name, args))
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -137,6 +137,18 @@ def test_partial_utf8_tokens_never_share_one_row(tmp_path) -> None:
     assert len({tuple(rows[i].tolist()) for i in fresh}) == len(fresh) > 5
 
 
+def test_byte_fallback_tokens_keep_their_own_rows(tmp_path) -> None:
+    """SentencePiece-style: ``<0x41>`` and the piece ``A`` produce the same byte, yet are different rows."""
+    base, base_rows, plan, out = run(str(STORIES), SRD, tmp_path, mode="replace", vocab_size=1500, fresh=True)
+    new_vocab = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    rows = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight.detach()
+    old_vocab = base.get_vocab()
+    for byte in range(256):
+        piece = f"<0x{byte:02X}>"
+        assert torch.equal(rows[new_vocab[piece]], base_rows[old_vocab[piece]])
+    assert plan.sources[new_vocab["a"]] == old_vocab["a"] != old_vocab["<0x61>"]
+
+
 @pytest.mark.parametrize("source", ["stories", "smollm2"])
 @pytest.mark.parametrize("mode", ["replace", "trim"])
 def test_special_tokens_keep_roles_and_rows(source, mode, tmp_path) -> None:
