@@ -80,10 +80,3 @@ def vocabulary_keys(spec: dict[str, Any]) -> dict[TokenKey, int]:
     for content, token_id in specials.items():
         keys[("special", content)] = token_id
     return keys
-
-
-def id_to_piece(spec: dict[str, Any]) -> dict[int, str]:
-    """``{id: piece}`` over the model vocabulary and the added tokens."""
-    pieces = {token_id: piece for piece, token_id in spec["model"]["vocab"].items()}
-    pieces.update({t["id"]: t["content"] for t in spec.get("added_tokens", [])})
-    return pieces

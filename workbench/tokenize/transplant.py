@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ class TransplantConfig:
     fresh: bool = False
     pad_to_multiple_of: int | None = None
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def first_free_id(model: Any, spec: dict[str, Any]) -> int:

@@ -31,9 +31,7 @@ from typing import Any
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.trainers import BpeTrainer
 
-from .pieces import byte_token, is_byte_level_spec, piece_bytes, token_key, vocabulary_keys
-
-MODES = ("extend", "replace", "trim")
+from .pieces import byte_token, is_byte_level_spec, piece_bytes, vocabulary_keys
 
 
 @dataclass
@@ -483,9 +481,3 @@ def _alphabet(spec: dict[str, Any]) -> set[str]:
     if spec["model"].get("unk_token"):
         keep.add(spec["model"]["unk_token"])
     return keep
-
-
-def key_of(spec: dict[str, Any], piece: str) -> Any:
-    """The matching key of ``piece`` in ``spec``'s family (see :mod:`.pieces`)."""
-    specials = {t["content"] for t in spec.get("added_tokens", [])}
-    return token_key(piece, byte_level=is_byte_level_spec(spec), special=piece in specials)
