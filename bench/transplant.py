@@ -78,7 +78,7 @@ def train_new_rows(model, tokenizer, texts: list[str], rows: list[int], *, steps
     return steps * batch * block / (time.time() - t0)
 
 
-def run_model(name: str, args: argparse.Namespace) -> dict:
+def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> dict:
     srd_corpus = (CORPUS / "srd_Latn.txt").read_text(encoding="utf-8").splitlines()
     eng_corpus = (CORPUS / "eng_Latn.txt").read_text(encoding="utf-8").splitlines()
     dev = {code: load_texts(FLORES, code, "dev")[: args.sentences] for code in ("srd_Latn", "eng_Latn")}
@@ -117,6 +117,8 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
             row["train_tokens_per_second"] = round(speed, 1)
         rows.append(row)
         print_row(row)
+        save({"model": name, "sentences": args.sentences, "rows": rows,
+              "base": {c: {"bpb": b, "tokens": t} for c, (b, t) in base.items()}})
     return {"model": name, "sentences": args.sentences, "rows": rows,
             "base": {c: {"bpb": b, "tokens": t} for c, (b, t) in base.items()}}
 
@@ -148,11 +150,18 @@ def main() -> None:
     results = {"targets": {"zero_shot_ratio": TARGETS, "token_cut": TOKEN_CUT}, "models": []}
     if args.out.is_file():  # keep other models' results from an earlier run
         results["models"] = [m for m in json.loads(args.out.read_text())["models"] if m["model"] not in names]
+    done = list(results["models"])
+
+    def save(entry: dict) -> None:  # after every row, so an interrupted run keeps what it measured
+        results["models"] = [*done, entry]
+        results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        tmp.replace(args.out)
+
     for name in names:
-        results["models"].append(run_model(name, args))
-    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+        done.append(run_model(name, args, save))
     print(f"\npeak memory {results['peak_rss_mb']:.0f} MB; written to {args.out}")
 
 

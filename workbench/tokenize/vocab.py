@@ -173,12 +173,14 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
 
     By default it is grown from the base: the base pieces ``texts`` use plus merges continued on top of
     them (:func:`extend_vocab`), then everything the corpora no longer use is dropped (:func:`trim_vocab`),
-    so most rows are trained base rows. ``fresh=True`` trains a BPE vocabulary from characters instead.
+    so most rows are trained base rows. When the corpora already use ``vocab_size`` base entries or more
+    (large multilingual bases), nothing is added: the result is the trimmed base. ``fresh=True`` trains a
+    BPE vocabulary from characters instead.
     """
     if not fresh:
         used = trim_vocab(spec, [*texts, *keep]).rows
         first_id = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
-        grown = extend_vocab(spec, texts, max_new_tokens=max(vocab_size - used, 1), first_id=first_id,
+        grown = extend_vocab(spec, texts, max_new_tokens=max(vocab_size - used, 0), first_id=first_id,
                              min_frequency=min_frequency)
         plan = compose(grown, trim_vocab(grown.spec, [*texts, *keep]))
         plan.mode = "replace"
