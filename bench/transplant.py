@@ -96,7 +96,7 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
         cfg = TransplantConfig(mode=mode, vocab_size=size, init=init if init != "-" else "subtoken", mix=args.mix)
         t0 = time.time()
         plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
-                             keep=eng_corpus)  # protect: extend; keep: trim (replace keeps the target only)
+                             keep=eng_corpus if mode == "trim" else ())  # replace: the target's vocabulary only
         seconds = time.time() - t0
         out = Path(args.workdir) / f"{name}-{mode}-{init}"
         save_model_dir(model, tokenizer, plan.spec, out)

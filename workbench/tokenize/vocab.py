@@ -169,16 +169,17 @@ def train_like(spec: dict[str, Any], texts: Iterable[str], vocab_size: int, min_
 
 def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int = 2, *,
                   keep: Sequence[str] = (), fresh: bool = False) -> VocabPlan:
-    """A vocabulary of at most ``vocab_size`` entries for ``texts`` (and ``keep``), with every special token.
+    """A vocabulary of about ``vocab_size`` entries for ``texts`` (plus the base pieces ``keep`` needs), with
+    every special token.
 
     By default it is grown from the base: the base pieces ``texts`` use plus merges continued on top of
     them (:func:`extend_vocab`), then everything the corpora no longer use is dropped (:func:`trim_vocab`),
-    so most rows are trained base rows. When the corpora already use ``vocab_size`` base entries or more
+    so most rows are trained base rows. When the target already uses ``vocab_size`` base entries or more
     (large multilingual bases), nothing is added: the result is the trimmed base. ``fresh=True`` trains a
     BPE vocabulary from characters instead.
     """
     if not fresh:
-        used = trim_vocab(spec, [*texts, *keep]).rows
+        used = trim_vocab(spec, texts).rows  # base entries the target needs; keep's pieces come on top
         first_id = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
         grown = extend_vocab(spec, texts, max_new_tokens=max(vocab_size - used, 0), first_id=first_id,
                              min_frequency=min_frequency)
