@@ -109,9 +109,13 @@ def test_trafilatura_extractor_in_a_subprocess_with_a_timeout():
         text = extract(PAGE, "utf-8")
         assert text.startswith("Lunis, iscientziados") or "Lunis, iscientziados" in text
         assert "Cuntatos" not in text and "Copyright" not in text
-        extract.timeout = 0.0001  # a page that takes longer than the limit: the worker is killed, not waited for
+        # a page that takes trafilatura over a second (20,000 distinct paragraphs) against a 50 ms limit:
+        # the worker is killed, not waited for (a repeated small page is too fast to time out reliably)
+        slow = b"<html><body>" + "".join(f"<p>Frase numero {i} de unu testu longu in limba sarda.</p>"
+                                        for i in range(20000)).encode() + b"</body></html>"
+        extract.timeout = 0.05
         with pytest.raises(DataError, match="trafilatura timed out"):
-            extract(PAGE * 200, "utf-8")
+            extract(slow, "utf-8")
         extract.timeout = 60
         assert "Lunis, iscientziados" in extract(PAGE, "utf-8")  # a fresh worker serves the next page
     finally:
