@@ -127,10 +127,12 @@ def test_timeouts_are_counted_as_bad_input(identifier, tmp_path):
     from workbench.crawl.pipeline import CrawlSettings, ShardProcessor
     from workbench.crawl.readers import RawDocument
 
-    processor = ShardProcessor(CrawlSettings(("srd_Latn",), extractor="trafilatura", extract_timeout=0.0001),
+    processor = ShardProcessor(CrawlSettings(("srd_Latn",), extractor="trafilatura", extract_timeout=0.05),
                                identifier, tmp_path)
+    slow = b"<html><body>" + "".join(f"<p>Frase {i} de unu testu longu in limba sarda.</p>"
+                                     for i in range(20000)).encode() + b"</body></html>"  # over 1 s
     try:
-        processor.process(RawDocument(source="x.warc.gz", offset=7, html=PAGE * 200))
+        processor.process(RawDocument(source="x.warc.gz", offset=7, html=slow))
     finally:
         processor.close()
     assert processor.bad.bad_input_by_kind == {"extraction_timeout": 1}
