@@ -90,6 +90,7 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
     rows = []
     runs = [(mode, size, init) for mode, size in (("replace", args.replace_size), ("extend", args.extend_size))
             for init in args.inits] + [("trim", 0, "-")]
+    runs = [run for run in runs if run[0] in args.modes]
     for mode, size, init in runs:
         model, tokenizer = load_model(source, device="cpu", dtype="float32")
         base_rows = model.get_input_embeddings().weight.shape[0]
@@ -126,10 +127,10 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
 def print_row(row: dict) -> None:
     trained = (f"  trained srd {row['srd_Latn_ratio_trained']:.3f}x eng {row['eng_Latn_ratio_trained']:.3f}x"
                if "srd_Latn_ratio_trained" in row else "")
-    print(f"  {row['mode']:8s} {row['init']:9s} rows {row['rows']:6d} (-{row['row_cut'] * 100:.0f}%)  "
+    print(f"  {row['mode']:8s} {row['init']:9s} rows {row['rows']:6d} ({-row['row_cut'] * 100:+.0f}%)  "
           f"srd {row['srd_Latn_bpb']:.4f} "
           f"({row['srd_Latn_ratio']:.3f}x)  eng {row['eng_Latn_bpb']:.4f} ({row['eng_Latn_ratio']:.3f}x)  "
-          f"tokens/sentence -{row['token_cut'] * 100:.1f}%{trained}", flush=True)
+          f"tokens/sentence {-row['token_cut'] * 100:+.1f}%{trained}", flush=True)
 
 
 def main() -> None:
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--inits", nargs="+", default=["subtoken", "hybrid", "mean", "focus", "random"])
     parser.add_argument("--train-inits", nargs="+", default=["subtoken", "mean"])
+    parser.add_argument("--modes", nargs="+", default=["replace", "extend", "trim"])
     parser.add_argument("--train-modes", nargs="+", default=["replace", "extend"])
     parser.add_argument("--train-steps", type=int, default=100)
     parser.add_argument("--replace-size", type=int, default=16000)
