@@ -287,8 +287,7 @@ def test_tokenizer_stage_reports_fertility_before_and_after(finished_run):
 
 def test_tokenizer_stage_gate_compares_with_the_model_before(finished_run):
     _, _, result = finished_run
-    gate_file = next(result.store.root.glob("steps/score_tokenizer*/gate.json"), None) or next(
-        p for p in result.store.root.rglob("gate.json"))
+    gate_file = next(result.store.root.glob("scores/score-tokenizer-*/gate.json"))
     gate = json.loads(gate_file.read_text(encoding="utf-8"))
     board = {(r["stage"], r["language"], r["metric"]): r["value"] for r in result.scoreboard if r["kind"] == "lm"}
     for row in gate["rows"]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import regex
 
-from .pieces import byte_decoder
+from .pieces import byte_decoder, is_byte_level_spec
 
 _WORD = regex.compile(
     r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]"
@@ -27,10 +27,7 @@ _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 def is_byte_level(tokenizer: Any) -> bool:
     """True for byte-level BPE tokenizers (GPT-2 family), False for SentencePiece-style ones."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return False
-    spec = json.loads(backend.to_str())
-    return "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) or "ByteLevel" in json.dumps(spec.get("decoder"))
+    return backend is not None and is_byte_level_spec(json.loads(backend.to_str()))
 
 
 def is_byte_fallback(piece: str, byte_level: bool) -> bool:

@@ -310,9 +310,10 @@ def _new_characters(base: Tokenizer, target_words: Counter[str], min_frequency: 
     """Characters the base reaches only through byte fallback, frequent enough to get their own piece."""
     counts: Counter[str] = Counter()
     for word, count in target_words.items():
-        for char in set(word):
-            if any(byte_token(t.value) is not None for t in base.model.tokenize(char)):
-                counts[char] += count * word.count(char)
+        for char in word:
+            counts[char] += count
+    unknown = {c for c in counts if any(byte_token(t.value) is not None for t in base.model.tokenize(c))}
+    counts = Counter({c: n for c, n in counts.items() if c in unknown})
     chosen = [c for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_frequency]
     return chosen[:budget]
 
