@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import random
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from workbench.train.data import build_mixture, sample_documents, token_budgets
 from workbench.train.loop import LoopSettings, lr_factor
 from workbench.train.loss import causal_lm_loss_sum, supports_fast_loss
 
@@ -47,19 +45,6 @@ def test_fast_loss_equals_the_models_own_loss(model_and_tokenizer, wrap_lora: bo
         keep = targets != -100
         expected = -torch.log_softmax(logits, -1)[keep].gather(1, targets[keep][:, None]).sum()
     assert float(ours) == pytest.approx(float(expected), rel=1e-5)
-
-
-def test_token_budgets_and_mixture_are_deterministic() -> None:
-    assert token_budgets(1000, "srd_Latn", ["eng_Latn", "ita_Latn"], 0.2) == {
-        "srd_Latn": 800, "eng_Latn": 100, "ita_Latn": 100}
-    assert token_budgets(1000, "srd_Latn", [], 0.2) == {"srd_Latn": 1000}
-    docs = {"srd_Latn": [[1] * 30, [2] * 50], "eng_Latn": [[3] * 40]}
-    first = build_mixture(docs, {"srd_Latn": 200, "eng_Latn": 40}, block_size=16, seed=3)
-    again = build_mixture(docs, {"srd_Latn": 200, "eng_Latn": 40}, block_size=16, seed=3)
-    assert first.blocks == again.blocks and all(len(b) == 16 for b in first.blocks)
-    assert first.tokens["srd_Latn"] >= 200 and first.epochs["srd_Latn"] >= 2.5  # repeated passes are counted
-    chosen, epochs = sample_documents([[1] * 10], 35, random.Random(0))
-    assert len(chosen) == 4 and epochs == 4.0
 
 
 def test_schedule_warms_up_then_decays() -> None:

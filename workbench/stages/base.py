@@ -75,8 +75,9 @@ class StageContext:
         """The most recent single model upstream (the base model if no stage produced one yet)."""
         for artifact in reversed(self.upstream):
             models = [m for m in artifact.models() if m.adapter is None]
-            if len(models) == 1:
-                return models[0]
+            main = [m for m in models if m.variant is None]
+            if len(models) == 1 or len(main) == 1:  # e.g. cpt's model beside its EMA variant
+                return (main or models)[0]
         raise RuntimeError("no upstream model: the engine always provides the base model")
 
     def artifact(self, kind: str) -> Artifact:

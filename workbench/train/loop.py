@@ -1,7 +1,10 @@
-"""A small, resumable training loop: warmup + decay, accumulation, atomic checkpoints, curves.
+"""A small, resumable training loop: warmup + decay, accumulation, atomic checkpoints, callbacks,
+and data parallelism when launched with several processes.
 
 Batches come from a function of the optimizer step, so a resumed run sees exactly the data an
-uninterrupted run would have seen from that step on.
+uninterrupted run would have seen from that step on. Under ``accelerate launch`` / ``torchrun``
+every process builds the same global micro-batches and takes its share of the rows; gradients are
+summed across processes, so N processes compute what one process computes on the same global batch.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .loss import causal_lm_loss_sum
+from .loss import IGNORE, causal_lm_loss_sum
 
 Batch = dict[str, torch.Tensor]
 
@@ -36,6 +39,40 @@ class LoopSettings:
     checkpoint_every: int = 0  # optimizer steps; 0 = never
 
 
+class Callback(Protocol):
+    """Called after every optimizer step; its state is saved in checkpoints."""
+
+    def on_step(self, step: int, model: torch.nn.Module, state: dict[str, Any]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the data-parallel processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def current(cls) -> World:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            torch.distributed.barrier()
+
+
 def lr_factor(step: int, settings: LoopSettings) -> float:
     """Warmup to 1, then cosine or linear decay to 0 over the remaining steps."""
     warmup = int(settings.steps * settings.warmup_ratio)
@@ -49,65 +86,93 @@ def lr_factor(step: int, settings: LoopSettings) -> float:
 
 def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settings: LoopSettings, *,
           param_groups: list[dict[str, Any]] | None = None, checkpoint_dir: Path | None = None,
-          log: Callable[..., None] = lambda *a, **k: None, progress: bool = True,
-          desc: str = "train") -> dict[str, Any]:
-    """Run ``settings.steps`` optimizer steps; ``batch_for(step, micro)`` returns input_ids/labels/mask."""
+          log: Callable[..., None] = lambda *a, **k: None, progress: bool = True, desc: str = "train",
+          callbacks: dict[str, Callback] | None = None) -> dict[str, Any]:
+    """Run ``settings.steps`` optimizer steps; ``batch_for(step, micro)`` returns input_ids/labels and
+    either an attention_mask or packed position_ids. Returns the loop state (losses per step, tokens, time)."""
+    callbacks = callbacks or {}
+    world = World.current()
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, settings))
-    state = {"step": 0, "losses": [], "tokens": 0, "seconds": 0.0}
+    state = {"step": 0, "losses": [], "tokens": 0, "targets": 0, "seconds": 0.0}
     if checkpoint_dir is not None:
-        state = _restore(checkpoint_dir, model, optimizer, scheduler, state, log)
+        state = _restore(checkpoint_dir, model, optimizer, scheduler, state, callbacks, log)
     device = next(model.parameters()).device
     model.train()
-    bar = tqdm(total=settings.steps, initial=state["step"], desc=desc, disable=not progress, unit="step")
+    bar = tqdm(total=settings.steps, initial=state["step"], desc=desc, disable=not (progress and world.main),
+               unit="step")
     while state["step"] < settings.steps:
         started = time.time()
-        loss_sum, tokens = _accumulate(model, batch_for, state["step"], settings.grad_accum, device)
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], settings.max_grad_norm)
+        loss, tokens, targets = _accumulate(model, batch_for, state["step"], settings.grad_accum, device, world)
+        if world.size > 1:
+            _all_reduce_grads(params)
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
         state["tokens"] += tokens
+        state["targets"] += targets
         state["seconds"] += time.time() - started
-        state["losses"].append(round(loss_sum, 6))
-        bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{state['tokens'] / max(state['seconds'], 1e-9):.0f}")
+        state["losses"].append(round(loss, 6))
+        for callback in callbacks.values():
+            callback.on_step(state["step"], model, state)
+        model.train()
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{state['tokens'] / max(state['seconds'], 1e-9):.0f}")
         bar.update(1)
         if checkpoint_dir is not None and settings.checkpoint_every and (
                 state["step"] % settings.checkpoint_every == 0) and state["step"] < settings.steps:
-            _save(checkpoint_dir, model, optimizer, scheduler, state)
-            log("checkpoint_saved", optimizer_step=state["step"], loss=loss_sum)
+            if world.main:
+                _save(checkpoint_dir, model, optimizer, scheduler, state, callbacks)
+                log("checkpoint_saved", optimizer_step=state["step"], loss=loss)
+            world.barrier()
     bar.close()
     model.eval()
     return state
 
 
 def _accumulate(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], step: int, accum: int,
-                device: torch.device) -> tuple[float, int]:
-    """Forward/backward ``accum`` micro-batches; the loss is averaged over all target tokens."""
+                device: torch.device, world: World) -> tuple[float, int, int]:
+    """Forward/backward ``accum`` micro-batches (this process's rows of each); the loss is averaged
+    over all target tokens of the global batch. Returns (loss, input tokens, target tokens), global."""
     batches = [batch_for(step, micro) for micro in range(accum)]
-    total_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches) or 1
-    loss_sum = 0.0
+    total_targets = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches) or 1
+    tokens = sum(int(b["attention_mask"].sum()) if b.get("attention_mask") is not None else b["input_ids"].numel()
+                 for b in batches)
+    loss_sum = torch.zeros((), dtype=torch.float64)
     for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss = causal_lm_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        loss = loss / total_targets
+        part = {k: v[world.rank::world.size].to(device) for k, v in batch.items() if v is not None}
+        if part["input_ids"].shape[0] == 0:
+            continue
+        loss = causal_lm_loss_sum(model, part["input_ids"], part.get("attention_mask"), part["labels"],
+                                  position_ids=part.get("position_ids")) / total_targets
         loss.backward()
-        loss_sum += float(loss.detach())
-    return loss_sum, int(sum(int(b["attention_mask"].sum()) for b in batches))
+        loss_sum += loss.detach().double().cpu()
+    if world.size > 1:
+        torch.distributed.all_reduce(loss_sum)
+    return float(loss_sum), tokens, total_targets
+
+
+def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        torch.distributed.all_reduce(param.grad)
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _save(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict) -> None:
+def _save(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict,
+          callbacks: dict[str, Callback]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "model": _trainable_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "state": state, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                                "torch": torch.get_rng_state()},
+        "state": state, "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()},
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
     }
     final = directory / f"step-{state['step']:08d}.pt"
     tmp = directory / f".{final.name}.tmp"
@@ -119,7 +184,7 @@ def _save(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: An
 
 
 def _restore(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict,
-             log: Callable[..., None]) -> dict:
+             callbacks: dict[str, Callback], log: Callable[..., None]) -> dict:
     checkpoints = sorted(directory.glob("step-*.pt"))
     if not checkpoints:
         return state
@@ -130,8 +195,11 @@ def _restore(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler:
             params[name].copy_(value)
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
+    for name, callback in callbacks.items():
+        if name in payload.get("callbacks", {}):
+            callback.load_state_dict(payload["callbacks"][name])
     random.setstate(payload["rng"]["python"])
     np.random.set_state(payload["rng"]["numpy"])
     torch.set_rng_state(payload["rng"]["torch"])
     log("resumed", from_step=payload["state"]["step"], checkpoint=checkpoints[-1].name)
-    return payload["state"]
+    return {"targets": 0, **payload["state"]}

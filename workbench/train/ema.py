@@ -1,0 +1,51 @@
+"""An exponential moving average of the trainable weights, saved and scored as its own model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+
+class EMA:
+    """Shadow weights ``s ← d·s + (1−d)·w`` after every optimizer step, with the usual warmup
+    ``d_t = min(decay, (1 + t) / (10 + t))`` so early steps are not dominated by the initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be between 0 and 1, got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, param in model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].lerp_(param.detach().float(), 1.0 - decay)
+
+    @contextmanager
+    def swapped_in(self, model: torch.nn.Module) -> Iterator[None]:
+        """Temporarily put the averaged weights into ``model``."""
+        params = dict(model.named_parameters())
+        live = {n: params[n].detach().clone() for n in self.shadow}
+        with torch.no_grad():
+            for name, value in self.shadow.items():
+                params[name].copy_(value.to(params[name].dtype))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in live.items():
+                    params[name].copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay, self.updates = state["decay"], state["updates"]
+        self.shadow = {n: v.clone() for n, v in state["shadow"].items()}
