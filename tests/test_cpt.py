@@ -269,3 +269,46 @@ class _Record:
 
     def load_state_dict(self, state) -> None:
         pass
+
+
+# ------------------------------------------------------------------------------------ data parallel
+
+
+def _cpt_result(workspace: Path) -> tuple[dict, dict]:
+    import json
+
+    stage = next((workspace / "tiny" / "stages").glob("cpt-*"))
+    return (json.loads((stage / "artifact.json").read_text())["stats"],
+            json.loads((stage / "curves.json").read_text()))
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
+    """`workbench run` under a launcher (torchrun; `accelerate launch --multi_gpu` starts the same) with 2
+    gloo processes trains what one process trains on the same global batch."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import tiny_recipe, write_recipe
+
+    recipe = tiny_recipe(eval={})
+    recipe["stages"] = recipe["stages"][:3]
+    recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, eval_every=3)
+    path = write_recipe(tmp_path / "tiny.yaml", recipe)
+    run = ["-m", "workbench.cli", "run", str(path), "--device", "cpu", "--no-progress", "--workspace"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *run, str(tmp_path / "one")], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", *run, str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    (single, single_curves), (double, double_curves) = _cpt_result(tmp_path / "one"), _cpt_result(tmp_path / "two")
+    assert single["processes"] == 1 and double["processes"] == 2
+    assert double["steps"] == single["steps"] and double["train_tokens"] == single["train_tokens"]
+    assert double["final_loss"] == pytest.approx(single["final_loss"], rel=1e-4)
+    assert double_curves["loss"] == pytest.approx(single_curves["loss"], rel=1e-4)
+    for a, b in zip(single_curves["points"], double_curves["points"], strict=True):
+        assert a["bpb"] == pytest.approx(b["bpb"], rel=1e-4)

@@ -195,7 +195,7 @@ def _wait_for(path: Path, event: str, step: str, proc: subprocess.Popen, timeout
 
 def test_sigkill_mid_stage_then_continue(tmp_path: Path) -> None:
     recipe = tiny_recipe(eval={})
-    recipe["stages"][2]["cpt"].update(tokens=60000, checkpoint_every=3)
+    recipe["stages"][2]["cpt"].update(tokens=60000, checkpoint_every=3, ema=0.9, eval_every=4)
     path = write_recipe(tmp_path / "tiny.yaml", recipe)
     workspace = tmp_path / "runs"
     command = [sys.executable, "-m", "workbench.cli", "run", str(path), "--workspace", str(workspace),
@@ -232,3 +232,11 @@ def test_sigkill_mid_stage_then_continue(tmp_path: Path) -> None:
     clean_dir = next(Path(s["path"]) for s in clean.steps if s["id"] == "cpt")
     clean_loss = json.loads((clean_dir / "artifact.json").read_text())["stats"]["final_loss"]
     assert resumed_loss == pytest.approx(clean_loss, rel=1e-3)
+    # ... with the same held-out curves and the same EMA weights (their state was checkpointed too)
+    curves = [json.loads((d / "curves.json").read_text())["points"] for d in (cpt_dir, clean_dir)]
+    assert [p["step"] for p in curves[0]] == [p["step"] for p in curves[1]]
+    for resumed_point, clean_point in zip(*curves, strict=True):
+        assert resumed_point["bpb"] == pytest.approx(clean_point["bpb"], rel=1e-3)
+    emas = [AutoModelForCausalLM.from_pretrained(d / "model-ema").get_input_embeddings().weight
+            for d in (cpt_dir, clean_dir)]
+    assert torch.allclose(emas[0], emas[1], atol=1e-4)

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .distributed import World
 from .io import stable_hash, tree_fingerprint
 from .recipe import Recipe, StageSpec
 from .stages import STAGES
@@ -195,19 +196,24 @@ def run_recipe(recipe: Recipe, workspace: Path, *, device: str | None = None, pr
 
     ``executor`` (``serial``, ``local``, ``ray``) overrides where the crawl's shards run.
     """
-    from .models import pick_device
+    from .distributed import init_from_launcher
 
     store = RunStore(workspace, recipe.name)
-    device = pick_device(device)
+    world, device = init_from_launcher(device)
+    options = {"executor": executor} if executor else {}
+    if not world.main:  # a data-parallel helper process: rank 0 owns the store
+        return _Follower(recipe, store, device, False, lambda _: None, options, world).run()
     with store.lock():
-        return _Runner(recipe, store, device, progress, echo, {"executor": executor} if executor else {}).run()
+        return _Runner(recipe, store, device, progress, echo, options, world).run()
 
 
 class _Runner:
     def __init__(self, recipe: Recipe, store: RunStore, device: str, progress: bool,
-                 echo: Callable[[str], None], options: dict[str, Any] | None = None) -> None:
+                 echo: Callable[[str], None], options: dict[str, Any] | None = None,
+                 world: World | None = None) -> None:
         self.recipe, self.store, self.device, self.progress, self.echo = recipe, store, device, progress, echo
         self.options = options or {}
+        self.world = world or World()
         self.artifacts: dict[str, Artifact] = {}
         self.table: list[dict[str, Any]] = []
         self.started = time.time()
@@ -221,6 +227,7 @@ class _Runner:
             for index, step in enumerate(steps):
                 self._run_step(index, step)
                 self._write_manifest(steps, status="running")
+                self.world.barrier()  # helper processes read what this step committed
         except BaseException as err:
             self.store.log_event("run_failed", error=f"{type(err).__name__}: {err}")
             self._write_manifest(steps, status="failed")
@@ -246,6 +253,8 @@ class _Runner:
             return
         partial = partial_dir(self.store, step)
         resuming = self._prepare_partial(partial)
+        if _joins(step, self.world):
+            self.world.barrier()  # helper processes join this stage now
         self.store.log_event("step_started", step=step.id, key=step.key, resume=resuming)
         self.echo(f"[{step.id}] {'resuming' if resuming else 'running'} ...")
         t0 = time.time()
@@ -274,10 +283,13 @@ class _Runner:
             recipe=self.recipe, step_id=step.id, key=step.key, out_dir=partial,
             upstream=self._stage_artifacts(),
             device=self.device, dtype=self.recipe.base.dtype, seed=seed,
-            log=lambda event, **f: self.store.log_event(event, step=step.id, **f), progress=self.progress,
+            log=lambda event, **f: self._log(event, step=step.id, **f), progress=self.progress,
             options=self.options,
         )
         return step.stage.run(ctx)
+
+    def _log(self, event: str, **fields: Any) -> None:
+        self.store.log_event(event, **fields)
 
     def _score(self, step: Step, partial: Path) -> dict[str, Any]:
         from .evaluate.scorer import score_model
@@ -452,6 +464,37 @@ class _Runner:
             "started": self.started,
             "updated": time.time(),
         })
+
+
+def _joins(step: Step, world: World) -> bool:
+    """True when every data-parallel process runs this step (a training stage), not rank 0 alone."""
+    return world.size > 1 and step.stage is not None and step.stage.distributed
+
+
+class _Follower(_Runner):
+    """A non-main process of a data-parallel launch: it follows rank 0 step by step, reads what rank 0
+    committed, and joins the training stages (which write only from rank 0)."""
+
+    def run(self) -> RunResult:
+        steps = build_steps(self.recipe)
+        self.steps = {step.id: step for step in steps}
+        for index, step in enumerate(steps):
+            if step.kind == "base":
+                self.artifacts[step.id] = self._base_artifact(step)
+            final = step_dir(self.store, step)
+            if _joins(step, self.world):
+                self.world.barrier()  # rank 0: before running this stage, or done with it if it was cached
+                if not RunStore.is_complete(final):
+                    self._execute(index, step, partial_dir(self.store, step))
+                    self.world.barrier()  # rank 0 committed it
+            else:
+                self.world.barrier()
+            if step.kind != "base" and RunStore.is_complete(final):
+                self.artifacts[step.id] = Artifact(step.id, step.kind, step.key, final, RunStore.read_artifact(final))
+        return RunResult(self.store, [], [])
+
+    def _log(self, event: str, **fields: Any) -> None:
+        pass
 
 
 def resolved_recipe(recipe: Recipe) -> dict[str, Any]:

@@ -106,6 +106,7 @@ class Stage:
     Config: ClassVar[type[StrictModel]]
     requires: ClassVar[tuple[str, ...]] = ()  # stage kinds that must come earlier in the recipe
     produces_model: ClassVar[bool] = False
+    distributed: ClassVar[bool] = False  # every data-parallel process runs it (else rank 0 alone)
     trains_on_data: ClassVar[bool] = False  # its training data is checked for evaluation sentences
     key_exclude: ClassVar[frozenset[str]] = frozenset()  # config fields that do not change the result
 

@@ -94,6 +94,7 @@ class CPTStage(Stage):
     requires = ("crawl",)
     produces_model = True
     trains_on_data = True
+    distributed = True
 
     def model_variants(self) -> list[str | None]:
         return [None, "ema"] if self.config.ema else [None]
@@ -106,9 +107,10 @@ class CPTStage(Stage):
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import time
 
+        from ..distributed import World
         from ..modeling import peak_memory_mb, reset_peak_memory
         from ..train.ema import EMA
-        from ..train.loop import LoopSettings, World, train
+        from ..train.loop import LoopSettings, train
         from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
 
         cfg, world = self.config, World.current()
@@ -147,11 +149,12 @@ class CPTStage(Stage):
             for name in ("model", "model-ema"):
                 if (ctx.out_dir / name).is_dir():
                     tokenizer.save_pretrained(ctx.out_dir / name)
+            ctx.write_json("curves.json", {"loss": state["losses"], **(curves.summary() if curves else {})})
+            if curves:
+                _plot_curves(ctx.out_dir / "curves.png", state["losses"], curves.points)
         world.barrier()
-        _drop_checkpoints(ctx)
-        ctx.write_json("curves.json", {"loss": state["losses"], **(curves.summary() if curves else {})})
-        if curves and world.main:
-            _plot_curves(ctx.out_dir / "curves.png", state["losses"], curves.points)
+        if world.main:
+            _drop_checkpoints(ctx)
         stats = {
             "steps": data.steps, "languages": sorted(data.languages), "phases": data.phases,
             "tokens": data.realised, "packing_efficiency": round(data.efficiency, 4),

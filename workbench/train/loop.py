@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..distributed import World
 from .loss import IGNORE, causal_lm_loss_sum
 
 Batch = dict[str, torch.Tensor]
@@ -47,30 +48,6 @@ class Callback(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place among the data-parallel processes (one process: rank 0 of 1)."""
-
-    rank: int = 0
-    size: int = 1
-
-    @classmethod
-    def current(cls) -> World:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.size > 1:
-            torch.distributed.barrier()
 
 
 def lr_factor(step: int, settings: LoopSettings) -> float:
@@ -155,11 +132,26 @@ def _accumulate(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], 
     return float(loss_sum), tokens, total_targets
 
 
-def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+def _all_reduce_grads(params: list[torch.nn.Parameter], bucket: int = 1 << 24) -> None:
+    """Sum gradients across processes, flattened into buckets of up to ``bucket`` elements."""
+    grads = []
     for param in params:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
-        torch.distributed.all_reduce(param.grad)
+        grads.append(param.grad)
+    start = 0
+    while start < len(grads):
+        end, size = start, 0
+        while end < len(grads) and (end == start or size + grads[end].numel() <= bucket):
+            size += grads[end].numel()
+            end += 1
+        flat = torch.cat([g.reshape(-1) for g in grads[start:end]])
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for grad in grads[start:end]:
+            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+        start = end
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
