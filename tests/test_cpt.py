@@ -216,7 +216,7 @@ def test_curves_score_held_out_text_like_the_scorer() -> None:
     for step in range(1, 6):
         tracker.on_step(step, model, {"tokens": step * 10})
     assert [p["step"] for p in tracker.points] == [2, 4, 5]
-    expected = score_texts(model, tokenizer, texts, max_length=1024).bits_per_byte
+    expected = score_texts(model, tokenizer, texts, max_length=1024, stride=1023).bits_per_byte
     assert tracker.points[-1]["bpb"]["eng_Latn"] == pytest.approx(expected, abs=1e-5)
 
 
@@ -302,7 +302,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
                          timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29517", *run, str(tmp_path / "two")],
+                          "--standalone", *run, str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     (single, single_curves), (double, double_curves) = _cpt_result(tmp_path / "one"), _cpt_result(tmp_path / "two")
@@ -312,3 +312,18 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     assert double_curves["loss"] == pytest.approx(single_curves["loss"], rel=1e-4)
     for a, b in zip(single_curves["points"], double_curves["points"], strict=True):
         assert a["bpb"] == pytest.approx(b["bpb"], rel=1e-4)
+
+
+def test_the_isolation_check_sees_whether_packing_isolates_documents() -> None:
+    from workbench.train.loss import attention_stays_in_documents
+
+    model = _stories()
+    assert attention_stays_in_documents(model)
+    original = model.get_decoder().forward
+
+    def ignoring_positions(*args, position_ids=None, **kwargs):  # what a packing-unaware model does
+        kwargs["attention_mask"] = torch.ones_like(kwargs["input_ids"])
+        return original(*args, **kwargs)
+
+    model.get_decoder().forward = ignoring_positions
+    assert not attention_stays_in_documents(model)

@@ -125,6 +125,13 @@ class CPTStage(Stage):
         adapter = AdapterSettings(method=cfg.train, **cfg.adapter.model_dump())
         trained = prepare(model, method=cfg.train, adapter=adapter, embeddings=embeddings, new_ids=new_ids,
                           lr=cfg.lr, embedding_lr=cfg.embeddings.lr, weight_decay=cfg.weight_decay)
+        from ..train.loss import attention_stays_in_documents
+
+        isolated = attention_stays_in_documents(trained.model)
+        if not isolated:
+            ctx.log("packing_not_isolated", attention=str(getattr(model.config, "_attn_implementation", "?")),
+                    hint="this attention implementation ignores packed position ids: documents in a block "
+                         "attend to each other")
         callbacks, curves = self._callbacks(ctx, tokenizer, data, trained.model)
         settings = LoopSettings(steps=data.steps, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio, schedule=cfg.schedule,
                                 weight_decay=cfg.weight_decay, grad_accum=cfg.grad_accum,
@@ -163,7 +170,8 @@ class CPTStage(Stage):
             "seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
             "trainable_parameters": trained.trainable, "total_parameters": trained.total, "train": cfg.train,
             "embeddings": embeddings, "new_rows": len(new_ids), "quantized": quantized,
-            "processes": world.size, "curve_change": curves.summary()["change"] if curves else {},
+            "processes": world.size, "document_isolation": isolated,
+            "curve_change": curves.summary()["change"] if curves else {},
         }
         outputs = {"curves": "curves.json"} | ({"curves_plot": "curves.png"} if curves else {})
         return {"models": models, "outputs": outputs, "stats": stats}

@@ -1,8 +1,9 @@
 """Per-language bits per byte on held-out text while a model trains: forgetting, visible as it happens.
 
-Each curve point scores every held-out set with the same definition the scorer uses
-(:func:`workbench.evaluate.lm.score_texts`), so the last point is directly comparable with a stage's
-scores. Points are taken before the first step, every ``every`` steps and after the last one.
+Each curve point scores every held-out set with the scorer's definition of bits per byte
+(:func:`workbench.evaluate.lm.score_texts`), in windows of ``max_length`` tokens that do not
+overlap (a long document's later windows start without earlier context: cheap, and the same at
+every point). Points are taken before the first step, every ``every`` steps and after the last one.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class CurveTracker:
         bpb = {}
         for code, held in self.sets.items():
             score = score_texts(model, self.tokenizer, held.texts, batch_size=self.batch_size,
-                                max_length=self.max_length)
+                                max_length=self.max_length, stride=self.max_length - 1)  # no re-scoring
             bpb[code] = round(score.bits_per_byte, 5)
         point = {"step": step, "tokens": tokens, "bpb": bpb}
         self.points.append(point)

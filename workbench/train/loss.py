@@ -3,8 +3,11 @@
 A plain forward materialises logits for every position (batch x length x vocabulary, in float32
 for the loss) and autograd keeps them for the backward pass. Here the backbone's hidden states are
 gathered at the positions that carry a label and only those rows go through the output layer, a
-chunk at a time; when gradients are needed each chunk is recomputed in the backward pass
-(activation checkpointing), so the peak holds one chunk of logits, not the whole block's. For a
+chunk at a time. When training, a plain linear output layer goes through a fused linear
+cross-entropy: each chunk's gradients (softmax − one-hot, two matmuls) are computed in the forward
+pass, so the peak holds one chunk of logits, not the batch's, and nothing is recomputed. Another
+output layer (a peft wrapper, say) keeps its chunks' logits for the backward pass up to 256 MB in
+all and beyond that recomputes each chunk (activation checkpointing). For a
 262k-vocabulary model that is the largest single allocation of a training step.
 
 Packed blocks pass ``position_ids`` that restart at 0 at every document and no attention mask:
@@ -22,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 IGNORE = -100
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 CHUNK_LOGIT_ELEMENTS = 1 << 24  # 16M logits (64 MB in float32) per chunk
+KEPT_LOGIT_ELEMENTS = 1 << 26  # up to 64M logits (256 MB) may be kept for the backward pass; beyond, recompute
 
 
 def supports_fast_loss(model: Any) -> bool:
@@ -63,7 +67,10 @@ def causal_lm_loss_sum(model: Any, input_ids: torch.Tensor, attention_mask: torc
         hidden, targets = hidden[:, :-1][keep], targets[keep]
     head = model.get_output_embeddings()
     rows = chunk_size or chunk_rows(head.weight.shape[0])
-    recompute = torch.is_grad_enabled() and hidden.requires_grad
+    if torch.is_grad_enabled() and hidden.requires_grad and _plain_linear(head):
+        return _FusedLinearCrossEntropy.apply(hidden, head.weight, targets, rows)
+    recompute = torch.is_grad_enabled() and hidden.requires_grad and (
+        hidden.shape[0] * head.weight.shape[0] > KEPT_LOGIT_ELEMENTS)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], rows):
         chunk, chunk_targets = hidden[start:start + rows], targets[start:start + rows]
@@ -74,5 +81,68 @@ def causal_lm_loss_sum(model: Any, input_ids: torch.Tensor, attention_mask: torc
     return total
 
 
+def _plain_linear(head: torch.nn.Module) -> bool:
+    return type(head) is torch.nn.Linear and head.bias is None and head.weight.is_floating_point()
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """Σ cross-entropy of ``hidden @ weight.T`` whose gradients are computed chunk by chunk in the
+    forward pass (softmax − one-hot, then two matmuls), so no chunk's logits outlive it and nothing
+    is recomputed in the backward pass (the approach of Liger's fused linear cross-entropy)."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                rows: int) -> torch.Tensor:
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        for start in range(0, hidden.shape[0], rows):
+            chunk, chunk_targets = hidden[start:start + rows], targets[start:start + rows]
+            logits = (chunk @ weight.t()).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, chunk_targets[:, None]).squeeze(1)).sum()
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            probs[torch.arange(len(chunk_targets), device=probs.device), chunk_targets] -= 1.0
+            grad_logits = probs.to(hidden.dtype)
+            grad_hidden[start:start + rows] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_logits.t().float(), chunk.float())
+        ctx.save_for_backward(grad_hidden, grad_weight if grad_weight is not None else torch.empty(0))
+        ctx.has_weight_grad = grad_weight is not None
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        scale = grad_output.to(grad_hidden.dtype)
+        weight_grad = (grad_weight * grad_output).to(grad_hidden.dtype) if ctx.has_weight_grad else None
+        return grad_hidden * scale, weight_grad, None, None
+
+
 def _chunk_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def attention_stays_in_documents(model: Any, length: int = 12, seed: int = 0) -> bool:
+    """Check on this model that packed ``position_ids`` isolate documents: a document's loss must not
+    change when another document is packed before it (False: this attention implementation ignores
+    packing, and packed blocks would attend across documents)."""
+    vocab = model.get_input_embeddings().weight.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    first, second = (torch.randint(0, vocab, (1, length), generator=generator) for _ in range(2))
+    device = next(model.parameters()).device
+    alone_ids, packed_ids = second, torch.cat([first, second], dim=1)
+    positions = torch.cat([torch.arange(length), torch.arange(length)])[None]
+    labels = torch.full_like(packed_ids, IGNORE)
+    labels[:, length + 1:] = second[:, 1:]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = causal_lm_loss_sum(model, alone_ids.to(device), None, alone_ids.to(device),
+                                       position_ids=torch.arange(length)[None].to(device))
+            packed = causal_lm_loss_sum(model, packed_ids.to(device), None, labels.to(device),
+                                        position_ids=positions.to(device))
+    finally:
+        model.train(was_training)
+    return bool(torch.isclose(alone.float(), packed.float(), rtol=1e-3, atol=1e-3))
