@@ -1,4 +1,4 @@
-"""``workbench`` command line: run, plan, scores, eval, transplant, lid-*, cc-select, cc-fetch, models, ui."""
+"""``workbench`` command line: run, plan, scores, compare, eval, transplant, lid-*, cc-select, cc-fetch, models, ui."""
 
 from __future__ import annotations
 
@@ -87,6 +87,39 @@ def scores(run_name: str, workspace: Path, fmt: str) -> None:
         click.echo(to_json(records))
     else:
         print_scoreboard(records, Console())
+
+
+@cli.command()
+@click.argument("run_name", metavar="RUN")
+@workspace_option
+@click.option("--stage", default=None, help="Stage whose variants to compare (default: the last with variants).")
+@click.option("--baseline", default=None, help="Variant to test the others against (default: the model they "
+              "started from).")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--plot", type=click.Path(path_type=Path), default=None,
+              help="Pareto plot PNG (default: <run>/compare-<stage>.png).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def compare(run_name: str, workspace: Path, stage: str | None, baseline: str | None, samples: int,
+            plot: Path | None, fmt: str) -> None:
+    """Compare the adapter variants of RUN: translation metrics with paired bootstrap significance
+    against a baseline, failure-detector rates, LM retention, cost; and a Pareto plot."""
+    import dataclasses
+    import json
+
+    from rich.console import Console
+
+    from .compare import compare_run, pareto_plot
+    from .scoreboard import print_comparison
+    from .store import open_run
+
+    store = open_run(run_name, workspace)
+    comparison = compare_run(store, stage=stage, baseline=baseline, n_samples=samples)
+    path = pareto_plot(comparison, plot or store.root / f"compare-{comparison.stage}.png")
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(comparison), indent=1, default=str))
+        return
+    print_comparison(comparison, Console())
+    click.echo(f"Pareto plot: {path}")
 
 
 def _codes(value: str | None) -> list[str]:

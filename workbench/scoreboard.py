@@ -275,6 +275,54 @@ def print_scoreboard(records: Iterable[Record], console: Console | None = None) 
             console.print(render_table(subset, title=title))
 
 
+def print_comparison(comparison: Any, console: Console) -> None:
+    """Tables of a :class:`workbench.compare.Comparison`: translation metrics with significance and
+    detector rates per system and direction, then LM retention per language."""
+    from rich.table import Table
+
+    if not console.is_terminal and console.width < 160:
+        console.width = 160
+    sig = {(r["system"], r["direction"]): r for r in comparison.significance}
+    table = Table(title=f"{comparison.stage}: variants vs {comparison.baseline} (paired bootstrap, p < 0.05 marked *)")
+    for column in ("system", "direction", "chrF++ (95% CI)", "p", "BLEU (95% CI)", "p", "off-target", "script leak",
+                   "copy", "repetition", "trainable", "time s", "peak MB"):
+        table.add_column(column, justify="left" if column in ("system", "direction") else "right")
+    for row in comparison.rows:
+        s = sig.get((row["system"], row["direction"]), {})
+        cost = comparison.costs.get(row["system"], {})
+
+        def cell(metric: str, s: dict = s, row: dict = row) -> tuple[str, str]:
+            value = s.get(metric, row.get(metric))
+            if value is None:
+                return "", ""
+            ci = s.get(f"{metric}_ci")
+            p = s.get(f"{metric}_p")
+            mark = "*" if p is not None and p < 0.05 else ""
+            return (f"{value:.2f}" + (f" ±{ci:.2f}" if ci is not None else "") + mark,
+                    "" if p is None else f"{p:.3f}")
+
+        chrf, bleu = cell("chrf++"), cell("bleu")
+        rates = [f"{row[k]:.2f}" if row.get(k) is not None else "" for k in
+                 ("off_target_rate", "script_leak_rate", "copy_rate", "repetition_rate")]
+        trainable = cost.get("trainable_parameters")
+        table.add_row(row["system"], row["direction"], *chrf, *bleu, *rates,
+                      f"{trainable:,}" if trainable else "", _num(cost.get("train_seconds")),
+                      _num(cost.get("peak_memory_mb")))
+    console.print(table)
+    retention = Table(title=f"LM retention: bits per byte, change against {comparison.reference}")
+    for column in ("system", "language", "bits/byte", "change"):
+        retention.add_column(column, justify="left" if column in ("system", "language") else "right")
+    for row in comparison.retention:
+        delta = row["delta"]
+        retention.add_row(row["system"], row["language"], f"{row['bits_per_byte']:.3f}",
+                          "" if delta is None else f"{delta:+.3f}")
+    console.print(retention)
+
+
+def _num(value: Any) -> str:
+    return "" if value is None else f"{value:,.1f}"
+
+
 # -- export ------------------------------------------------------------------------------------------
 def to_csv(records: Iterable[Record]) -> str:
     """The records as CSV (columns of :func:`to_frame`); read back with :func:`from_csv`."""

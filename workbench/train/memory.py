@@ -1,0 +1,195 @@
+"""Will it fit? Peak training memory estimated from a model's config alone.
+
+The model is built on the meta device (no weights), its modules are counted, and the peak of one
+training step is the sum of what is resident at the end of the backward pass:
+
+- weights: in their dtype, or NF4 for the linear layers of a 4-bit base (0.5 byte + block scales);
+- trainable parameters' gradients and AdamW's two moments (fp32 for adapters, as peft keeps them);
+- activations saved for the backward pass, per decoder layer and token (each norm's input, normalized
+  and scaled tensors; q/k/v, their rotary copies, GQA's repeated k/v, the attention output and its
+  contiguous copy; the MLP's four intermediate tensors; each adapted layer's low-rank and adapter
+  outputs, three times for DoRA), or only each layer's input with gradient checkpointing (plus one
+  layer recomputed);
+  attention scores (batch x heads x length²) only where the attention kernel materialises them;
+- logits: one chunk at a time for this package's fused loss, or the whole batch (x3: logits, their
+  float copy and their gradient) for a plain ``model(..., labels=...)`` loss;
+- a fixed runtime overhead (CUDA context, allocator) on GPUs.
+
+It mirrors what :mod:`workbench.train` does, so its figures are for this package's training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+GIB = 1024**3
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+NF4_BYTES = 0.5 + 0.0127  # 4 bits + double-quantized absmax per 64-value block
+CUDA_OVERHEAD = int(0.6 * GIB)
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """What one training run does, as far as memory is concerned."""
+
+    method: str = "lora"  # full | embeddings | lora | rslora | dora
+    r: int = 16
+    targets: list[str] | str = "all-linear"
+    quantize: str = "none"  # none | 4bit
+    dtype: str = "bfloat16"  # weights (adapters' base) / compute dtype; full training keeps float32
+    batch_size: int = 8
+    seq_len: int = 512
+    gradient_checkpointing: bool = False
+    embeddings: str = "frozen"  # frozen | new-rows | full
+    new_rows: int = 0
+    fused_loss: bool = True
+    attention_scores: bool = False  # True where attention materialises its scores (CPU math kernel, eager)
+    device: str = "cuda"
+
+
+@dataclass
+class ModelShape:
+    """What the estimator needs to know about a model, counted on the meta device."""
+
+    params: int
+    linear: list[tuple[str, int, int]]  # decoder linear layers: (name, in, out)
+    embedding: int  # input embedding parameters
+    head: int  # untied output layer parameters (0 when tied)
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    norms_per_layer: int
+    tied: bool
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes per component and their sum."""
+
+    parts: dict[str, float] = field(default_factory=dict)
+    trainable: int = 0
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    def fits(self, limit_gib: float) -> bool:
+        return self.total <= limit_gib * GIB
+
+    def gib(self) -> dict[str, float]:
+        return {k: round(v / GIB, 3) for k, v in self.parts.items()} | {"total": round(self.total / GIB, 3)}
+
+
+def model_shape(config: Any) -> ModelShape:
+    """Count a model's modules from its config without allocating weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    text = getattr(config, "text_config", None) or config
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = out is None or out.weight is inp.weight
+    head = out
+    linear = [(name, m.in_features, m.out_features) for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and m is not head]
+    layers = int(text.num_hidden_layers)
+    norms = sum(1 for name, m in model.named_modules() if "norm" in type(m).__name__.lower() and ".layers.0." in
+                f".{name}." and name.count(".") >= 3)
+    heads = int(text.num_attention_heads)
+    hidden = int(text.hidden_size)
+    return ModelShape(
+        params=sum(p.numel() for p in model.parameters()), linear=linear, embedding=inp.weight.numel(),
+        head=0 if tied else out.weight.numel(), vocab=int(inp.weight.shape[0]), hidden=hidden,
+        intermediate=int(getattr(text, "intermediate_size", 4 * hidden)), layers=layers, heads=heads,
+        kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
+        head_dim=int(getattr(text, "head_dim", None) or hidden // heads), norms_per_layer=max(norms, 2), tied=tied)
+
+
+def _targeted(shape: ModelShape, targets: list[str] | str) -> list[tuple[str, int, int]]:
+    if targets == "all-linear":
+        return shape.linear
+    return [entry for entry in shape.linear if entry[0].rsplit(".", 1)[-1] in set(targets)]
+
+
+def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """Peak memory of one training step of ``setup`` on a model of ``shape``."""
+    adapter = setup.method in ("lora", "rslora", "dora")
+    compute = 4 if setup.method in ("full", "embeddings") else DTYPE_BYTES[setup.dtype]
+    if setup.device == "cpu" and not adapter:
+        compute = 4
+    targets = _targeted(shape, setup.targets) if adapter else []
+    parts: dict[str, float] = {}
+    linear_params = sum(i * o for _, i, o in shape.linear)
+    if setup.quantize == "4bit":
+        parts["weights"] = linear_params * NF4_BYTES + (shape.params - linear_params) * compute
+    else:
+        parts["weights"] = shape.params * compute
+    adapter_params = sum(setup.r * (i + o) + (o if setup.method == "dora" else 0) for _, i, o in targets)
+    embedding_trainable, embedding_copy = 0, 0.0
+    if setup.embeddings == "new-rows":
+        embedding_trainable = setup.new_rows * shape.hidden * (1 if shape.tied else 2)
+        embedding_copy = embedding_trainable * 4  # peft keeps the original rows beside the delta
+    elif setup.embeddings == "full" and adapter:
+        embedding_trainable = shape.embedding + shape.head
+        embedding_copy = embedding_trainable * compute  # modules_to_save: a trainable copy
+    if setup.method == "full":
+        trainable = shape.params
+        state_bytes = 4
+    elif setup.method == "embeddings":
+        trainable = shape.embedding + shape.head
+        state_bytes = 4
+    else:
+        trainable = adapter_params + embedding_trainable
+        state_bytes = 4
+    parts["adapter"] = adapter_params * 4 + embedding_copy
+    parts["gradients"] = trainable * state_bytes
+    parts["optimizer"] = trainable * 8  # AdamW: two fp32 moments
+    parts["activations"] = _activations(shape, setup, targets, compute)
+    parts["logits"] = _logits(shape, setup, compute, head_trainable=setup.method in ("full", "embeddings") or (
+        setup.embeddings == "full"))
+    if setup.device.startswith("cuda"):
+        parts["overhead"] = CUDA_OVERHEAD
+    return MemoryEstimate(parts, trainable)
+
+
+def _activations(shape: ModelShape, setup: TrainSetup, targets: list[tuple[str, int, int]], e: int) -> float:
+    tokens = setup.batch_size * setup.seq_len
+    h, f, d = shape.hidden, shape.intermediate, shape.head_dim
+    q, kv = shape.heads * d, shape.kv_heads * d
+    gqa = 2 * q if shape.kv_heads != shape.heads else 0  # k and v repeated to every head
+    per_token = (3 * shape.norms_per_layer * h  # each norm: its input (the residual), normalized, scaled
+                 + q + 2 * kv  # q, k, v projections
+                 + 2 * q + 2 * kv  # rotary: rotate_half copies and the rotated q, k
+                 + gqa
+                 + 2 * q  # attention output and its contiguous copy (o_proj's input)
+                 + 4 * f)  # gate, act(gate), up, act(gate) * up
+    per_layer_targets = [t for t in targets if ".layers.0." in f".{t[0]}."] or targets[: len(targets) // max(
+        shape.layers, 1)]
+    if setup.method == "dora":  # DoRA keeps the base output, the low-rank output and their scaled sum
+        adapter = sum(setup.r + i + 3 * o for _, i, o in per_layer_targets)
+    else:
+        adapter = sum(setup.r + o for _, _, o in per_layer_targets)
+    layer = tokens * (per_token + adapter) * e
+    if setup.attention_scores:
+        layer += setup.batch_size * shape.heads * setup.seq_len**2 * (e + 1)  # scores (+ a boolean mask)
+    edges = 3 * tokens * h * e  # embedding output, final norm, hidden states gathered for the loss
+    if setup.gradient_checkpointing:
+        return shape.layers * tokens * h * e + layer + edges
+    return shape.layers * layer + edges
+
+
+def _logits(shape: ModelShape, setup: TrainSetup, e: int, *, head_trainable: bool) -> float:
+    tokens = setup.batch_size * setup.seq_len
+    if not setup.fused_loss:
+        return tokens * shape.vocab * (e + 4 + 4)  # logits, float copy for the loss, gradient
+    from .loss import chunk_rows
+
+    rows = min(tokens, chunk_rows(shape.vocab))
+    weight_grad = shape.vocab * shape.hidden * 4 if head_trainable else 0  # fp32 accumulator of the fused loss
+    return rows * shape.vocab * 4 * 2 + weight_grad + tokens * shape.hidden * e  # chunk + grad of the hidden
