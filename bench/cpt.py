@@ -182,6 +182,9 @@ def main() -> None:
                 print(proc.stderr[-3000:])
                 raise SystemExit(f"{model} / {runner} failed")
             rows.append(json.loads(line[len("RESULT "):]))
+    if RESULTS.is_file():  # keep the rows of models not re-run
+        done = {r["model"] for r in rows}
+        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in done] + rows
     report(rows)
 
 

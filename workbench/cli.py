@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,8 +51,12 @@ def run(recipe: Path, workspace: Path, device: str | None, progress: bool, execu
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
 @workspace_option
-def plan(recipe: Path, workspace: Path) -> None:
-    """Show which steps of RECIPE are cached and which would run (runs nothing)."""
+@click.option("--gpu-memory", type=float, default=24.0, show_default=True, help="GPU memory (GiB) to plan for.")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="Estimate each training run's peak memory from the model's config (no weights).")
+def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None:
+    """Show which steps of RECIPE are cached and which would run, and whether each training run fits
+    in --gpu-memory (runs nothing, downloads no weights)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -66,7 +71,42 @@ def plan(recipe: Path, workspace: Path) -> None:
     colours = {"cached": "green", "run": "yellow", "resume": "cyan", "base": "dim"}
     for step, status in make_plan(loaded, RunStore(workspace, loaded.name)):
         table.add_row(step.id, step.kind, step.key[:16], f"[{colours[status]}]{status}[/]")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal and console.width < 170:
+        console.width = 170
+    console.print(table)
+    if memory:
+        _print_memory_plan(loaded, gpu_memory, console)
+
+
+def _print_memory_plan(recipe: Any, gpu_memory: float, console: Any) -> None:
+    from rich.table import Table
+
+    from .train.memory import estimate, load_config, model_shape, recipe_setups
+
+    setups = recipe_setups(recipe)
+    if not setups:
+        return
+    config, origin = load_config(recipe.base.model)
+    shape = model_shape(config)
+    table = Table(title=f"will it fit in {gpu_memory:g} GiB? {recipe.base.model} ({shape.params / 1e9:.2f}B "
+                        f"parameters; config: {origin}); GiB")
+    columns = ("training run", "method", "r", "4-bit", "batch x length", "ckpt", "weights", "adapter", "grads",
+               "optimizer", "activations", "logits", "total", "fits")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("training run", "method") else "right")
+    for name, setup in setups:
+        parts = estimate(shape, setup).gib()
+        fits = parts["total"] <= gpu_memory
+        table.add_row(name, setup.method, str(setup.r) if setup.method not in ("full", "embeddings") else "",
+                      "yes" if setup.quantize == "4bit" else "", f"{setup.batch_size} x {setup.seq_len}",
+                      "yes" if setup.gradient_checkpointing else "",
+                      *(f"{parts.get(k, 0):.2f}" for k in ("weights", "adapter", "gradients", "optimizer",
+                                                          "activations", "logits")),
+                      f"{parts['total']:.2f}", "[green]yes[/]" if fits else "[red]no[/]")
+    console.print(table)
+    console.print("estimates for a CUDA GPU with this package's training loop (fused loss; AdamW; adapters in "
+                  "fp32; full training in fp32); 0.6 GiB runtime overhead included")
 
 
 @cli.command()
@@ -120,6 +160,19 @@ def compare(run_name: str, workspace: Path, stage: str | None, baseline: str | N
         return
     print_comparison(comparison, Console())
     click.echo(f"Pareto plot: {path}")
+
+
+@cli.command()
+@click.option("--adapter", "adapter", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="A peft adapter directory, e.g. adapters/<run>/<variant>.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Standalone model directory to write.")
+@click.option("--base", default=None, help="Base model (default: the one recorded in the adapter's metadata.json).")
+@click.option("--device", default=None, help="cuda, mps or cpu (default: the best available).")
+def merge(adapter: Path, out: Path, base: str | None, device: str | None) -> None:
+    """Merge an adapter into its base model: a plain directory AutoModelForCausalLM loads."""
+    from .publish import merge_adapter
+
+    click.echo(f"merged into {merge_adapter(adapter, out, base=base, device=device)}")
 
 
 def _codes(value: str | None) -> list[str]:

@@ -234,6 +234,7 @@ class _Runner:
             raise
         board = self._scoreboard(steps)
         self.store.write_scoreboard(board)
+        self._publish_adapters(steps, board)
         self._write_manifest(steps, status="finished")
         self.store.log_event("run_finished", seconds=round(time.time() - self.started, 2))
         return RunResult(self.store, self.table, board)
@@ -290,6 +291,19 @@ class _Runner:
 
     def _log(self, event: str, **fields: Any) -> None:
         self.store.log_event(event, **fields)
+
+    def _publish_adapters(self, steps: list[Step], board: list[dict[str, Any]]) -> None:
+        """Variants of the training stages, with their scores, to ``adapters/<run>/<variant>/`` beside
+        the workspace (see :mod:`workbench.publish`)."""
+        from .publish import publish_adapters
+
+        trained = [(s.id, self.artifacts[s.id].path, self.artifacts[s.id].record) for s in steps
+                   if s.stage is not None and s.id in self.artifacts
+                   and self.artifacts[s.id].record.get("stats", {}).get("variants")]
+        if trained:
+            home = self.options.get("adapters_home") or self.store.workspace.resolve().parent / "adapters"
+            for path in publish_adapters(self.recipe.name, trained, board, Path(home)):
+                self.store.log_event("adapter_published", path=str(path))
 
     def _score(self, step: Step, partial: Path) -> dict[str, Any]:
         from .evaluate.scorer import score_model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 from pathlib import Path
@@ -44,16 +45,40 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def reset_peak_memory(device: str) -> None:
+    """Start measuring peak memory from now: CUDA's allocator peak, or (Linux) the process's
+    resident high-water mark, which writing 5 to ``/proc/self/clear_refs`` resets."""
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    elif sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def peak_memory_mb(device: str) -> float:
-    """Peak accelerator memory on CUDA; peak resident set size of the process on CPU."""
+    """Peak accelerator memory on CUDA; on CPU the peak resident set size since the last
+    :func:`reset_peak_memory` (Linux), else since the process started."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
+    high_water = _proc_status_mb("VmHWM")
+    if high_water is not None:
+        return high_water
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def resident_memory_mb() -> float | None:
+    """The process's resident memory now (Linux), None elsewhere."""
+    return _proc_status_mb("VmRSS")
 
 
 def relpath(path: Path, start: Path) -> str:

@@ -15,24 +15,37 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import DataError
-from ..recipe import Direction, ExistingPath, StrictModel, TrainingConfig
+from ..recipe import Direction, EvalSource, ExistingPath, StrictModel, TrainingConfig
 from .base import Artifact, Stage, StageContext
 
 Example = tuple[str, str, str, str]  # (src code, tgt code, source sentence, target sentence)
 
 
 class VariantConfig(StrictModel):
-    method: Literal["lora", "rslora", "dora"]
+    method: Literal["lora", "rslora", "dora", "full"]
     r: int = Field(8, ge=1)
     alpha: float | None = Field(None, gt=0, description="lora_alpha (default: 2 x r; rsLoRA scales by alpha/sqrt(r))")
     dropout: float = Field(0.05, ge=0, lt=1)
     targets: list[str] | Literal["all-linear"] = "all-linear"
     lr: float | None = Field(None, gt=0, description="overrides the block's lr for this variant")
+    quantize: Literal["none", "4bit"] = Field("none", description="4bit: QLoRA (bitsandbytes NF4 base)")
+
+    @model_validator(mode="after")
+    def _quantized_adapter(self) -> VariantConfig:
+        if self.quantize == "4bit" and self.method == "full":
+            raise ValueError("quantize: 4bit trains an adapter on a frozen 4-bit base; method full cannot")
+        return self
 
 
 class ParallelData(StrictModel):
-    parallel: ExistingPath = Field(description="folder of line-aligned <code>.txt files (NLLB-Seed layout)")
-    directions: list[Direction] = Field(min_length=1)
+    parallel: EvalSource | None = Field(
+        None, description="translation pairs: a folder of line-aligned <code>.txt files (NLLB-Seed), a FLORES-layout "
+                          "folder, a .tsv with a column per language code, a .jsonl with a key per code, or hf:<id>")
+    split: str = Field("dev", description="split of a FLORES-layout or hub source")
+    instructions: ExistingPath | None = Field(
+        None, description="general instruction JSONL: {prompt|instruction[, input], completion|output|response} "
+                          "or {messages: [{role, content}, ...]} per line")
+    directions: list[Direction] = Field(default_factory=list)
     max_pairs: int = Field(2000, ge=1, description="sentence pairs used per direction")
     held_out: int = Field(50, ge=0, description="pairs per direction kept out of training (validation loss)")
     prompt: Literal["auto", "plain", "chat"] = Field(
@@ -45,9 +58,14 @@ class FinetuneConfig(TrainingConfig):
     steps: int = Field(50, ge=1)
     lr: float = Field(2e-4, gt=0)
     max_length: int = Field(160, ge=16, description="prompt + completion tokens; longer examples are dropped")
+    gradient_checkpointing: bool = False
 
     @model_validator(mode="after")
     def _variant_names(self) -> FinetuneConfig:
+        if self.data.parallel is None and self.data.instructions is None:
+            raise ValueError("data needs parallel (translation pairs) or instructions (instruction JSONL)")
+        if self.data.parallel is not None and not self.data.directions:
+            raise ValueError("data.directions: give the translation directions to train on, e.g. [eng_Latn-srd_Latn]")
         for name in self.variants:
             if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
                 raise ValueError(f"variant name '{name}' must use letters, digits, '-', '_' or '.'")
@@ -56,24 +74,37 @@ class FinetuneConfig(TrainingConfig):
 
 class FinetuneStage(Stage):
     kind = "finetune"
-    version = "2"  # 2: prompts encoded as the scorer encodes them (chat template for instruct models)
+    version = "3"  # 3: full and 4-bit (QLoRA) variants, training via workbench.train.trainable
     Config = FinetuneConfig
     produces_model = True
     trains_on_data = True
 
     def training_data(self, artifact: Artifact, upstream: list[Artifact]) -> list[Path]:
-        folder = Path(self.config.data.parallel)
-        codes = sorted({code for d in self.config.data.directions for code in d.split("-")})
-        return [folder / f"{code}.txt" for code in codes if (folder / f"{code}.txt").is_file()]
+        data = self.config.data
+        files = [Path(data.instructions)] if data.instructions else []
+        if data.parallel is None or str(data.parallel).startswith("hf:"):
+            return files
+        source = Path(data.parallel)
+        if source.is_file():
+            return [source, *files]
+        codes = sorted({code for d in data.directions for code in d.split("-")})
+        candidates = [source / f"{c}.txt" for c in codes] + [
+            p for c in codes for p in (source / f"{c}.{data.split}", source / data.split / f"{c}.{data.split}")]
+        return [p for p in candidates if p.is_file()] + files
 
     def model_variants(self) -> list[str | None]:
         return list(self.config.variants)
 
     def input_fingerprints(self) -> dict[str, str]:
-        from ..io import file_fingerprint
+        from ..io import file_fingerprint, tree_fingerprint
 
-        folder = Path(self.config.data.parallel)
-        return {str(p): file_fingerprint(p) for p in sorted(folder.glob("*.txt"))}
+        out = {}
+        for value in (self.config.data.parallel, self.config.data.instructions):
+            if value is None or str(value).startswith("hf:"):
+                continue
+            path = Path(value)
+            out[str(path)] = file_fingerprint(path) if path.is_file() else tree_fingerprint(path)
+        return out
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from ..modeling import relpath
@@ -89,20 +120,29 @@ class FinetuneStage(Stage):
                 ctx.log("variant_cached", variant=name)
             shutil.copytree(done_dir / name, ctx.out_dir / "adapters" / name)
             stats["variants"][name] = ctx.read_json(f"adapters/{name}/metadata.json")
-            models.append({"path": relpath(base.path, ctx.out_dir), "adapter": f"adapters/{name}", "variant": name})
+            if variant.method == "full":  # a whole model, not an adapter
+                models.append({"path": f"adapters/{name}", "variant": name})
+            else:
+                models.append({"path": relpath(base.path, ctx.out_dir), "adapter": f"adapters/{name}",
+                               "variant": name})
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
         return {"models": models, "outputs": {"adapters": "adapters"}, "stats": stats}
 
     def _examples(self, ctx: StageContext) -> tuple[list[Example], list[Example]]:
         """(src, tgt, source, target) for every direction, the training part shuffled once with the stage seed."""
-        from ..evaluate.datasets import read_parallel_files
+        from ..evaluate.datasets import load_pairs
 
         data = self.config.data
         train, held_out = [], []
         for direction in data.directions:
             src, tgt = direction.split("-")
-            pairs = read_parallel_files(Path(data.parallel) / f"{src}.txt", Path(data.parallel) / f"{tgt}.txt")
+            pairs = list(load_pairs(data.parallel, src, tgt, data.split))
             examples = [(src, tgt, s, t) for s, t in pairs[: data.max_pairs + data.held_out]]
+            held_out += examples[: data.held_out]
+            train += examples[data.held_out:]
+        if data.instructions:
+            examples = [("", "", p, c) for p, c in read_instructions(Path(data.instructions))][
+                : data.max_pairs + data.held_out]
             held_out += examples[: data.held_out]
             train += examples[data.held_out:]
         random.Random(ctx.seed).shuffle(train)
@@ -111,25 +151,26 @@ class FinetuneStage(Stage):
     def _train_variant(self, ctx: StageContext, base_path: Path, name: str, variant: VariantConfig,
                        train_pairs: list[Example], held_out: list[Example], out: Path) -> None:
         import torch
-        from peft import LoraConfig, get_peft_model
 
         from ..evaluate.prompts import prompt_style
         from ..io import atomic_write_json
-        from ..modeling import count_parameters, peak_memory_mb, reset_peak_memory, seed_everything
-        from ..models import load_model
+        from ..modeling import peak_memory_mb, reset_peak_memory, seed_everything
         from ..train.loop import LoopSettings, train
+        from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
 
         seed_everything(ctx.seed)  # matched conditions: identical init noise and dropout per variant
-        model, tokenizer = load_model(base_path, device=ctx.device, dtype="float32")
+        model, tokenizer = load_base(base_path, device=ctx.device, quantize=variant.quantize,
+                                     dtype="float32" if variant.method == "full" else ctx.dtype,
+                                     gradient_checkpointing=self.config.gradient_checkpointing)
         style = prompt_style(tokenizer, self.config.data.prompt)
         encoded = _encode(tokenizer, style, train_pairs, self.config.max_length)
-        lora = LoraConfig(
-            r=variant.r, lora_alpha=variant.alpha or 2 * variant.r, lora_dropout=variant.dropout,
-            target_modules=variant.targets, use_rslora=variant.method == "rslora",
-            use_dora=variant.method == "dora", task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
-        trainable, total = count_parameters(model)
+        adapter = AdapterSettings(method=variant.method, r=variant.r, alpha=variant.alpha, dropout=variant.dropout,
+                                  targets=variant.targets)
+        trained = prepare(model, method=variant.method, adapter=adapter,
+                          embeddings="full" if variant.method == "full" else "frozen",
+                          lr=variant.lr or self.config.lr, weight_decay=self.config.weight_decay)
+        model = trained.model
+        trainable, total = trained.trainable, trained.total
         cfg = self.config
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -142,22 +183,38 @@ class FinetuneStage(Stage):
                                 schedule=cfg.schedule, grad_accum=cfg.grad_accum, weight_decay=cfg.weight_decay)
         reset_peak_memory(ctx.device)
         started = time.time()
-        state = train(model, batch_for, settings, log=ctx.log, progress=ctx.progress, desc=f"finetune {name}")
+        state = train(model, batch_for, settings, param_groups=trained.param_groups, log=ctx.log,
+                      progress=ctx.progress, desc=f"finetune {name}")
         seconds = time.time() - started
         held = _held_out_loss(model, _encode(tokenizer, style, held_out, cfg.max_length), pad) if held_out else None
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
+        if variant.method == "full":
+            save_standalone(trained, base_path, tmp, work=out.parent, device=ctx.device)
+            tokenizer.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp)
         atomic_write_json(tmp / "metadata.json", {
             "variant": name, "config": variant.model_dump(), "base_model": str(base_path),
             "trainable_parameters": trainable, "total_parameters": total, "steps": cfg.steps,
             "train_seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
             "final_loss": state["losses"][-1], "held_out_loss": held, "train_tokens": state["tokens"],
-            "prompt": style,
+            "prompt": style, **_fingerprints(base_path, encoded),
         })
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         ctx.log("variant_trained", variant=name, trainable=trainable, seconds=round(seconds, 2), held_out_loss=held)
+
+
+def _fingerprints(base_path: Path, encoded: list[tuple[list[int], list[int]]]) -> dict[str, str]:
+    """Hashes that say what a variant was trained from: base weights, tokenizer, the encoded examples."""
+    from ..io import file_fingerprint, stable_hash
+    from ..models import local_fingerprint
+
+    tokenizer_files = sorted(p for p in base_path.glob("tokenizer*") if p.is_file())
+    return {"base_model_hash": local_fingerprint(base_path),
+            "tokenizer_hash": stable_hash({p.name: file_fingerprint(p) for p in tokenizer_files}),
+            "data_hash": stable_hash(encoded)}
 
 
 def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -167,7 +224,8 @@ def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int
 
     out = []
     for src, tgt, source, target in examples:
-        prompt = render_prompt(tokenizer, style, source, src, tgt)
+        prompt = render_prompt(tokenizer, style, source, src, tgt) if src else render_instruction(tokenizer, style,
+                                                                                                  source)
         p = encode_prompt(tokenizer, style, prompt)
         c = encode_completion(tokenizer, style, render_completion(tokenizer, style, target))
         if len(p) + len(c) <= max_length:
@@ -175,6 +233,54 @@ def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int
     if not out and examples:
         raise DataError(f"every fine-tuning example is longer than max_length={max_length} tokens")
     return out
+
+
+def read_instructions(path: Path) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs of an instruction JSONL file; a line that is not a usable example is
+    counted and skipped (a file with none is an error naming the accepted fields)."""
+    import json
+
+    pairs, skipped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            skipped += 1
+            continue
+        pair = _instruction_pair(row) if isinstance(row, dict) else None
+        if pair is None:
+            skipped += 1
+        else:
+            pairs.append(pair)
+    if not pairs:
+        raise DataError(f"{path}: no instruction examples ({skipped} lines skipped); each line must be a JSON object "
+                        "with prompt|instruction (+ optional input) and completion|output|response, or messages: "
+                        "[{role, content}, ...] ending with an assistant turn")
+    return pairs
+
+
+def _instruction_pair(row: dict[str, Any]) -> tuple[str, str] | None:
+    messages = row.get("messages")
+    if isinstance(messages, list) and len(messages) >= 2 and isinstance(messages[-1], dict) and (
+            messages[-1].get("role") == "assistant"):
+        turns = [m.get("content", "") for m in messages[:-1] if isinstance(m, dict) and m.get("role") != "system"]
+        return ("\n\n".join(t for t in turns if t), messages[-1].get("content", "")) if turns else None
+    prompt = row.get("prompt") or row.get("instruction")
+    completion = row.get("completion") or row.get("output") or row.get("response")
+    if not isinstance(prompt, str) or not isinstance(completion, str) or not prompt.strip() or not completion.strip():
+        return None
+    extra = row.get("input")
+    return (f"{prompt}\n\n{extra}" if isinstance(extra, str) and extra.strip() else prompt), completion
+
+
+def render_instruction(tokenizer: Any, style: str, prompt: str) -> str:
+    """An instruction prompt: the chat template's user turn, or plain text ending with a newline."""
+    if style == "plain":
+        return f"{prompt.strip()}\n"
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
 
 
 def _collate(rows: list[tuple[list[int], list[int]]], pad: int) -> dict[str, Any]:

@@ -193,3 +193,69 @@ def _logits(shape: ModelShape, setup: TrainSetup, e: int, *, head_trainable: boo
     rows = min(tokens, chunk_rows(shape.vocab))
     weight_grad = shape.vocab * shape.hidden * 4 if head_trainable else 0  # fp32 accumulator of the fused loss
     return rows * shape.vocab * 4 * 2 + weight_grad + tokens * shape.hidden * e  # chunk + grad of the hidden
+
+
+SHIPPED_CONFIGS = __import__("pathlib").Path(__file__).resolve().parent.parent / "configs"
+
+
+def load_config(source: str) -> tuple[Any, str]:
+    """A model's config without its weights, and where it came from: a local directory, a registry
+    model, the local Hugging Face cache, a config shipped with the package (common bases, so that
+    planning works offline) or, online, the hub's ``config.json`` alone."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from ..errors import ModelSourceError
+
+    if not source.startswith("hf:"):
+        from ..models import resolve_model
+
+        resolved = resolve_model(source)
+        return AutoConfig.from_pretrained(resolved.path), str(resolved.path)
+    repo = source[3:].partition("@")[0].strip()
+    try:
+        return AutoConfig.from_pretrained(repo, local_files_only=True), "local Hugging Face cache"
+    except (OSError, ValueError):
+        pass
+    shipped = SHIPPED_CONFIGS / f"{repo.replace('/', '__')}.json"
+    if shipped.is_file():
+        values = json.loads(shipped.read_text(encoding="utf-8"))
+        values.pop("_comment", None)
+        return AutoConfig.for_model(values.pop("model_type"), **values), f"shipped config {shipped.name}"
+    try:
+        return AutoConfig.from_pretrained(repo), "Hugging Face hub (config.json only)"
+    except (OSError, ValueError) as exc:
+        names = ", ".join(sorted(p.stem.replace("__", "/") for p in Path(SHIPPED_CONFIGS).glob("*.json")))
+        raise ModelSourceError(
+            f"no config for '{source}': not in the local Hugging Face cache, not shipped ({names}), and the hub "
+            f"cannot be reached ({type(exc).__name__}); put its config.json in a folder and plan with that "
+            "folder as the model") from exc
+
+
+def recipe_setups(recipe: Any) -> list[tuple[str, TrainSetup]]:
+    """Every training run a recipe would do (cpt; each finetune variant), as memory setups."""
+    dtype = "bfloat16" if recipe.base.dtype == "auto" else recipe.base.dtype
+    new_rows = 0
+    out = []
+    for spec in recipe.stages:
+        cfg = spec.config
+        if spec.kind == "tokenizer" and cfg.mode == "extend":
+            new_rows = cfg.max_new_tokens or max(cfg.vocab_size // 2, 1)
+        elif spec.kind == "cpt":
+            embeddings = cfg.embeddings.train
+            if embeddings == "auto":
+                embeddings = "full" if cfg.train in ("full", "embeddings") else ("new-rows" if new_rows else "frozen")
+            out.append((spec.id, TrainSetup(
+                method=cfg.train, r=cfg.adapter.r, targets=cfg.adapter.targets, quantize=cfg.quantize, dtype=dtype,
+                batch_size=cfg.batch_size, seq_len=cfg.block_size, gradient_checkpointing=cfg.gradient_checkpointing,
+                embeddings=embeddings, new_rows=new_rows)))
+        elif spec.kind == "finetune":
+            for name, variant in cfg.variants.items():
+                out.append((f"{spec.id}/{name}", TrainSetup(
+                    method=variant.method, r=variant.r, targets=variant.targets, quantize=variant.quantize,
+                    dtype=dtype, batch_size=cfg.batch_size, seq_len=cfg.max_length,
+                    gradient_checkpointing=cfg.gradient_checkpointing,
+                    embeddings="full" if variant.method == "full" else "frozen")))
+    return out

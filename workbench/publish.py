@@ -1,0 +1,79 @@
+"""Trained adapters published where people look for them: ``adapters/<run>/<variant>/``.
+
+Each is a standard peft adapter directory (``adapter_config.json`` + weights; a ``full`` variant is
+a whole model directory) with ``metadata.json``: base model and tokenizer hashes, data hash, the
+variant's config, trainable parameters, training time, peak memory, and its scores from the run's
+scoreboard. :func:`merge_adapter` turns one into a standalone model directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+from .io import atomic_write_json
+
+
+def publish_adapters(run: str, artifacts: list[tuple[str, Path, dict[str, Any]]], board: list[dict[str, Any]],
+                     home: Path) -> list[Path]:
+    """Copy every variant of the given (stage id, artifact dir, record) into ``home/run/variant``
+    (replacing an older copy atomically), its metadata extended with its scores."""
+    published = []
+    for stage, directory, record in artifacts:
+        variants = record.get("stats", {}).get("variants", {})
+        for model in record.get("models", []):
+            name = model.get("variant")
+            rel = model.get("adapter") or model.get("path")
+            if not name or name not in variants or not rel:
+                continue
+            source = directory / rel
+            target = home / run / name
+            tmp = target.with_name(f".{name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp)
+            scores = [{k: r.get(k) for k in ("kind", "metric", "language", "direction", "value", "n") if k in r}
+                      for r in board if r.get("stage") == stage and r.get("variant") == name]
+            atomic_write_json(tmp / "metadata.json", {**variants[name], "run": run, "stage": stage,
+                                                      "scores": scores})
+            if target.exists():
+                old = target.with_name(f".{name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+                tmp.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp.rename(target)
+            published.append(target)
+    return published
+
+
+def merge_adapter(adapter: Path, out: Path, *, base: str | None = None, device: str | None = None) -> Path:
+    """Merge the peft adapter in ``adapter`` into (a float copy of) its base model and save a plain
+    model directory with the tokenizer at ``out``. ``base`` overrides the base recorded in metadata."""
+    from peft import PeftModel
+
+    from .models import load_model
+
+    meta_path = adapter / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if not (adapter / "adapter_config.json").is_file():
+        raise DataError(f"{adapter}: no adapter_config.json; a 'full' variant is already a standalone model")
+    source = base or meta.get("base_model")
+    if not source:
+        raise DataError(f"{adapter}: metadata.json names no base_model; pass the base model with --base")
+    model, tokenizer = load_model(Path(source) if Path(source).is_dir() else source, device=device, dtype="float32")
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if meta:
+        atomic_write_json(tmp / "merged_from.json", {"adapter": str(adapter), "base_model": str(source), **{
+            k: meta[k] for k in ("variant", "run", "base_model_hash", "tokenizer_hash") if k in meta}})
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
