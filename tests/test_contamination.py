@@ -121,9 +121,15 @@ def test_scan_files(tmp_path):
     index.scan_files([tmp_path / "a.txt", tmp_path / "b.jsonl.gz", str(tmp_path / "c.jsonl")], progress=False)
     assert index.flagged(SET) == {VERBATIM, SHORT, PARAGRAPH}
     assert index.report()["bad_lines"] == 1
-    (tmp_path / "d.csv").write_text("x", encoding="utf-8")
-    with pytest.raises(DataError):
-        index.scan_files([tmp_path / "d.csv"], progress=False)
+    # any line-based text file (FLORES .dev, .tsv) and instruction records without a "text" field
+    (tmp_path / "e.dev").write_text(srd[0] + "\n", encoding="utf-8")
+    (tmp_path / "f.jsonl").write_text(json.dumps({"prompt": "Translate", "completion": srd[1]}) + "\n",
+                                      encoding="utf-8")
+    other = ContaminationIndex({SET: srd})
+    other.scan_files([tmp_path / "e.dev", tmp_path / "f.jsonl"], progress=False)
+    assert {0, 1} <= other.flagged(SET)
+    with pytest.raises(DataError, match="no such file"):
+        index.scan_files([tmp_path / "missing.txt"], progress=False)
 
 
 def test_one_megabyte_scan_is_fast():

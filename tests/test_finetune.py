@@ -60,10 +60,10 @@ def test_full_and_adapter_variants_are_trained_scored_and_published(variants_run
     assert "score:finetune/full" in ids and "score:finetune/lora-r4" in ids
     stage = Path(next(s["path"] for s in result.steps if s["id"] == "finetune"))
     record = json.loads((stage / "artifact.json").read_text())
-    assert record["stats"]["examples"] == 2 * 36 + 24  # both directions + the instruction examples
+    assert record["stats"]["examples"] == 2 * 40 + 24  # max_pairs per direction + the instruction examples
     full = AutoModelForCausalLM.from_pretrained(stage / "adapters" / "full")  # a whole model
     assert full.config.vocab_size > 0
-    published = base / "adapters" / "ft"
+    published = base / "adapters" / "tiny"
     meta = json.loads((published / "lora-r4" / "metadata.json").read_text())
     assert (published / "lora-r4" / "adapter_config.json").is_file()
     assert {"base_model_hash", "tokenizer_hash", "data_hash", "trainable_parameters", "train_seconds",
@@ -76,7 +76,7 @@ def test_merge_cli_writes_a_model_equal_to_base_plus_adapter(variants_run, tmp_p
     from peft import PeftModel
 
     base, _ = variants_run
-    adapter = base / "adapters" / "ft" / "lora-r4"
+    adapter = base / "adapters" / "tiny" / "lora-r4"
     done = subprocess.run([sys.executable, "-m", "workbench.cli", "merge", "--adapter", str(adapter), "--out",
                            str(tmp_path / "merged"), "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -145,16 +145,15 @@ class ContaminationIndex:
                         self._flagged[name].add(index)
 
     def scan_files(self, paths: Iterable[Path | str], *, progress: bool = True) -> None:
-        """Scan ``.txt`` (every line) and ``.jsonl`` (field ``text``) corpora, optionally gzipped."""
+        """Scan text corpora (every line) and ``.jsonl`` files (field ``text``), optionally gzipped."""
         for path in map(Path, paths):
             self.scan(self._read_texts(path, progress))
 
     def _read_texts(self, path: Path, progress: bool) -> Iterator[str]:
-        """Texts of a ``.txt[.gz]`` (one per line) or ``.jsonl[.gz]`` (field ``text``) file, with a bar;
-        lines that are not JSON objects are counted in ``bad_lines`` and skipped."""
+        """Texts of a ``.jsonl[.gz]`` file (field ``text``, else every string field) or of any other text
+        file (one per line: .txt, FLORES .dev/.devtest, .tsv), with a bar; JSONL lines that are not JSON
+        objects are counted in ``bad_lines`` and skipped."""
         name = path.name.lower().removesuffix(".gz")
-        if not name.endswith((".txt", ".jsonl")):
-            raise DataError(f"cannot scan '{path}': expected .txt or .jsonl (optionally .gz)")
         if not path.is_file():
             raise DataError(f"cannot scan '{path}': no such file")
         is_jsonl = name.endswith(".jsonl")
@@ -173,12 +172,16 @@ class ContaminationIndex:
                 if not line.strip():
                     continue
                 try:
-                    text = json.loads(line).get("text")
-                except (json.JSONDecodeError, AttributeError):
+                    row = json.loads(line)
+                except json.JSONDecodeError:
                     self.bad_lines += 1
                     continue
-                if isinstance(text, str):
-                    yield text
+                if not isinstance(row, dict):
+                    self.bad_lines += 1
+                elif isinstance(row.get("text"), str):
+                    yield row["text"]
+                else:  # instruction or pair records: every string field (chat messages included)
+                    yield from _strings(row)
 
     # ---- results
     def flagged(self, set_name: str) -> set[int]:
@@ -245,3 +248,14 @@ def flagged_sentences(report_paths: Iterable[Path]) -> dict[str, set[int]]:
         for name, entry in report["sets"].items():
             out.setdefault(name, set()).update(entry["indices"])
     return out
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
