@@ -327,3 +327,19 @@ def test_the_isolation_check_sees_whether_packing_isolates_documents() -> None:
 
     model.get_decoder().forward = ignoring_positions
     assert not attention_stays_in_documents(model)
+
+
+def test_gradient_checkpointing_trains_the_same_steps() -> None:
+    losses = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model, _ = load_base(STORIES, device="cpu", gradient_checkpointing=checkpointing)
+        assert model.is_gradient_checkpointing == checkpointing
+        trained = prepare(model, method="lora", adapter=AdapterSettings(method="lora", r=4), embeddings="frozen",
+                          lr=1e-2)
+        ids = torch.randint(3, 500, (2, 32), generator=torch.Generator().manual_seed(2))
+        state = train(trained.model, lambda s, m, ids=ids: {"input_ids": ids, "labels": ids, "attention_mask": None},
+                      LoopSettings(steps=3, lr=1e-2, warmup_ratio=0.0), param_groups=trained.param_groups,
+                      progress=False)
+        losses.append(state["losses"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
