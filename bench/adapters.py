@@ -14,22 +14,20 @@ bench/results/adapters.json.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from workers import run_worker, serve_worker  # noqa: E402
+
+from workbench.modeling import resident_memory_mb  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "adapters.json"
 VARIANTS = [("lora", "none"), ("rslora", "none"), ("dora", "none"), ("lora", "4bit")]
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
 def worker(spec: dict) -> dict:
@@ -42,7 +40,7 @@ def worker(spec: dict) -> dict:
 
     torch.manual_seed(0)
     path = resolve_model(spec["model"]).path
-    before = current_rss_mb()
+    before = resident_memory_mb()
     model, _ = load_base(path, device="cpu", quantize=spec["quantize"])
     reset_peak_memory("cpu")  # loading (a float checkpoint read before quantizing) is not training
     trained = prepare(model, method=spec["method"], adapter=AdapterSettings(method=spec["method"], r=spec["rank"]),
@@ -84,19 +82,14 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(json.loads(args.worker))))
+        serve_worker(args.worker, worker)
         return
     rows = []
     for method, quantize in VARIANTS:
         spec = {"model": args.model, "method": method, "quantize": quantize, "rank": args.rank, "batch": args.batch,
                 "length": args.length, "steps": args.steps}
         print(f"running {method} ({quantize}) ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(proc.stderr[-3000:])
-            raise SystemExit(f"{method} ({quantize}) failed")
-        rows.append(json.loads(line[len("RESULT "):]))
+        rows.append(run_worker(__file__, spec, f"{method} ({quantize})"))
     report(rows)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from workers import run_worker, serve_worker  # noqa: E402
+
+from workbench.modeling import resident_memory_mb  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "cpt.json"
 CORPUS = ROOT / "corpora" / "nllb_seed"
@@ -34,11 +38,6 @@ LINES_PER_DOC = 10
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
 def documents(path: Path, lines_per_doc: int = LINES_PER_DOC) -> list[str]:
@@ -94,7 +93,7 @@ def run_ours(model, tokenizer, args) -> dict:
     curves = CurveTracker(tokenizer, {c: HeldOut(t, "crawl") for c, t in held.items()}, every=args.eval_every,
                           total_steps=args.steps, max_length=args.block)
     settings = LoopSettings(steps=args.steps, lr=args.lr, warmup_ratio=0.1, schedule="cosine")
-    loaded = current_rss_mb()
+    loaded = resident_memory_mb()
     started = time.time()
     curves.measure(0, model, 0)
     state = train(model, batch_for, settings, progress=False, callbacks={"curves": curves})
@@ -127,7 +126,7 @@ def run_trainer(model, tokenizer, args) -> dict:
         logging_steps=args.steps, save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
         seed=0, disable_tqdm=True)
     trainer = Trainer(model=model, args=training, train_dataset=dataset, data_collator=default_data_collator)
-    loaded = current_rss_mb()
+    loaded = resident_memory_mb()
     started = time.time()
     result = trainer.train()
     seconds = time.time() - started
@@ -164,7 +163,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(json.loads(args.worker))))
+        serve_worker(args.worker, worker)
         return
     rows = []
     for model in args.models.split(","):
@@ -175,13 +174,7 @@ def main() -> None:
                     "block": args.memory_block if memory else args.block, "batch": args.batch, "lr": args.lr,
                     "eval_every": args.eval_every, "held_out": args.held_out}
             print(f"running {model} / {runner} ...", flush=True)
-            proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                  text=True)
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                print(proc.stderr[-3000:])
-                raise SystemExit(f"{model} / {runner} failed")
-            rows.append(json.loads(line[len("RESULT "):]))
+            rows.append(run_worker(__file__, spec, f"{model} / {runner}"))
     if RESULTS.is_file():  # keep the rows of models not re-run
         done = {r["model"] for r in rows}
         rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in done] + rows

@@ -211,25 +211,8 @@ class CPTStage(Stage):
                 curves.measure(0, model, 0)
             callbacks["curves"] = curves
         if self.config.ema:
-            callbacks["ema"] = _EMACallback(EMA(model, self.config.ema))
+            callbacks["ema"] = EMA(model, self.config.ema)
         return callbacks, curves
-
-
-class _EMACallback:
-    def __init__(self, ema: Any) -> None:
-        self.ema = ema
-
-    def on_step(self, step: int, model: Any, state: dict[str, Any]) -> None:
-        self.ema.update(model)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.ema.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.ema.load_state_dict(state)
-
-    def swapped_in(self, model: Any) -> Any:
-        return self.ema.swapped_in(model)
 
 
 class TrainingData:

@@ -113,9 +113,11 @@ class FinetuneStage(Stage):
         train_pairs, held_out = self._examples(ctx)
         done_dir = ctx.out_dir / "checkpoints" / "variants"  # finished variants survive a crash
         models, stats = [], {"examples": len(train_pairs), "held_out": len(held_out), "variants": {}}
+        hashes: dict[str, str] = {}
         for name, variant in self.config.variants.items():
             if not (done_dir / name / "metadata.json").is_file():
-                self._train_variant(ctx, base.path, name, variant, train_pairs, held_out, done_dir / name)
+                hashes = hashes or _fingerprints(base.path, train_pairs)
+                self._train_variant(ctx, base.path, name, variant, train_pairs, held_out, done_dir / name, hashes)
             else:
                 ctx.log("variant_cached", variant=name)
             shutil.copytree(done_dir / name, ctx.out_dir / "adapters" / name)
@@ -149,7 +151,8 @@ class FinetuneStage(Stage):
         return train, held_out
 
     def _train_variant(self, ctx: StageContext, base_path: Path, name: str, variant: VariantConfig,
-                       train_pairs: list[Example], held_out: list[Example], out: Path) -> None:
+                       train_pairs: list[Example], held_out: list[Example], out: Path,
+                       hashes: dict[str, str]) -> None:
         import torch
 
         from ..evaluate.prompts import prompt_style
@@ -199,22 +202,23 @@ class FinetuneStage(Stage):
             "trainable_parameters": trainable, "total_parameters": total, "steps": cfg.steps,
             "train_seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
             "final_loss": state["losses"][-1], "held_out_loss": held, "train_tokens": state["tokens"],
-            "prompt": style, **_fingerprints(base_path, encoded),
+            "prompt": style, **hashes,
         })
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         ctx.log("variant_trained", variant=name, trainable=trainable, seconds=round(seconds, 2), held_out_loss=held)
 
 
-def _fingerprints(base_path: Path, encoded: list[tuple[list[int], list[int]]]) -> dict[str, str]:
-    """Hashes that say what a variant was trained from: base weights, tokenizer, the encoded examples."""
+def _fingerprints(base_path: Path, examples: list[Example]) -> dict[str, str]:
+    """Hashes that say what a variant was trained from: base weights, tokenizer, training examples
+    (computed once per stage: every variant shares them)."""
     from ..io import file_fingerprint, stable_hash
     from ..models import local_fingerprint
 
     tokenizer_files = sorted(p for p in base_path.glob("tokenizer*") if p.is_file())
     return {"base_model_hash": local_fingerprint(base_path),
             "tokenizer_hash": stable_hash({p.name: file_fingerprint(p) for p in tokenizer_files}),
-            "data_hash": stable_hash(encoded)}
+            "data_hash": stable_hash(examples)}
 
 
 def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int) -> list[tuple[list[int], list[int]]]:

@@ -28,6 +28,10 @@ class EMA:
             if name in self.shadow:
                 self.shadow[name].lerp_(param.detach().float(), 1.0 - decay)
 
+    def on_step(self, step: int, model: torch.nn.Module, state: dict[str, Any]) -> None:
+        """The training loop's callback hook: one update per optimizer step."""
+        self.update(model)
+
     @contextmanager
     def swapped_in(self, model: torch.nn.Module) -> Iterator[None]:
         """Temporarily put the averaged weights into ``model``."""

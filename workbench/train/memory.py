@@ -21,6 +21,7 @@ It mirrors what :mod:`workbench.train` does, so its figures are for this package
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
@@ -120,9 +121,7 @@ def _targeted(shape: ModelShape, targets: list[str] | str) -> list[tuple[str, in
 def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     """Peak memory of one training step of ``setup`` on a model of ``shape``."""
     adapter = setup.method in ("lora", "rslora", "dora")
-    compute = 4 if setup.method in ("full", "embeddings") else DTYPE_BYTES[setup.dtype]
-    if setup.device == "cpu" and not adapter:
-        compute = 4
+    compute = DTYPE_BYTES[setup.dtype] if adapter else 4  # this package trains whole models in fp32
     targets = _targeted(shape, setup.targets) if adapter else []
     parts: dict[str, float] = {}
     linear_params = sum(i * o for _, i, o in shape.linear)
@@ -140,15 +139,12 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         embedding_copy = embedding_trainable * compute  # modules_to_save: a trainable copy
     if setup.method == "full":
         trainable = shape.params
-        state_bytes = 4
     elif setup.method == "embeddings":
         trainable = shape.embedding + shape.head
-        state_bytes = 4
     else:
         trainable = adapter_params + embedding_trainable
-        state_bytes = 4
     parts["adapter"] = adapter_params * 4 + embedding_copy
-    parts["gradients"] = trainable * state_bytes
+    parts["gradients"] = trainable * 4  # fp32: adapters (peft keeps them so) and whole models alike
     parts["optimizer"] = trainable * 8  # AdamW: two fp32 moments
     parts["activations"] = _activations(shape, setup, targets, compute)
     parts["logits"] = _logits(shape, setup, compute, head_trainable=setup.method in ("full", "embeddings") or (
@@ -195,7 +191,7 @@ def _logits(shape: ModelShape, setup: TrainSetup, e: int, *, head_trainable: boo
     return rows * shape.vocab * 4 * 2 + weight_grad + tokens * shape.hidden * e  # chunk + grad of the hidden
 
 
-SHIPPED_CONFIGS = __import__("pathlib").Path(__file__).resolve().parent.parent / "configs"
+SHIPPED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def load_config(source: str) -> tuple[Any, str]:
@@ -203,7 +199,6 @@ def load_config(source: str) -> tuple[Any, str]:
     model, the local Hugging Face cache, a config shipped with the package (common bases, so that
     planning works offline) or, online, the hub's ``config.json`` alone."""
     import json
-    from pathlib import Path
 
     from transformers import AutoConfig
 
@@ -227,7 +222,7 @@ def load_config(source: str) -> tuple[Any, str]:
     try:
         return AutoConfig.from_pretrained(repo), "Hugging Face hub (config.json only)"
     except (OSError, ValueError) as exc:
-        names = ", ".join(sorted(p.stem.replace("__", "/") for p in Path(SHIPPED_CONFIGS).glob("*.json")))
+        names = ", ".join(sorted(p.stem.replace("__", "/") for p in SHIPPED_CONFIGS.glob("*.json")))
         raise ModelSourceError(
             f"no config for '{source}': not in the local Hugging Face cache, not shipped ({names}), and the hub "
             f"cannot be reached ({type(exc).__name__}); put its config.json in a folder and plan with that "

@@ -1,0 +1,29 @@
+"""One benchmark configuration per subprocess, so that peak memory is measured per configuration.
+
+A bench script calls :func:`run_worker` with a JSON-able spec; the child runs the script with
+``--worker SPEC``, and :func:`serve_worker` prints the result as one ``RESULT {...}`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+PREFIX = "RESULT "
+
+
+def serve_worker(spec_json: str, worker: Callable[[dict], dict]) -> None:
+    print(PREFIX + json.dumps(worker(json.loads(spec_json))))
+
+
+def run_worker(script: str, spec: dict, label: str) -> dict:
+    """Run ``script --worker spec`` in a fresh interpreter and return its result (exit with its
+    stderr tail when it produced none)."""
+    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True, text=True)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith(PREFIX)), None)
+    if line is None:
+        print(proc.stderr[-3000:])
+        raise SystemExit(f"{label} failed")
+    return json.loads(line[len(PREFIX):])
