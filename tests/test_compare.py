@@ -40,7 +40,7 @@ def test_compare_matches_the_scoreboard_and_sacrebleus_own_bootstrap(finished_ru
                             test_type="bs", n_samples=300)()
     chrf_key = next(k for k in results if k.lower().startswith("chrf"))
     for position, name in enumerate(results["System"]):
-        ours = next(r for r in comparison.significance if r["system"] == name)
+        ours = next(r for r in comparison.paired if r["system"] == name)
         assert ours["chrf++"] == pytest.approx(results[chrf_key][position].score)
         assert ours["chrf++_p"] == results[chrf_key][position].p_value
     retention = {(r["system"], r["language"]): r["delta"] for r in comparison.retention}

@@ -156,7 +156,8 @@ def compare(run_name: str, workspace: Path, stage: str | None, baseline: str | N
     comparison = compare_run(store, stage=stage, baseline=baseline, n_samples=samples)
     path = pareto_plot(comparison, plot or store.root / f"compare-{comparison.stage}.png")
     if fmt == "json":
-        click.echo(json.dumps(dataclasses.asdict(comparison), indent=1, default=str))
+        record = {k: v for k, v in dataclasses.asdict(comparison).items() if k != "translations"}
+        click.echo(json.dumps(record, indent=1, default=str))
         return
     print_comparison(comparison, Console())
     click.echo(f"Pareto plot: {path}")

@@ -1,37 +1,130 @@
-"""Comparing a fine-tuning stage's variants: what BLEU says, what the detectors see, what it cost.
+"""Comparing adapters: what BLEU says, what the detectors see, what it cost, and whether it is significant.
 
-Reads the run store only: the scoreboard, each variant's translations (``translations.jsonl``) and
-the stage's artifact record (trainable parameters, training time, peak memory). Significance is
-sacrebleu's paired bootstrap resampling (``PairedTest``, ``test_type="bs"``) of every variant
-against a baseline on the same sentences.
+Two ways in, one :class:`Comparison` out:
+
+- :func:`compare_run` reads a finished run's store: the scoreboard, each variant's translations
+  (``translations.jsonl``) and the stage's artifact record (trainable parameters, time, peak memory);
+- :func:`compare_adapters` scores a base model and any adapters on evaluation sets now (notebooks).
+
+Significance is sacrebleu's paired bootstrap resampling (``PairedTest``, ``test_type="bs"``) of every
+system against a baseline on the same sentences.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import RunError
+import pandas as pd
+
+from .errors import DataError, RunError
 from .store import RunStore
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MT_METRICS = ("chrf++", "bleu", "spbleu")
 DETECTORS = ("off_target_rate", "script_leak_rate", "copy_rate", "repetition_rate", "empty_rate")
+COST_COLUMNS = ("trainable_parameters", "train_seconds", "peak_memory_mb")
 
 
 @dataclass
 class Comparison:
-    """The variants of one stage against the model they started from (``reference``)."""
+    """Adapters (``variants``) against the model they started from (``reference``), on the same sentences.
+
+    ``rows``, ``retention``, ``costs`` and ``paired`` are plain records (what ``workbench compare --format
+    json`` prints); :attr:`table`, :meth:`significance`, :meth:`disagreements` and :meth:`plot` are the
+    notebook views of them.
+    """
 
     stage: str
-    reference: str  # the upstream stage whose model every variant started from
+    reference: str  # the model every variant started from
     variants: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per system x direction
     retention: list[dict[str, Any]] = field(default_factory=list)  # one per system x language
     costs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per variant
-    significance: list[dict[str, Any]] = field(default_factory=list)
+    paired: list[dict[str, Any]] = field(default_factory=list)  # paired bootstrap against ``baseline``
     baseline: str | None = None
+    n_samples: int = 1000
+    translations: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def systems(self) -> list[str]:
+        return [self.reference, *self.variants]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """Tidy: one row per system x direction x metric (translation metrics and detector rates), with the
+        system's trainable parameters, training time and peak memory."""
+        out = []
+        for row in self.rows:
+            cost = self.costs.get(row["system"], {})
+            for metric in (*MT_METRICS, *DETECTORS):
+                if row.get(metric) is not None:
+                    out.append({"adapter": row["system"], "direction": row["direction"], "metric": metric,
+                                "value": row[metric], **{k: cost.get(k) for k in COST_COLUMNS}})
+        return pd.DataFrame(out, columns=["adapter", "direction", "metric", "value", *COST_COLUMNS])
+
+    def significance(self, baseline: str | None = None, n_samples: int | None = None) -> pd.DataFrame:
+        """BLEU and chrF++ of every system with sacrebleu's paired bootstrap p-value and 95% confidence
+        interval against ``baseline`` (default: the comparison's baseline); one row per system x direction."""
+        baseline = baseline or self.baseline or self.reference
+        if baseline not in self.systems:
+            raise RunError(f"unknown baseline '{baseline}': use one of {', '.join(self.systems)}")
+        samples = n_samples or self.n_samples
+        if baseline == self.baseline and samples == self.n_samples and self.paired:
+            rows = self.paired
+        else:
+            rows = paired_significance(self.translations, baseline, n_samples=samples)
+        return pd.DataFrame(rows)
+
+    def disagreements(self, n: int = 10, direction: str | None = None) -> pd.DataFrame:
+        """The ``n`` sentences where the systems differ most: spread (max - min) of sentence chrF++,
+        ties broken by how many detector flags differ. One row per sentence, a hypothesis and chrF++
+        column per system."""
+        rows = []
+        for name in self.directions() if direction is None else [direction]:
+            per_system = {s: {r["index"]: r for r in self.translations.get(s, {}).get(name, [])}
+                          for s in self.systems}
+            shared = set.intersection(*(set(v) for v in per_system.values())) if per_system else set()
+            for index in sorted(shared):
+                first = per_system[self.systems[0]][index]
+                row: dict[str, Any] = {"direction": name, "index": index, "source": first["source"],
+                                       "reference": first["reference"]}
+                scores, flag_sets = [], set()
+                for system in self.systems:
+                    r = per_system[system][index]
+                    row[f"{system}: hypothesis"] = r["hypothesis"]
+                    row[f"{system}: chrf"] = r.get("chrf")
+                    scores.append(r.get("chrf") or 0.0)
+                    flag_sets.add(tuple(sorted(k for k, v in (r.get("flags") or {}).items() if v)))
+                row["chrf_spread"] = max(scores) - min(scores)
+                row["flag_patterns"] = len(flag_sets)
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return frame
+        frame = frame.sort_values(["chrf_spread", "flag_patterns"], ascending=False, kind="stable")
+        return frame.head(n).reset_index(drop=True)
+
+    def directions(self) -> list[str]:
+        return sorted({r["direction"] for r in self.rows})
+
+    def plot(self, metric: str = "chrf++") -> Figure:
+        """Bars of ``metric`` per direction and system with 95% bootstrap confidence intervals (left), and
+        the mean over directions against trainable parameters with the Pareto front (right)."""
+        return plot_comparison(self, metric)
+
+    def _repr_html_(self) -> str:
+        wide = self.table.pivot_table(index=["adapter"], columns=["direction", "metric"], values="value",
+                                      sort=False)
+        return (f"<h4>{html.escape(self.stage)}: {len(self.variants)} adapters against "
+                f"{html.escape(self.reference)}</h4>{wide.round(3).to_html()}")
 
 
 def compare_run(store: RunStore, *, stage: str | None = None, baseline: str | None = None,
@@ -62,7 +155,9 @@ def compare_run(store: RunStore, *, stage: str | None = None, baseline: str | No
     if comparison.baseline not in names.values():
         raise RunError(f"unknown baseline '{baseline}': use one of {', '.join(names.values())}")
     translations = {names[v]: _translations(manifest, s, v) for s, v in systems}
-    comparison.significance = paired_significance(translations, comparison.baseline, n_samples=n_samples)
+    comparison.translations = translations
+    comparison.n_samples = n_samples
+    comparison.paired = paired_significance(translations, comparison.baseline, n_samples=n_samples)
     return comparison
 
 
@@ -122,14 +217,7 @@ def _translations(manifest: dict[str, Any], stage: str,
                   variant: str | None) -> dict[str, list[dict[str, Any]]]:
     step_id = f"score:{stage}" + (f"/{variant}" if variant else "")
     step = next((s for s in manifest["steps"] if s["id"] == step_id and s.get("path")), None)
-    path = Path(step["path"]) / "translations.jsonl" if step else None
-    if path is None or not path.is_file():
-        return {}
-    by_direction: dict[str, list[dict[str, Any]]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        by_direction.setdefault(row["direction"], []).append(row)
-    return by_direction
+    return _read_translations(Path(step["path"]) / "translations.jsonl") if step else {}
 
 
 def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]], baseline: str, *,
@@ -220,3 +308,193 @@ def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]
             front.append((x, y))
             best = y
     return front
+
+
+def plot_comparison(comparison: Comparison, metric: str = "chrf++") -> Figure:
+    """See :meth:`Comparison.plot`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    bars, pareto = figure.subplots(1, 2, width_ratios=[3, 2])
+    paired = {(r["system"], r["direction"]): r for r in comparison.paired}
+    directions = comparison.directions()
+    width = 0.8 / max(1, len(comparison.systems))
+    for i, system in enumerate(comparison.systems):
+        values, errors = [], []
+        for direction in directions:
+            row = next((r for r in comparison.rows if r["system"] == system and r["direction"] == direction), {})
+            sig = paired.get((system, direction), {})
+            values.append(sig.get(metric, row.get(metric)) or 0.0)
+            errors.append(sig.get(f"{metric}_ci") or 0.0)
+        bars.bar([x + i * width for x in range(len(directions))], values, width=width, yerr=errors, capsize=3,
+                 label=system)
+    bars.set_xticks([x + 0.4 - width / 2 for x in range(len(directions))], directions, rotation=15, ha="right")
+    bars.set(title=f"{metric} per direction (95% bootstrap CI)", ylabel=metric)
+    bars.grid(True, axis="y", alpha=0.3)
+    bars.legend(fontsize=8)
+    points = []
+    for variant in comparison.variants:
+        quality = [r[metric] for r in comparison.rows if r["system"] == variant and r.get(metric) is not None]
+        params = comparison.costs.get(variant, {}).get("trainable_parameters")
+        if quality and params:
+            points.append((params, sum(quality) / len(quality), variant))
+    for x, y, name in points:
+        pareto.scatter(x, y, s=40)
+        pareto.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = _pareto_front([(x, y) for x, y, _ in points])
+    if len(front) > 1:
+        pareto.plot(*zip(*front, strict=True), linestyle="--", color="0.5")
+    if points and max(p[0] for p in points) > 10 * min(p[0] for p in points):
+        pareto.set_xscale("log")
+    pareto.set(title="quality against trainable parameters", xlabel="trainable parameters",
+               ylabel=f"{metric} (mean over directions)")
+    pareto.grid(True, alpha=0.3)
+    return figure
+
+
+# -- comparing adapters outside a run ---------------------------------------------------------------------
+def compare_adapters(
+    base: str | Path | None,
+    adapters: Mapping[str, str | Path] | Sequence[str | Path] | str | Path,
+    sets: str | Path,
+    directions: Sequence[str],
+    *,
+    lm_sets: str | Path | None = None,
+    languages: Sequence[str] = (),
+    split: str = "dev",
+    max_sentences: int | None = 100,
+    shots: int = 1,
+    prompt: str = "auto",
+    max_new_tokens: int = 96,
+    lid_seed: str | Path | None = None,
+    baseline: str | None = None,
+    n_samples: int = 1000,
+    device: str | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Comparison:
+    """Translate ``sets`` in every direction with ``base`` and with each adapter applied to it, and
+    compare them: metrics and detector rates, significance against ``baseline`` (default: the base),
+    LM retention on ``lm_sets``/``languages`` when given, trainable parameters.
+
+    ``base``: any model source recipes accept (``hf:<repo>``, a directory, ``smollm2-135m``...), or
+    ``None`` for the base recorded in the adapters' ``metadata.json``. ``adapters``: ``{name: dir}``, a
+    list of adapter directories (named by their folder), or one folder holding adapter folders
+    (``adapters/<run>``). Per-sentence files are written to ``out_dir/<system>/`` when given.
+
+    >>> comparison = wb.compare_adapters(None, ADAPTERS_DIR, SETS, ["eng_Latn-srd_Latn"],
+    ...                                  max_sentences=4, max_new_tokens=8, n_samples=50, progress=False)
+    >>> comparison.table["adapter"].iloc[0]
+    'base'
+    """
+    from .evaluate.scorer import score_model
+    from .modeling import load_for_eval
+    from .models import pick_device, resolve_model
+    from .recipe import eval_config_from_options
+    from .stages.base import ModelRef
+
+    named = _adapter_dirs(adapters)
+    base_source = str(base) if base is not None else _recorded_base(named)
+    cfg = eval_config_from_options(
+        lm_sets=str(lm_sets) if lm_sets else None, mt_sets=str(sets), languages=list(languages),
+        directions=list(directions), split=split, max_sentences=max_sentences, shots=shots, prompt=prompt,
+        lid_seed=str(lid_seed) if lid_seed else None)
+    cfg = cfg.model_copy(update={"mt": cfg.mt.model_copy(update={"max_new_tokens": max_new_tokens})})
+    device = pick_device(device)
+    path = resolve_model(base_source).path
+    scratch = None if out_dir is not None else tempfile.TemporaryDirectory(prefix="workbench-compare-")
+    root = Path(out_dir) if out_dir is not None else Path(scratch.name)
+    try:
+        board: list[dict[str, Any]] = []
+        translations: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for name, adapter in [("base", None), *named.items()]:
+            model, tokenizer = load_for_eval(ModelRef(path, adapter), device=device)
+            stage, variant = ("base", None) if adapter is None else ("adapter", name)
+            board += score_model(model, tokenizer, cfg, stage=stage, variant=variant, out_dir=root / name,
+                                 progress=progress)
+            translations[name] = _read_translations(root / name / "translations.jsonl")
+            del model
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    comparison = Comparison("adapters", "base", list(named))
+    systems = [("base", None)] + [("adapter", v) for v in named]
+    comparison.rows = _metric_rows(board, systems)
+    comparison.retention = _retention(board, systems)
+    comparison.costs = {name: _adapter_cost(directory) for name, directory in named.items()}
+    comparison.translations = translations
+    comparison.baseline = baseline or "base"
+    if comparison.baseline not in comparison.systems:
+        raise RunError(f"unknown baseline '{baseline}': use one of {', '.join(comparison.systems)}")
+    comparison.n_samples = n_samples
+    comparison.paired = paired_significance(translations, comparison.baseline, n_samples=n_samples)
+    return comparison
+
+
+def _adapter_dirs(adapters: Mapping[str, str | Path] | Sequence[str | Path] | str | Path) -> dict[str, Path]:
+    if isinstance(adapters, str | Path):
+        folder = Path(adapters)
+        if (folder / "adapter_config.json").is_file():
+            named = {folder.name: folder}
+        else:
+            named = {p.parent.name: p.parent for p in sorted(folder.glob("*/adapter_config.json"))}
+            if not named:
+                raise DataError(f"{folder}: no adapter here (no adapter_config.json in it or its sub-folders)")
+    elif isinstance(adapters, Mapping):
+        named = {str(k): Path(v) for k, v in adapters.items()}
+    else:
+        named = {Path(v).name: Path(v) for v in adapters}
+    for name, directory in named.items():
+        if not (directory / "adapter_config.json").is_file():
+            raise DataError(f"adapter '{name}': {directory} has no adapter_config.json; give a peft adapter folder")
+        if name == "base":
+            raise DataError("an adapter may not be called 'base' (the name of the model without adapter)")
+    return named
+
+
+def _recorded_base(named: Mapping[str, Path]) -> str:
+    """The base model every adapter's ``metadata.json`` records (they must agree)."""
+    bases = set()
+    for name, directory in named.items():
+        meta = directory / "metadata.json"
+        recorded = json.loads(meta.read_text(encoding="utf-8")).get("base_model") if meta.is_file() else None
+        if not recorded:
+            raise DataError(f"adapter '{name}': {directory} records no base model (metadata.json); pass base=...")
+        bases.add(recorded)
+    if len(bases) != 1:
+        raise DataError(f"the adapters record different base models ({', '.join(sorted(bases))}); pass base=...")
+    return bases.pop()
+
+
+def _adapter_cost(directory: Path) -> dict[str, Any]:
+    """Trainable parameters (the adapter's tensors), time and memory from its metadata when recorded."""
+    meta_path = directory / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    cost = _cost(meta)
+    if not cost.get("trainable_parameters"):
+        from safetensors import safe_open
+
+        weights = directory / "adapter_model.safetensors"
+        if weights.is_file():
+            with safe_open(str(weights), "pt") as handle:
+                cost["trainable_parameters"] = sum(_numel(handle.get_slice(k).get_shape()) for k in handle.keys())  # noqa: SIM118
+    return cost
+
+
+def _numel(shape: Sequence[int]) -> int:
+    total = 1
+    for size in shape:
+        total *= int(size)
+    return total
+
+
+def _read_translations(path: Path) -> dict[str, list[dict[str, Any]]]:
+    by_direction: dict[str, list[dict[str, Any]]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                by_direction.setdefault(row["direction"], []).append(row)
+    return by_direction

@@ -282,7 +282,7 @@ def print_comparison(comparison: Any, console: Console) -> None:
 
     if not console.is_terminal and console.width < 160:
         console.width = 160
-    sig = {(r["system"], r["direction"]): r for r in comparison.significance}
+    sig = {(r["system"], r["direction"]): r for r in comparison.paired}
     table = Table(title=f"{comparison.stage}: variants vs {comparison.baseline} (paired bootstrap, p < 0.05 marked *)")
     for column in ("system", "direction", "chrF++ (95% CI)", "p", "BLEU (95% CI)", "p", "off-target", "script leak",
                    "copy", "repetition", "trainable", "time s", "peak MB"):
@@ -388,3 +388,41 @@ def plot_lm(records: Iterable[Record], metric: str = "bits_per_byte") -> Figure:
     axes.grid(True, alpha=0.3)
     axes.legend(title="language")
     return figure
+
+
+def plot_mt(records: Iterable[Record], metric: str = "chrf++") -> Figure:
+    """Grouped bars: ``metric`` per direction for every scored model (left), and the failure-detector rates
+    of every model averaged over directions (right)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    records = ordered(records)
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2, width_ratios=[3, 2])
+    label = METRIC_LABELS.get(metric, metric)
+    quality = [r for r in records if r.get("kind") == "mt" and r.get("metric") == metric]
+    rates = [r for r in records if r.get("kind") == "detector"]
+    _grouped_bars(left, quality, group=lambda r: r["direction"], title=f"{label} per direction (higher is better)")
+    _grouped_bars(right, rates, group=lambda r: str(r["metric"]).removesuffix("_rate").replace("_", " "),
+                  title="detector rates, mean over directions (lower is better)", mean=True)
+    return figure
+
+
+def _grouped_bars(axes: Any, records: list[Record], *, group: Any, title: str, mean: bool = False) -> None:
+    axes.set_title(title, fontsize=10)
+    if not records:
+        axes.text(0.5, 0.5, "no scores yet", ha="center", va="center", transform=axes.transAxes)
+        return
+    systems = _first_seen(row_label(r) for r in records)
+    groups = _first_seen(group(r) for r in records)
+    values: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        values.setdefault((row_label(r), group(r)), []).append(float(r["value"]))
+    width = 0.8 / len(systems)
+    for i, system in enumerate(systems):
+        heights = [sum(v) / len(v) if (v := values.get((system, g))) else 0.0 for g in groups]
+        axes.bar([x + i * width for x in range(len(groups))], heights, width=width, label=system)
+    axes.set_xticks([x + 0.4 - width / 2 for x in range(len(groups))], groups, rotation=15, ha="right")
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend(fontsize=8)
