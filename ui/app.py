@@ -1,9 +1,14 @@
-"""The workbench Gradio app: browse the runs of a workspace, their scoreboards and stage timelines.
+"""The workbench app for linguists: runs, recipes, corpora, tokens, scores, side-by-side outputs, review.
 
-The app holds no state of its own: every page load, run selection and Refresh reads the run store
-again through :mod:`workbench.store` and :mod:`workbench.scoreboard`. Run names coming from the
-browser are only accepted if they name a run listed in the workspace, so nothing outside the
-workspace is ever read (the app writes nothing).
+Every tab reads the run store through the package's API (:class:`workbench.run.Run`, reviews, marks,
+the launcher) on each event; the app keeps no state of its own. Safety:
+
+- it binds 127.0.0.1; another host or a share link needs credentials (``--auth-file`` or
+  ``$WORKBENCH_UI_AUTH``, ``user:password``), and refuses to start without them;
+- paths from the browser must stay inside the workspace folder (``ui.context.AppContext.inside``);
+  only the workspace's exports and Gradio's own cache are served as files;
+- uploads are limited in size (1 MB by default); recipes are parsed with ``yaml.safe_load`` and
+  validated, never executed.
 """
 
 from __future__ import annotations
@@ -13,198 +18,101 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no network
 
 import argparse
-import math
-from datetime import datetime
+import ipaddress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-import pandas as pd
 
-from workbench import scoreboard
-from workbench.errors import RunError
-from workbench.store import DEFAULT_WORKSPACE, RunStore, list_runs, short_key
+from workbench.errors import WorkbenchError
+from workbench.store import DEFAULT_WORKSPACE
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from .context import AppContext
+from .tabs import compare, corpus, export, recipe, review, runs, scores, tokenizer
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-FINISHED_STEP_STATUSES = frozenset({"ran", "cached", "base"})  # engine step statuses
-RUN_COLUMNS = ["name", "status", "stages finished", "last update"]
-TIMELINE_COLUMNS = ["step", "kind", "key", "status", "seconds"]
-UNREADABLE = (RunError, OSError, ValueError, KeyError, TypeError)
-
-RunView = tuple[str, pd.DataFrame, "Figure", pd.DataFrame]
+AUTH_ENV = "WORKBENCH_UI_AUTH"
+TABS = (("Runs", runs), ("Recipe", recipe), ("Corpus", corpus), ("Tokenizer", tokenizer), ("Scores", scores),
+        ("Compare", compare), ("Review", review), ("Export", export))
 
 
-# -- reading the store ---------------------------------------------------------------------------------
-def _format_time(timestamp: Any) -> str:
-    try:
-        return datetime.fromtimestamp(float(timestamp)).strftime("%Y-%m-%d %H:%M:%S")
-    except (TypeError, ValueError, OverflowError, OSError):
-        return ""
+class ExposedWithoutCredentials(WorkbenchError):
+    """The app would be reachable from other machines without a login."""
 
 
-def _last_update(store: RunStore) -> float | None:
-    times = [e.get("time") for e in store.events() if isinstance(e.get("time"), int | float)]
-    return max(times) if times else None
-
-
-def run_summary(store: RunStore) -> dict[str, Any]:
-    """One row of the runs list: name, status, ``finished/total`` steps, last event time."""
-    row = {"name": store.name, "status": "unreadable", "stages finished": "", "last update": ""}
-    try:
-        steps = store.manifest().get("steps", [])
-        done = sum(1 for s in steps if s.get("status") in FINISHED_STEP_STATUSES)
-        row["stages finished"] = f"{done}/{len(steps)}"
-        row["status"] = store.status()
-        row["last update"] = _format_time(_last_update(store))
-    except UNREADABLE:
-        pass
-    return row
-
-
-def runs_frame(workspace: Path) -> pd.DataFrame:
-    """The runs list of a workspace (sorted by name)."""
-    return pd.DataFrame([run_summary(s) for s in list_runs(workspace)], columns=RUN_COLUMNS)
-
-
-def find_run(workspace: Path, name: str | None) -> RunStore | None:
-    """The run called ``name`` if the workspace lists it (never a path built from user input)."""
-    if not name:
-        return None
-    return next((s for s in list_runs(workspace) if s.name == name), None)
-
-
-def default_run(workspace: Path) -> str | None:
-    """The most recently updated run (by last event), or None if the workspace has no runs."""
-    runs = list_runs(workspace)
-    if not runs:
-        return None
-
-    def updated(store: RunStore) -> float:
-        try:
-            return _last_update(store) or 0.0
-        except UNREADABLE:
-            return 0.0
-
-    return max(runs, key=updated).name
-
-
-def timeline_frame(manifest: dict[str, Any]) -> pd.DataFrame:
-    """The manifest's steps in order: step id, kind, short key, status, seconds."""
-    rows = []
-    for step in manifest.get("steps", []):
-        seconds = step.get("seconds")
-        ok = isinstance(seconds, int | float) and math.isfinite(seconds)
-        rows.append(
-            {
-                "step": step.get("id", ""),
-                "kind": step.get("kind", ""),
-                "key": short_key(str(step.get("key") or "")),
-                "status": step.get("status", ""),
-                "seconds": round(float(seconds), 1) if ok else "",
-            }
-        )
-    return pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
-
-
-def _describe(store: RunStore, manifest: dict[str, Any]) -> str:
-    versions = manifest.get("versions") or {}
-    lines = [
-        f"### {store.name}",
-        f"status **{store.status()}** · device `{manifest.get('device', '?')}`"
-        f" · seed `{manifest.get('seed', '?')}`",
-    ]
-    if versions:
-        lines.append("versions: " + ", ".join(f"{k} `{v}`" for k, v in versions.items()))
-    return "\n\n".join(lines)
-
-
-def run_view(workspace: Path, name: str | None) -> RunView:
-    """What the app shows for one run: description, scoreboard with deltas, bpb plot, timeline."""
-    empty_scores = pd.DataFrame(columns=["stage", "variant", "metric"])
-    store = find_run(workspace, name)
-    if store is None:
-        message = "No run selected." if not name else f"No run `{name}` in this workspace."
-        return message, empty_scores, scoreboard.plot_lm([]), timeline_frame({})
-    try:
-        manifest = store.manifest()
-        records = store.scoreboard()
-        return (
-            _describe(store, manifest),
-            scoreboard.pivot_with_deltas(records),
-            scoreboard.plot_lm(records),
-            timeline_frame(manifest),
-        )
-    except UNREADABLE as error:
-        message = f"### {store.name}\n\nCould not read this run: {error}"
-        return message, empty_scores, scoreboard.plot_lm([]), timeline_frame({})
-
-
-# -- the app ---------------------------------------------------------------------------------------------
-def build_app(workspace: Path) -> gr.Blocks:
-    """A Blocks app over ``workspace``: runs list, run picker, scoreboard, bpb plot, timeline."""
-    workspace = Path(workspace)
-
-    def refresh(selected: str | None) -> tuple[Any, ...]:
-        runs = runs_frame(workspace)
-        names = list(runs["name"])
-        name = selected if selected in names else default_run(workspace)
-        return (runs, gr.Dropdown(choices=names, value=name), *run_view(workspace, name))
-
-    def select(name: str | None) -> RunView:
-        return run_view(workspace, name)
-
-    # Initial values are a first read so the page (and /config) is complete before the load event.
-    initial_runs = runs_frame(workspace)
-    initial_name = default_run(workspace)
-    description, scores, figure, timeline = run_view(workspace, initial_name)
-
-    with gr.Blocks(title="workbench runs", analytics_enabled=False) as app:
-        gr.Markdown(f"# workbench runs\nWorkspace: `{workspace}`")
+def build_app(ctx: AppContext) -> gr.Blocks:
+    """The Blocks app over a workspace: a run picker shared by the eight tabs."""
+    first = ctx.latest_run()
+    with gr.Blocks(title="workbench", analytics_enabled=False) as app:
+        gr.Markdown(f"# workbench\nWorkspace `{ctx.root}` · runs in `{ctx.relative(ctx.runs) or '.'}`")
         with gr.Row(equal_height=True):
-            picker = gr.Dropdown(
-                choices=list(initial_runs["name"]), value=initial_name, label="run", scale=4, interactive=True
-            )
-            refresh_button = gr.Button("Refresh", scale=1)
-        runs_table = gr.Dataframe(value=initial_runs, label="runs", interactive=False)
-        summary = gr.Markdown(description)
-        scores_table = gr.Dataframe(
-            value=scores, label="scoreboard: value (Δ vs base)", interactive=False, wrap=True
-        )
-        plot = gr.Plot(value=figure, label="bits per byte per language across stages")
-        timeline_table = gr.Dataframe(value=timeline, label="stage timeline", interactive=False)
+            picker = gr.Dropdown(choices=ctx.run_names(), value=first, label="run", scale=4, elem_id="run-picker")
+            reload = gr.Button("Reload runs", scale=1, elem_id="run-reload")
+        for title, module in TABS:
+            with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}"):
+                module.build(ctx, picker)
 
-        view_outputs = [summary, scores_table, plot, timeline_table]
-        all_outputs = [runs_table, picker, *view_outputs]
-        picker.input(select, inputs=picker, outputs=view_outputs)
-        refresh_button.click(refresh, inputs=picker, outputs=all_outputs)
-        app.load(refresh, inputs=picker, outputs=all_outputs)
+        def runs_list(selected: str | None) -> gr.Dropdown:
+            names = ctx.run_names()
+            return gr.Dropdown(choices=names, value=selected if selected in names else ctx.latest_run())
+
+        reload.click(runs_list, inputs=picker, outputs=picker)
     return app
 
 
-def launch(workspace: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False) -> None:
-    """Serve :func:`build_app` on ``host:port`` (loopback only unless told otherwise); blocks."""
-    build_app(Path(workspace)).launch(
-        server_name=host, server_port=port, share=share, ssr_mode=False, show_error=True
-    )
+def credentials(auth_file: Path | None = None) -> list[tuple[str, str]]:
+    """``user:password`` pairs from ``auth_file`` (one per line) or ``$WORKBENCH_UI_AUTH``."""
+    lines = auth_file.read_text(encoding="utf-8").splitlines() if auth_file else [os.environ.get(AUTH_ENV, "")]
+    pairs = []
+    for line in lines:
+        user, sep, password = line.strip().partition(":")
+        if sep and user and password:
+            pairs.append((user, password))
+    return pairs
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def launch(root: Path, runs: Path | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+           share: bool = False, auth_file: Path | None = None, max_upload_mb: float = 1.0) -> None:
+    """Serve the app (blocks). Exposing it beyond this machine requires credentials."""
+    login = credentials(auth_file)
+    if (share or not _loopback(host)) and not login:
+        raise ExposedWithoutCredentials(
+            f"serving on {host if not share else 'a public share link'} needs credentials: pass --auth-file FILE "
+            f"(lines user:password) or set {AUTH_ENV}=user:password")
+    ctx = AppContext.create(root, runs, max_upload_bytes=int(max_upload_mb * 1_000_000))
+    ctx.exports_dir.mkdir(parents=True, exist_ok=True)
+    build_app(ctx).launch(
+        server_name=host, server_port=port, share=share, auth=login or None, ssr_mode=False, show_error=True,
+        max_file_size=ctx.max_upload_bytes, allowed_paths=[str(ctx.exports_dir)],
+        blocked_paths=[str(p) for p in (ctx.root / ".workbench",) if p.exists()])
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m workbench_ui.app [--workspace runs] [--host 127.0.0.1] [--port 7860]``."""
+    """``python -m workbench_ui.app [--runs runs] [--root .] [--host 127.0.0.1] [--port 7860]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE)
+    parser.add_argument("--runs", type=Path, default=DEFAULT_WORKSPACE, help="the run store")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="the workspace folder the app may read and write (default: the run store's parent)")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--share", action="store_true")
+    parser.add_argument("--auth-file", type=Path, default=None)
     args = parser.parse_args(argv)
-    launch(args.workspace, host=args.host, port=args.port, share=args.share)
+    root = args.root or args.runs.resolve().parent
+    launch(root, args.runs, host=args.host, port=args.port, share=args.share, auth_file=args.auth_file)
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["build_app", "launch", "run_view", "runs_frame"]
+__all__ = ["build_app", "credentials", "launch"]

@@ -389,13 +389,23 @@ def models() -> None:
 
 @cli.command()
 @workspace_option
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The workspace folder the app may read and write: recipes/, adapters/, exports/ and the run "
+                   "store (default: the folder holding the run store).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Another host than loopback needs credentials (--auth-file or $WORKBENCH_UI_AUTH).")
 @click.option("--port", default=7860, show_default=True, type=int)
-def ui(workspace: Path, host: str, port: int) -> None:
-    """Start the Gradio app on the runs of a workspace."""
+@click.option("--share", is_flag=True, help="A public Gradio share link (needs credentials).")
+@click.option("--auth-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Credentials, one user:password per line.")
+@click.option("--max-upload-mb", type=float, default=1.0, show_default=True)
+def ui(workspace: Path, root: Path | None, host: str, port: int, share: bool, auth_file: Path | None,
+       max_upload_mb: float) -> None:
+    """Start the Gradio app on a workspace: runs, recipes, corpus, tokenizer, scores, compare, review, export."""
     from workbench_ui.app import launch
 
-    launch(workspace, host=host, port=port)
+    launch(root or workspace.resolve().parent, workspace, host=host, port=port, share=share, auth_file=auth_file,
+           max_upload_mb=max_upload_mb)
 
 
 def _yes(flag: object) -> str:

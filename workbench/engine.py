@@ -168,8 +168,10 @@ def partial_dir(store: RunStore, step: Step) -> Path:
 
 def plan(recipe: Recipe, store: RunStore) -> list[tuple[Step, str]]:
     """Each step with its status: ``cached``, ``resume`` (checkpoints exist) or ``run``."""
+    from .marks import with_marks
+
     out = []
-    for step in build_steps(recipe):
+    for step in build_steps(with_marks(recipe, store.root)):
         if step.kind == "base" or RunStore.is_complete(step_dir(store, step)):
             status = "cached" if step.kind != "base" else "base"
         elif (partial_dir(store, step) / CHECKPOINT_DIR).is_dir():
@@ -197,8 +199,10 @@ def run_recipe(recipe: Recipe, workspace: Path, *, device: str | None = None, pr
     ``executor`` (``serial``, ``local``, ``ray``) overrides where the crawl's shards run.
     """
     from .distributed import init_from_launcher
+    from .marks import with_marks
 
     store = RunStore(workspace, recipe.name)
+    recipe = with_marks(recipe, store.root)  # documents marked bad in the app leave the next crawl
     world, device = init_from_launcher(device)
     options = {"executor": executor} if executor else {}
     if not world.main:  # a data-parallel helper process: rank 0 owns the store

@@ -65,9 +65,9 @@ def _texts(texts: str | Sequence[str] | Path, language: str, split: str) -> list
     return [str(t) for t in texts]
 
 
-def translate(model: ModelLike | None, texts: str | Sequence[str], src: str, tgt: str, *, adapter: str | Path | None = None,
-              exemplars: Sequence[tuple[str, str]] = (), prompt: str = "auto", max_new_tokens: int = 96,
-              batch_size: int = 8, device: str | None = None) -> list[str]:
+def translate(model: ModelLike | None, texts: str | Sequence[str], src: str, tgt: str, *,
+              adapter: str | Path | None = None, exemplars: Sequence[tuple[str, str]] = (), prompt: str = "auto",
+              max_new_tokens: int = 96, batch_size: int = 8, device: str | None = None) -> list[str]:
     """Greedy translations of ``texts`` from ``src`` to ``tgt`` (FLORES codes), one per text, with the
     same prompts the scorer uses (the chat template of instruct models, else plain few-shot with
     ``exemplars``).

@@ -226,8 +226,15 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
+    return recipe_from_text(path.read_text(encoding="utf-8"), path)
+
+
+def recipe_from_text(text: str, path: str | Path) -> Recipe:
+    """Validate recipe YAML given as text, as if it were the file ``path`` (relative paths resolve from its
+    folder; nothing is written). Raises :class:`RecipeError` naming every problem's field."""
+    path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

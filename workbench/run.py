@@ -149,9 +149,30 @@ class Run:
         """The recipe as resolved when the run started (paths absolute)."""
         return self.manifest().get("recipe", {})
 
-    def adapters(self) -> dict[str, Path]:
-        """The published adapters of this run, ``{variant: directory}`` (from its ``adapter_published``
-        events; the run store's own copies when none were published)."""
+    def models(self) -> dict[str, tuple[Path, Path | None]]:
+        """Every model this run produced, ``{system: (model directory, adapter directory or None)}``, with
+        ``base`` first; systems are named as in the scoreboard (``stage`` or ``stage/variant``)."""
+        out: dict[str, tuple[Path, Path | None]] = {}
+        for step in self.steps():
+            if step.get("kind") == "base" and step.get("path"):
+                out["base"] = (step["path"], None)
+            elif step.get("path") and (step["path"] / "artifact.json").is_file() and step.get("kind") not in (
+                    "score", "contamination", "floor"):
+                for ref in RunStore.read_artifact(step["path"]).get("models", []):
+                    model = Path(ref["path"]) if Path(ref["path"]).is_absolute() else step["path"] / ref["path"]
+                    adapter = step["path"] / ref["adapter"] if ref.get("adapter") else None
+                    name = step["id"] + (f"/{ref['variant']}" if ref.get("variant") else "")
+                    out[name] = (model.resolve(), adapter)
+        return out
+
+    def adapters(self, home: Path | None = None) -> dict[str, Path]:
+        """The adapters of this run, ``{variant: directory}``: those under ``home/<run>/`` when given (e.g.
+        ``./adapters``), else the published ones (``adapter_published`` events), else the run store's copies."""
+        if home is not None:
+            mine = Path(home) / self.name
+            found = {p.parent.name: p.parent for p in sorted(mine.glob("*/adapter_config.json"))}
+            if found:
+                return found
         published = {}
         for event in self.store.events():
             if event.get("event") == "adapter_published" and Path(event.get("path", "")).is_dir():

@@ -42,7 +42,9 @@ class CrawlConfig(StrictModel):
     min_scores: dict[LanguageCode, float] = Field(default_factory=dict, description="per-language min_score")
     quality: QualityConfig | None = Field(QualityConfig(), description="quality filters (null: none)")
     near_dedup: NearDedupConfig | None = Field(NearDedupConfig(), description="MinHash-LSH near dedup (null: none)")
-    exclude: ExistingPath | None = Field(None, description="JSONL of documents (field text) never to keep")
+    exclude: ExistingPath | list[ExistingPath] | None = Field(
+        None, description="JSONL file(s) of documents (field text) never to keep; the run's marked-bad.jsonl "
+                          "(documents marked in the app) is added automatically")
     prefilter: PrefilterConfig | None = Field(None, description="target-wordlist hit-rate prefilter (big crawls)")
     extractor: Literal["resiliparse", "trafilatura"] = Field(
         "resiliparse", description="HTML extractor: fast (resiliparse) or precision (trafilatura, in a subprocess)")
@@ -70,7 +72,7 @@ class CrawlStage(Stage):
     def input_fingerprints(self) -> dict[str, str]:
         seeds = {str(p): file_fingerprint(p) for p in sorted(Path(self.config.lid_seed).glob("*.txt"))}
         cfg = self.config
-        extra = [p for p in (cfg.exclude, cfg.prefilter and cfg.prefilter.wordlist, cfg.lid_model) if p]
+        extra = [p for p in (*self._exclude_files(), cfg.prefilter and cfg.prefilter.wordlist, cfg.lid_model) if p]
         return {**{str(p): file_fingerprint(p) for p in [*self.files(), *extra]}, **seeds}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -117,12 +119,14 @@ class CrawlStage(Stage):
         cfg = self.config.prefilter
         return (read_wordlist(cfg.wordlist, cfg.top), cfg.min_hit_rate) if cfg is not None else None
 
+    def _exclude_files(self) -> list[Path]:
+        exclude = self.config.exclude
+        return [Path(p) for p in (exclude if isinstance(exclude, list) else [exclude] if exclude else [])]
+
     def _excluded(self) -> list[str]:
         from ..io import read_jsonl
 
-        if self.config.exclude is None:
-            return []
-        return [r["text"] for r in read_jsonl(Path(self.config.exclude)) if isinstance(r.get("text"), str)]
+        return [r["text"] for path in self._exclude_files() for r in read_jsonl(path) if isinstance(r.get("text"), str)]
 
 
 def corpus_records(stage: str, stats: dict[str, Any]) -> list[dict[str, Any]]:

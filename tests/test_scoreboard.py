@@ -1,4 +1,4 @@
-"""The scoreboard functions and the Gradio app (served from a subprocess on a free loopback port)."""
+"""The scoreboard functions, and the app's Runs and Scores tabs on a hand-written store."""
 
 from __future__ import annotations
 
@@ -6,16 +6,10 @@ import inspect
 import io
 import json
 import math
-import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -23,13 +17,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # until the package is installed
     sys.path.insert(0, str(REPO_ROOT))
 
+from workbench_ui import app as ui_app  # noqa: E402
+from workbench_ui.context import AppContext  # noqa: E402
+from workbench_ui.tabs import runs as runs_tab  # noqa: E402
+from workbench_ui.tabs import scores as scores_tab  # noqa: E402
+
 from workbench import scoreboard  # noqa: E402
 from workbench.store import SCORE_FIELDS, RunStore  # noqa: E402
-
-try:  # installed: ``workbench_ui = "ui"``
-    from workbench_ui import app as ui_app
-except ImportError:  # a plain checkout
-    from ui import app as ui_app
 
 RUN = "srd-gemma-demo"
 OTHER_RUN = "srd-gemma-interrupted"
@@ -225,103 +219,25 @@ def test_plot_lm_one_line_per_language(records: list[dict[str, Any]]) -> None:
     assert scoreboard.plot_lm([]).axes[0].get_lines() == []
 
 
-# -- the app: reading the store ---------------------------------------------------------------------------
-def test_runs_list_and_run_view(workspace: Path) -> None:
-    runs = ui_app.runs_frame(workspace)
-    assert list(runs["name"]) == sorted([RUN, OTHER_RUN])
-    by_name = runs.set_index("name")
+# -- the app's tab functions on the same store ------------------------------------------------------------
+def test_runs_tab_and_scores_tab_read_the_store(workspace: Path) -> None:
+    ctx = AppContext.create(workspace.parent, workspace)
+    frame = runs_tab.runs_frame(ctx)
+    assert list(frame["name"]) == sorted([RUN, OTHER_RUN])
+    by_name = frame.set_index("name")
     assert by_name.loc[RUN, "status"] == "finished" and by_name.loc[RUN, "stages finished"] == "4/4"
     assert by_name.loc[OTHER_RUN, "status"] == "interrupted"
     assert by_name.loc[OTHER_RUN, "stages finished"] == "2/4"
     assert by_name.loc[RUN, "last update"]
-    description, scores, figure, timeline = ui_app.run_view(workspace, RUN)
+    assert ctx.latest_run() == RUN
+    description = runs_tab.describe(ctx, RUN)
     assert RUN in description and "finished" in description
-    cpt = scores[(scores["stage"] == "cpt") & (scores["metric"] == "bits_per_byte")]
-    assert cpt["srd_Latn"].item() == "1.120 (-0.360)"
+    timeline = runs_tab.timeline_frame(ctx, RUN)
     assert list(timeline["step"]) == ["tokenizer", "cpt", "finetune", "score"]
     assert list(timeline["seconds"]) == [41.7, 1835.2, 912.4, 305.0]
-    assert len(figure.axes[0].get_lines()) == 2
-    for bad in ("../" + workspace.name + "/" + RUN, "/etc", "", None):  # only names the workspace lists
-        description, scores, _, timeline = ui_app.run_view(workspace, bad)
-        assert scores.empty and timeline.empty
+    table = scores_tab.table(ctx, RUN)
+    cpt = table[(table["stage"] == "cpt") & (table["metric"] == "bits_per_byte")]
+    assert cpt["srd_Latn"].item() == "1.120 (-0.360)"
+    for bad in ("../" + workspace.name + "/" + RUN, "/etc", "", None):  # only names the store lists
+        assert ctx.run(bad) is None and runs_tab.timeline_frame(ctx, bad).empty
     assert inspect.signature(ui_app.launch).parameters["host"].default == "127.0.0.1"
-
-
-# -- the app: served over HTTP ------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app launched with default host in a subprocess; yields its URL, always terminated."""
-    port = _free_port()
-    scratch = tmp_path_factory.mktemp("server")
-    code = (
-        "import sys\n"
-        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
-        "try:\n    from workbench_ui.app import launch\n"
-        "except ImportError:\n    from ui.app import launch\n"
-        f"launch({str(workspace)!r}, port={port})\n"
-    )
-    env = {
-        **os.environ,
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-        "GRADIO_TEMP_DIR": str(scratch / "gradio"),
-        "MPLCONFIGDIR": str(scratch / "matplotlib"),
-    }
-    log = open(scratch / "server.log", "wb")  # noqa: SIM115 (closed in the finalizer)
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        with httpx.Client(trust_env=False, timeout=5) as client:
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"app exited with {process.returncode}:\n{(scratch / 'server.log').read_text()}"
-                    )
-                try:
-                    if client.get(url + "/").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    output = (scratch / "server.log").read_text()
-                    pytest.fail(f"app did not answer in 120 s:\n{output}")
-                time.sleep(0.25)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        log.close()
-
-
-def test_app_serves_gradio_page(server: str) -> None:
-    response = httpx.get(server + "/", trust_env=False, timeout=10)
-    assert response.status_code == 200
-    assert "gradio" in response.text.lower()
-
-
-def test_app_config_lists_runs(server: str) -> None:
-    response = httpx.get(server + "/config", trust_env=False, timeout=10)
-    assert response.status_code == 200
-    config = response.json()
-    assert RUN in json.dumps(config)
-    dropdowns = [c for c in config["components"] if c.get("type") == "dropdown"]
-    assert len(dropdowns) == 1
-    props = dropdowns[0]["props"]
-    choices = [choice[1] if isinstance(choice, list) else choice for choice in props["choices"]]
-    assert set(choices) == {RUN, OTHER_RUN}
-    assert props["value"] == RUN  # the most recently updated run is picked first

@@ -1,0 +1,1 @@
+"""One module per tab; each has ``build(ctx, run_picker)`` and the pure functions it shows."""

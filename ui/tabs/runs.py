@@ -1,0 +1,148 @@
+"""Runs: every run with its status and stage timeline; start a recipe in the background, stop it, follow it."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from workbench import launcher
+from workbench.errors import WorkbenchError
+from workbench.store import list_runs, short_key
+
+from ..context import UNREADABLE, AppContext
+
+FINISHED_STEP_STATUSES = frozenset({"ran", "cached", "base"})
+RUN_COLUMNS = ["name", "status", "stages finished", "last update"]
+TIMELINE_COLUMNS = ["step", "kind", "key", "status", "seconds"]
+
+
+def _format_time(timestamp: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(timestamp)).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+
+
+def runs_frame(ctx: AppContext) -> pd.DataFrame:
+    """The runs list: name, status, ``finished/total`` steps, last event time."""
+    rows = []
+    for store in list_runs(ctx.runs):
+        row = {"name": store.name, "status": "unreadable", "stages finished": "", "last update": ""}
+        try:
+            steps = store.manifest().get("steps", [])
+            done = sum(1 for s in steps if s.get("status") in FINISHED_STEP_STATUSES)
+            row["stages finished"] = f"{done}/{len(steps)}"
+            row["status"] = store.status()
+            times = [e["time"] for e in store.events() if isinstance(e.get("time"), int | float)]
+            row["last update"] = _format_time(max(times)) if times else ""
+        except UNREADABLE:
+            pass
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def timeline_frame(ctx: AppContext, name: str | None) -> pd.DataFrame:
+    """The run's steps in order: step, kind, short key, status, seconds."""
+    run = ctx.run(name)
+    rows = []
+    try:
+        steps = run.manifest().get("steps", []) if run else []
+    except UNREADABLE:
+        steps = []
+    for step in steps:
+        seconds = step.get("seconds")
+        ok = isinstance(seconds, int | float) and math.isfinite(seconds)
+        rows.append({"step": step.get("id", ""), "kind": step.get("kind", ""),
+                     "key": short_key(str(step.get("key") or "")), "status": step.get("status", ""),
+                     "seconds": round(float(seconds), 1) if ok else ""})
+    return pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
+
+
+def describe(ctx: AppContext, name: str | None) -> str:
+    run = ctx.run(name)
+    if run is None:
+        return "No run selected." if not name else f"No run `{name}` in this workspace."
+    try:
+        manifest = run.manifest()
+    except UNREADABLE as error:
+        return f"### {run.name}\n\nCould not read this run: {error}"
+    versions = manifest.get("versions") or {}
+    lines = [f"### {run.name}", f"status **{run.status()}** · device `{manifest.get('device', '?')}`"
+             f" · seed `{manifest.get('seed', '?')}`"]
+    if versions:
+        lines.append("versions: " + ", ".join(f"{k} `{v}`" for k, v in versions.items()))
+    return "\n\n".join(lines)
+
+
+def job_view(ctx: AppContext) -> tuple[str, str]:
+    """(status line, log tail) of the workspace's background run."""
+    state = launcher.status(ctx.root)
+    job = state["job"]
+    if job is None:
+        busy = launcher.machine_busy()
+        return ("Nothing started from this app." + (" A run started elsewhere holds this machine." if busy else ""),
+                "")
+    started = _format_time(job.started)
+    if state["running"]:
+        return f"**running** `{job.recipe}` (pid {job.pid}, started {started})", state["log"]
+    return f"last run `{job.recipe}` (started {started}) has ended", state["log"]
+
+
+def start_run(ctx: AppContext, recipe: str | None) -> str:
+    if not recipe:
+        return "Pick a recipe first."
+    try:
+        path = ctx.recipe_path(recipe)
+        from workbench.recipe import load_recipe
+
+        load_recipe(path)  # refuse an invalid recipe before anything runs
+        job = launcher.start(path, ctx.root, ctx.runs)
+    except WorkbenchError as error:
+        return f"Not started: {error}"
+    return f"Started `{ctx.relative(path)}` (pid {job.pid}). Progress and log follow below."
+
+
+def show_command(ctx: AppContext, recipe: str | None) -> str:
+    if not recipe:
+        return ""
+    try:
+        path = ctx.recipe_path(recipe)
+    except WorkbenchError as error:
+        return str(error)
+    return f"cd {ctx.root} && " + launcher.shell_line(path.relative_to(ctx.root), ctx.runs.relative_to(ctx.root))
+
+
+def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
+    gr.Markdown("Every run of this workspace. Start a recipe here (one at a time per machine); "
+                "a stopped run resumes from its last finished stage when started again.")
+    runs_table = gr.Dataframe(value=runs_frame(ctx), label="runs", interactive=False, elem_id="runs-table")
+    summary = gr.Markdown(describe(ctx, run_picker.value), elem_id="run-summary")
+    timeline = gr.Dataframe(value=timeline_frame(ctx, run_picker.value), label="stage timeline",
+                            interactive=False, elem_id="run-timeline")
+    with gr.Row(equal_height=True):
+        recipe = gr.Dropdown(choices=ctx.recipe_files(), value=None, label="recipe", scale=3, elem_id="runs-recipe")
+        start = gr.Button("Start", variant="primary", scale=1, elem_id="runs-start")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="runs-stop")
+        command = gr.Button("Show command", scale=1, elem_id="runs-show-command")
+    message = gr.Markdown(elem_id="runs-message")
+    command_line = gr.Textbox(label="equivalent command", interactive=False, elem_id="runs-command")
+    job_status, log_text = job_view(ctx)
+    job = gr.Markdown(job_status, elem_id="runs-job")
+    log = gr.Textbox(value=log_text, label="log (live)", lines=12, max_lines=12, interactive=False,
+                     autoscroll=True, elem_id="runs-log")
+    timer = gr.Timer(2.0)
+
+    def follow(name: str | None) -> tuple[Any, ...]:
+        return (runs_frame(ctx), describe(ctx, name), timeline_frame(ctx, name), *job_view(ctx))
+
+    outputs = [runs_table, summary, timeline, job, log]
+    timer.tick(follow, inputs=run_picker, outputs=outputs, show_progress="hidden")
+    run_picker.change(follow, inputs=run_picker, outputs=outputs)
+    start.click(lambda r: start_run(ctx, r), inputs=recipe, outputs=message).then(
+        follow, inputs=run_picker, outputs=outputs)
+    stop.click(lambda: launcher.stop(ctx.root), outputs=message).then(follow, inputs=run_picker, outputs=outputs)
+    command.click(lambda r: show_command(ctx, r), inputs=recipe, outputs=command_line)
