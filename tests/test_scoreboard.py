@@ -17,13 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # until the package is installed
     sys.path.insert(0, str(REPO_ROOT))
 
+from workbench import scoreboard  # noqa: E402
+from workbench.store import SCORE_FIELDS, RunStore  # noqa: E402
 from workbench_ui import app as ui_app  # noqa: E402
 from workbench_ui.context import AppContext  # noqa: E402
 from workbench_ui.tabs import runs as runs_tab  # noqa: E402
 from workbench_ui.tabs import scores as scores_tab  # noqa: E402
-
-from workbench import scoreboard  # noqa: E402
-from workbench.store import SCORE_FIELDS, RunStore  # noqa: E402
 
 RUN = "srd-gemma-demo"
 OTHER_RUN = "srd-gemma-interrupted"
