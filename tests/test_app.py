@@ -216,6 +216,12 @@ def test_every_tab_shows_its_real_content(page, root: Path, screenshots: Path) -
     page.locator("#exp-scoreboard").click()
     _wait_for_text(page, "exp-file", "tiny-scoreboard")
     assert (root / "exports" / "tiny-scoreboard.csv").read_text().startswith("stage,")
+    _fill(page, "exp-out", "tiny-merged")
+    page.locator("#exp-merge").click()
+    _wait_for_text(page, "exp-merged", "Merged", timeout=120)
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(root / "exports" / "tiny-merged").config.vocab_size > 0
     page.screenshot(path=str(screenshots / "export.png"), full_page=True)
     assert {p.stem for p in screenshots.glob("*.png")} >= {t.lower() for t in TABS}
 
