@@ -131,10 +131,9 @@ def compare_run(store: RunStore, *, stage: str | None = None, baseline: str | No
                 n_samples: int = 1000) -> Comparison:
     """Tables of every variant of ``stage`` (default: the last stage with variants); significance of
     BLEU and chrF++ against ``baseline`` (a variant name, or the reference model by default)."""
-    manifest = store.manifest()
-    if not manifest:
-        raise RunError(f"{store.root}: no manifest; run the recipe first")
-    steps = manifest["steps"]
+    from .run import Run
+
+    steps = Run(store).steps()  # directories resolved inside the run, even if it was moved
     stage = stage or _stage_with_variants(steps, store)
     index = next((i for i, s in enumerate(steps) if s["id"] == stage), None)
     if index is None:
@@ -154,7 +153,7 @@ def compare_run(store: RunStore, *, stage: str | None = None, baseline: str | No
     comparison.baseline = baseline or reference
     if comparison.baseline not in names.values():
         raise RunError(f"unknown baseline '{baseline}': use one of {', '.join(names.values())}")
-    translations = {names[v]: _translations(manifest, s, v) for s, v in systems}
+    translations = {names[v]: _translations(steps, s, v) for s, v in systems}
     comparison.translations = translations
     comparison.n_samples = n_samples
     comparison.paired = paired_significance(translations, comparison.baseline, n_samples=n_samples)
@@ -213,10 +212,10 @@ def _cost(meta: dict[str, Any]) -> dict[str, Any]:
             "r": meta.get("config", {}).get("r")}
 
 
-def _translations(manifest: dict[str, Any], stage: str,
+def _translations(steps: list[dict[str, Any]], stage: str,
                   variant: str | None) -> dict[str, list[dict[str, Any]]]:
     step_id = f"score:{stage}" + (f"/{variant}" if variant else "")
-    step = next((s for s in manifest["steps"] if s["id"] == step_id and s.get("path")), None)
+    step = next((s for s in steps if s["id"] == step_id and s.get("path")), None)
     return _read_translations(Path(step["path"]) / "translations.jsonl") if step else {}
 
 

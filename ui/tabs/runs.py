@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -139,8 +141,21 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
     def follow(name: str | None) -> tuple[Any, ...]:
         return (runs_frame(ctx), describe(ctx, name), timeline_frame(ctx, name), *job_view(ctx))
 
+    def tick(name: str | None) -> tuple[Any, ...]:
+        """Every 2 s: the job's status and log; the tables only while a job runs (or just ended)."""
+        job = launcher.current(ctx.root)
+        if job is None:
+            return (gr.skip(),) * len(outputs)
+        try:
+            ended_long_ago = not job.alive() and time.time() - Path(job.log).stat().st_mtime > 10
+        except OSError:
+            ended_long_ago = True
+        if ended_long_ago:
+            return (gr.skip(), gr.skip(), gr.skip(), *job_view(ctx))
+        return follow(name)
+
     outputs = [runs_table, summary, timeline, job, log]
-    timer.tick(follow, inputs=run_picker, outputs=outputs, show_progress="hidden")
+    timer.tick(tick, inputs=run_picker, outputs=outputs, show_progress="hidden")
     run_picker.change(follow, inputs=run_picker, outputs=outputs)
     start.click(lambda r: start_run(ctx, r), inputs=recipe, outputs=message).then(
         follow, inputs=run_picker, outputs=outputs)
