@@ -127,9 +127,30 @@ def test_significance_is_sacrebleus_paired_bootstrap(fresh: wb.Comparison) -> No
             theirs = results[key][position]
             assert mine[metric] == pytest.approx(theirs.score)
             assert mine[f"{metric}_ci"] == pytest.approx(theirs.ci)
-            assert (pd.isna(mine[f"{metric}_p"]) and theirs.p_value is None) or mine[f"{metric}_p"] == theirs.p_value
+            if mine["identical_to_baseline"]:
+                assert mine[f"{metric}_p"] == 1.0  # sacrebleu would say 1/(n+1) for the same outputs
+            else:
+                assert (pd.isna(mine[f"{metric}_p"]) and theirs.p_value is None) or \
+                    mine[f"{metric}_p"] == theirs.p_value
     with pytest.raises(RunError, match="unknown baseline 'nope'"):
         fresh.significance(baseline="nope")
+
+
+def test_identical_outputs_are_not_significant() -> None:
+    """sacrebleu's bs test gives identical systems p = 1/(n+1); ours says p = 1 and flags them."""
+    from workbench.compare import paired_significance
+
+    refs = ["Su sardu est una limba.", "Oe faghet bellu tempus.", "Ue est sa domo?", "Bae a domo."]
+    hyps = ["Su sardu est limba.", "Oe faghet tempus.", "Ue est domo?", "Bae a sa domo."]
+    rows = lambda hs: {"d": [{"index": i, "reference": r, "hypothesis": h}  # noqa: E731
+                             for i, (r, h) in enumerate(zip(refs, hs, strict=True))]}
+    translations = {"a": rows(hyps), "copy": rows(hyps), "other": rows(["x"] * 4)}
+    _, raw = PairedTest([("a", hyps), ("copy", hyps)], {"chrf++": CHRF(word_order=2)}, [refs], test_type="bs",
+                        n_samples=100)()
+    assert raw[next(k for k in raw if k != "System")][1].p_value == pytest.approx(1 / 101)
+    result = {r["system"]: r for r in paired_significance(translations, "a", n_samples=100)}
+    assert result["copy"]["identical_to_baseline"] and result["copy"]["chrf++_p"] == 1.0
+    assert not result["other"]["identical_to_baseline"] and result["other"]["chrf++_p"] < 0.05
 
 
 def test_disagreements_rank_by_the_spread_of_sentence_chrf(fresh: wb.Comparison) -> None:

@@ -222,7 +222,13 @@ def _translations(steps: list[dict[str, Any]], stage: str,
 def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]], baseline: str, *,
                         n_samples: int = 1000) -> list[dict[str, Any]]:
     """Per direction and system: BLEU and chrF++ with sacrebleu's paired bootstrap p-value and 95%
-    confidence interval against ``baseline`` (``translations``: system -> direction -> rows)."""
+    confidence interval against ``baseline`` (``translations``: system -> direction -> rows).
+
+    One correction: a system whose outputs are *identical* to the baseline's gets p = 1 and
+    ``identical_to_baseline: True``. sacrebleu's ``bs`` test counts resampled differences strictly
+    greater than the observed one, so for identical outputs (every difference 0) it reports the
+    smallest possible p, 1/(n_samples+1): "significant" for the same translations.
+    """
     from sacrebleu.metrics import BLEU, CHRF
     from sacrebleu.significance import PairedTest
 
@@ -232,6 +238,7 @@ def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]]
         order = [r["index"] for r in base_rows]
         refs = [r["reference"] for r in base_rows]
         systems = [(baseline, [r["hypothesis"] for r in base_rows])]
+        identical: dict[str, bool] = {}
         for name, rows in translations.items():
             if name == baseline or direction not in rows:
                 continue
@@ -239,6 +246,7 @@ def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]]
             if set(by_index) != set(order):
                 continue  # not scored on the same sentences: no paired test
             systems.append((name, [by_index[i] for i in order]))
+            identical[name] = systems[-1][1] == systems[0][1]
         if len(systems) < 2:
             continue
         test = PairedTest(systems, {"bleu": BLEU(), "chrf++": CHRF(word_order=2)}, [refs], test_type="bs",
@@ -246,13 +254,16 @@ def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]]
         signatures, results = test()
         metric_keys = [k for k in results if k != "System"]
         for position, name in enumerate(results["System"]):
-            row: dict[str, Any] = {"system": name, "direction": direction, "baseline": baseline}
+            same = identical.get(name, False)
+            row: dict[str, Any] = {"system": name, "direction": direction, "baseline": baseline,
+                                   "identical_to_baseline": same}
             for key in metric_keys:
                 metric = "bleu" if key.lower().startswith("bleu") else "chrf++"
                 result = results[key][position]
                 row[metric] = float(result.score)
                 row[f"{metric}_ci"] = float(result.ci) if result.ci is not None else None
-                row[f"{metric}_p"] = None if result.p_value is None else float(result.p_value)
+                p_value = None if result.p_value is None else (1.0 if same else float(result.p_value))
+                row[f"{metric}_p"] = p_value
                 row[f"{metric}_signature"] = str(signatures[key])
             out.append(row)
     return out

@@ -298,8 +298,9 @@ def print_comparison(comparison: Any, console: Console) -> None:
             ci = s.get(f"{metric}_ci")
             p = s.get(f"{metric}_p")
             mark = "*" if p is not None and p < 0.05 else ""
+            same = s.get("identical_to_baseline") and row["system"] != comparison.baseline
             return (f"{value:.2f}" + (f" ±{ci:.2f}" if ci is not None else "") + mark,
-                    "" if p is None else f"{p:.3f}")
+                    "same outputs" if same else "" if p is None else f"{p:.3f}")
 
         chrf, bleu = cell("chrf++"), cell("bleu")
         rates = [f"{row[k]:.2f}" if row.get(k) is not None else "" for k in

@@ -37,7 +37,9 @@ def card_view(ctx: AppContext, name: str | None) -> tuple[pd.DataFrame, pd.DataF
         return empty, pd.DataFrame(columns=["reason", "documents"]), histogram_plot({}), [], str(error)
     dropped = card.dropped[card.dropped.documents > 0].reset_index(drop=True)
     total = int(card.languages.documents.sum())
-    return (card.languages, dropped, histogram_plot(card.histograms), list(card.languages.language),
+    target = run.recipe().get("languages", {}).get("target")
+    codes = sorted(card.languages.language, key=lambda code: (code != target, code))  # the target first
+    return (card.languages, dropped, histogram_plot(card.histograms), codes,
             f"{total:,} documents kept in {len(card.languages)} languages; {int(dropped.documents.sum()):,} dropped.")
 
 
@@ -126,7 +128,7 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
     documents = gr.Dataframe(label="documents (click a row to select it)", interactive=False, wrap=True,
                              elem_id="corpus-documents")
     with gr.Row(equal_height=True):
-        line = gr.Number(label="selected line", precision=0, scale=1, elem_id="corpus-line")
+        line = gr.Number(value=None, label="selected line", precision=0, scale=1, elem_id="corpus-line")
         reason = gr.Textbox(label="why is it bad?", placeholder="machine translated, wrong variety, boilerplate…",
                             scale=3, elem_id="corpus-reason")
         who = gr.Textbox(label="your name", scale=1, elem_id="corpus-reviewer")
