@@ -219,11 +219,12 @@ def test_docstring_examples_run(run: wb.Run) -> None:
     finder = doctest.DocTestFinder(recurse=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     examples = 0
-    for name in ("load_run", "Run", "compare_adapters", "translate", "score_text"):
+    for name in ("load_run", "Run", "CorpusCard", "compare_run", "compare_adapters", "Comparison", "translate",
+                 "score_text", "load", "clear_model_cache"):
         for test in finder.find(getattr(wb, name), name, globs=dict(globs)):
             examples += len(test.examples)
             runner.run(test)
-    assert examples >= 6
+    assert examples >= 25
     assert runner.failures == 0, f"{runner.failures} docstring example(s) failed (see the output above)"
 
 

@@ -60,7 +60,12 @@ class Comparison:
     @property
     def table(self) -> pd.DataFrame:
         """Tidy: one row per system x direction x metric (translation metrics and detector rates), with the
-        system's trainable parameters, training time and peak memory."""
+        system's trainable parameters, training time and peak memory.
+
+        >>> table = wb.load_run(RUN_DIR).compare(n_samples=50).table
+        >>> list(table.columns[:4])
+        ['adapter', 'direction', 'metric', 'value']
+        """
         out = []
         for row in self.rows:
             cost = self.costs.get(row["system"], {})
@@ -72,7 +77,13 @@ class Comparison:
 
     def significance(self, baseline: str | None = None, n_samples: int | None = None) -> pd.DataFrame:
         """BLEU and chrF++ of every system with sacrebleu's paired bootstrap p-value and 95% confidence
-        interval against ``baseline`` (default: the comparison's baseline); one row per system x direction."""
+        interval against ``baseline`` (default: the comparison's baseline); one row per system x direction.
+
+        >>> comparison = wb.load_run(RUN_DIR).compare(n_samples=50)
+        >>> frame = comparison.significance(baseline=comparison.variants[0])
+        >>> {"chrf++", "chrf++_ci", "chrf++_p", "bleu", "bleu_p"} <= set(frame.columns)
+        True
+        """
         baseline = baseline or self.baseline or self.reference
         if baseline not in self.systems:
             raise RunError(f"unknown baseline '{baseline}': use one of {', '.join(self.systems)}")
@@ -86,7 +97,12 @@ class Comparison:
     def disagreements(self, n: int = 10, direction: str | None = None) -> pd.DataFrame:
         """The ``n`` sentences where the systems differ most: spread (max - min) of sentence chrF++,
         ties broken by how many detector flags differ. One row per sentence, a hypothesis and chrF++
-        column per system."""
+        column per system.
+
+        >>> top = wb.load_run(RUN_DIR).compare(n_samples=50).disagreements(2)
+        >>> len(top), bool(top["chrf_spread"].is_monotonic_decreasing)
+        (2, True)
+        """
         rows = []
         for name in self.directions() if direction is None else [direction]:
             per_system = {s: {r["index"]: r for r in self.translations.get(s, {}).get(name, [])}
@@ -117,7 +133,12 @@ class Comparison:
 
     def plot(self, metric: str = "chrf++") -> Figure:
         """Bars of ``metric`` per direction and system with 95% bootstrap confidence intervals (left), and
-        the mean over directions against trainable parameters with the Pareto front (right)."""
+        the mean over directions against trainable parameters with the Pareto front (right).
+
+        >>> figure = wb.load_run(RUN_DIR).compare(n_samples=50).plot()
+        >>> len(figure.axes)
+        2
+        """
         return plot_comparison(self, metric)
 
     def _repr_html_(self) -> str:
@@ -130,7 +151,12 @@ class Comparison:
 def compare_run(store: RunStore, *, stage: str | None = None, baseline: str | None = None,
                 n_samples: int = 1000) -> Comparison:
     """Tables of every variant of ``stage`` (default: the last stage with variants); significance of
-    BLEU and chrF++ against ``baseline`` (a variant name, or the reference model by default)."""
+    BLEU and chrF++ against ``baseline`` (a variant name, or the reference model by default).
+
+    >>> comparison = wb.compare_run(wb.load_run(RUN_DIR).store, n_samples=50)
+    >>> comparison.reference in comparison.systems
+    True
+    """
     from .run import Run
 
     steps = Run(store).steps()  # directories resolved inside the run, even if it was moved

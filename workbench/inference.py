@@ -24,7 +24,12 @@ _CACHE: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}
 def load(model: ModelLike | None, adapter: str | Path | None = None, device: str | None = None) -> tuple[Any, Any]:
     """``(model, tokenizer)`` for a model source (and adapter, merged into a copy of the model), on the best
     available device unless told; an already loaded pair is returned as is. ``model=None`` with an
-    adapter loads the base model recorded in the adapter's ``metadata.json``."""
+    adapter loads the base model recorded in the adapter's ``metadata.json``.
+
+    >>> model, tokenizer = wb.load(MODEL, device="cpu")
+    >>> model.device.type
+    'cpu'
+    """
     if model is None:
         if adapter is None:
             raise DataError("give a model source, or an adapter whose metadata.json records its base model")
@@ -49,7 +54,10 @@ def load(model: ModelLike | None, adapter: str | Path | None = None, device: str
 
 
 def clear_model_cache() -> None:
-    """Forget the model kept by :func:`load` (frees its memory)."""
+    """Forget the model kept by :func:`load` (frees its memory).
+
+    >>> wb.clear_model_cache()
+    """
     _CACHE.clear()
 
 

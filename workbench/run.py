@@ -56,7 +56,12 @@ class CorpusCard:
         return self.markdown
 
     def documents(self, language: str) -> Iterator[dict[str, Any]]:
-        """The kept documents of ``language`` (text, score, source, offset, url), streamed."""
+        """The kept documents of ``language`` (text, score, source, offset, url), streamed.
+
+        >>> document = next(wb.load_run(RUN_DIR).corpus_card().documents("srd_Latn"))
+        >>> {"text", "score", "source"} <= set(document)
+        True
+        """
         path = self.corpus_dir / f"{language}.jsonl"
         if not path.is_file():
             known = ", ".join(self.languages["language"]) or "none"
@@ -214,14 +219,23 @@ class Run:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def compare(self, stage: str | None = None, baseline: str | None = None, n_samples: int = 1000) -> Comparison:
-        """The variants of a fine-tuning stage compared (see :func:`workbench.compare.compare_run`)."""
+        """The variants of a fine-tuning stage compared (see :func:`workbench.compare.compare_run`).
+
+        >>> wb.load_run(RUN_DIR).compare(n_samples=50).stage
+        'finetune'
+        """
         from .compare import compare_run
 
         return compare_run(self.store, stage=stage, baseline=baseline, n_samples=n_samples)
 
     # -- corpus and training ----------------------------------------------------------------------------
     def corpus_card(self, stage: str | None = None) -> CorpusCard:
-        """The data card of the crawl stage (``stage``: its id, default the first crawl stage)."""
+        """The data card of the crawl stage (``stage``: its id, default the first crawl stage).
+
+        >>> card = wb.load_run(RUN_DIR).corpus_card()
+        >>> list(card.languages.columns)
+        ['language', 'documents', 'bytes', 'chars', 'words']
+        """
         step = self._stage_of_kind("crawl", stage)
         corpus = step["path"] / "corpus"
         card = json.loads((corpus / "card.json").read_text(encoding="utf-8"))
@@ -278,15 +292,27 @@ class Run:
 
     # -- plots ------------------------------------------------------------------------------------------
     def plot_lm(self, metric: str = "bits_per_byte") -> Figure:
-        """Bits per byte (or ``metric``) per language across stages."""
+        """Bits per byte (or ``metric``) per language across stages.
+
+        >>> wb.load_run(RUN_DIR).plot_lm().axes[0].get_title()
+        'bits per byte per language across stages'
+        """
         return scoreboard.plot_lm(self.records(), metric=metric)
 
     def plot_mt(self, metric: str = "chrf++") -> Figure:
-        """Translation ``metric`` per direction for every scored model, and the detector rates beside it."""
+        """Translation ``metric`` per direction for every scored model, and the detector rates beside it.
+
+        >>> len(wb.load_run(RUN_DIR).plot_mt("bleu").axes)
+        2
+        """
         return scoreboard.plot_mt(self.records(), metric=metric)
 
     def plot_curves(self) -> Figure:
-        """The CPT curves: held-out bits per byte per language against training tokens."""
+        """The CPT curves: held-out bits per byte per language against training tokens.
+
+        >>> wb.load_run(RUN_DIR).plot_curves().axes[0].get_xlabel()
+        'training tokens'
+        """
         return plot_curves(self.curves())
 
     # -- display ------------------------------------------------------------------------------------------
