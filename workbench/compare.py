@@ -307,26 +307,14 @@ def pareto_plot(comparison: Comparison, path: Path, metric: str = "chrf++") -> P
 
     from .io import atomic_write_bytes
 
-    quality = {}
-    for variant in comparison.variants:
-        values = [r[metric] for r in comparison.rows if r["system"] == variant and metric in r]
-        if values:
-            quality[variant] = sum(values) / len(values)
+    quality = _mean_quality(comparison, metric)
     axes_spec = [("trainable_parameters", "trainable parameters"), ("train_seconds", "training time (s)"),
                  ("peak_memory_mb", "peak memory (MB)")]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (key, label) in zip(axes, axes_spec, strict=True):
         points = [(comparison.costs[v][key], quality[v], v) for v in quality if comparison.costs[v].get(key)]
-        for x, y, name in points:
-            ax.scatter(x, y, s=40)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        front = _pareto_front([(x, y) for x, y, _ in points])
-        if len(front) > 1:
-            ax.plot(*zip(*front, strict=True), linestyle="--", color="0.5")
+        _scatter_with_front(ax, points, log_x=key == "trainable_parameters")
         ax.set(xlabel=label, ylabel=f"{metric} (mean over directions)")
-        xs = [x for x, _, _ in points]
-        if key == "trainable_parameters" and xs and max(xs) > 10 * min(xs):
-            ax.set_xscale("log")
     fig.suptitle(f"{comparison.stage}: quality against cost")
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -334,6 +322,29 @@ def pareto_plot(comparison: Comparison, path: Path, metric: str = "chrf++") -> P
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def _mean_quality(comparison: Comparison, metric: str) -> dict[str, float]:
+    """``metric`` of each variant averaged over directions (variants without it left out)."""
+    quality = {}
+    for variant in comparison.variants:
+        values = [r[metric] for r in comparison.rows if r["system"] == variant and r.get(metric) is not None]
+        if values:
+            quality[variant] = sum(values) / len(values)
+    return quality
+
+
+def _scatter_with_front(ax: Any, points: list[tuple[float, float, str]], *, log_x: bool) -> None:
+    """Labelled points (cost, quality, name), the Pareto front dashed; a log cost axis over a 10x range."""
+    for x, y, name in points:
+        ax.scatter(x, y, s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = _pareto_front([(x, y) for x, y, _ in points])
+    if len(front) > 1:
+        ax.plot(*zip(*front, strict=True), linestyle="--", color="0.5")
+    xs = [x for x, _, _ in points]
+    if log_x and xs and max(xs) > 10 * min(xs):
+        ax.set_xscale("log")
 
 
 def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -370,20 +381,9 @@ def plot_comparison(comparison: Comparison, metric: str = "chrf++") -> Figure:
     bars.set(title=f"{metric} per direction (95% bootstrap CI)", ylabel=metric)
     bars.grid(True, axis="y", alpha=0.3)
     bars.legend(fontsize=8)
-    points = []
-    for variant in comparison.variants:
-        quality = [r[metric] for r in comparison.rows if r["system"] == variant and r.get(metric) is not None]
-        params = comparison.costs.get(variant, {}).get("trainable_parameters")
-        if quality and params:
-            points.append((params, sum(quality) / len(quality), variant))
-    for x, y, name in points:
-        pareto.scatter(x, y, s=40)
-        pareto.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    front = _pareto_front([(x, y) for x, y, _ in points])
-    if len(front) > 1:
-        pareto.plot(*zip(*front, strict=True), linestyle="--", color="0.5")
-    if points and max(p[0] for p in points) > 10 * min(p[0] for p in points):
-        pareto.set_xscale("log")
+    quality = _mean_quality(comparison, metric)
+    points = [(comparison.costs.get(v, {}).get("trainable_parameters"), quality[v], v) for v in quality]
+    _scatter_with_front(pareto, [p for p in points if p[0]], log_x=True)
     pareto.set(title="quality against trainable parameters", xlabel="trainable parameters",
                ylabel=f"{metric} (mean over directions)")
     pareto.grid(True, alpha=0.3)

@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import RunError
 from .io import atomic_write_json
+from .store import lock_held
 
 STATE_DIR = ".workbench"
 JOB_FILE = "job.json"
@@ -76,13 +77,7 @@ class Job:
 
 def machine_busy() -> bool:
     """Whether a background run holds the machine lock (this process or any other)."""
-    with open(_lock_path(), "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+    return lock_held(_lock_path())
 
 
 def start(recipe: Path, root: Path, workspace: Path, *, device: str | None = None,

@@ -140,15 +140,18 @@ class RunStore:
 
     def is_locked(self) -> bool:
         path = self.root / ".lock"
-        if not path.exists():
-            return False
-        with open(path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+        return path.exists() and lock_held(path)
+
+
+def lock_held(path: Path) -> bool:
+    """Whether some process holds an exclusive flock on ``path`` (the file is created if missing)."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 class RunLock:
