@@ -1,12 +1,14 @@
 """One benchmark configuration per subprocess, so that peak memory is measured per configuration.
 
 A bench script calls :func:`run_worker` with a JSON-able spec; the child runs the script with
-``--worker SPEC``, and :func:`serve_worker` prints the result as one ``RESULT {...}`` line.
+``--worker SPEC``, and :func:`serve_worker` prints the result as one ``RESULT {...}`` line. Workers run
+with :data:`workbench.modeling.LIVE_PEAK_ENV`, so their peak resident memory is the live peak.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +23,10 @@ def serve_worker(spec_json: str, worker: Callable[[dict], dict]) -> None:
 def run_worker(script: str, spec: dict, label: str) -> dict:
     """Run ``script --worker spec`` in a fresh interpreter and return its result (exit with its
     stderr tail when it produced none)."""
-    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True, text=True)
+    from workbench.modeling import LIVE_PEAK_ENV
+
+    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True, text=True,
+                          env={**os.environ, **LIVE_PEAK_ENV})  # peak memory = live peak, as on CUDA
     line = next((x for x in proc.stdout.splitlines() if x.startswith(PREFIX)), None)
     if line is None:
         print(proc.stderr[-3000:])

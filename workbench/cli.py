@@ -106,7 +106,8 @@ def _print_memory_plan(recipe: Any, gpu_memory: float, console: Any) -> None:
                       f"{parts['total']:.2f}", "[green]yes[/]" if fits else "[red]no[/]")
     console.print(table)
     console.print("estimates for a CUDA GPU with this package's training loop (fused loss; AdamW; adapters in "
-                  "fp32; full training in fp32); 0.6 GiB runtime overhead included")
+                  "fp32; full training in fp32); 0.6 GiB runtime overhead included; activations and gradients are not "
+                  "resident together, so the total counts the larger of the two")
 
 
 @cli.command()

@@ -1,15 +1,18 @@
 """Will it fit? Peak training memory estimated from a model's config alone.
 
 The model is built on the meta device (no weights), its modules are counted, and the peak of one
-training step is the sum of what is resident at the end of the backward pass:
+training step is the sum of what is resident during the backward pass, which frees the activations as it
+fills the gradients (so the peak counts the larger of the two, not both):
 
 - weights: in their dtype, or NF4 for the linear layers of a 4-bit base (0.5 byte + block scales);
 - trainable parameters' gradients and AdamW's two moments (fp32 for adapters, as peft keeps them);
-- activations saved for the backward pass, per decoder layer and token (each norm's input, normalized
-  and scaled tensors; q/k/v, their rotary copies, GQA's repeated k/v, the attention output and its
-  contiguous copy; the MLP's four intermediate tensors; each adapted layer's low-rank and adapter
-  outputs, three times for DoRA), or only each layer's input with gradient checkpointing (plus one
-  layer recomputed);
+- activations saved for the backward pass, per decoder layer and token: each norm's input and output
+  (and its normalized value when the norm's weight trains); the rotated q and k, v (repeated to every
+  head when a padding mask stops SDPA's native GQA), the attention output and its contiguous copy; the
+  MLP's four intermediate tensors; each adapted layer's low-rank output, its dropout output and mask,
+  and for DoRA the base and low-rank outputs. Autograd keeps nothing else: frozen linear layers save no
+  input and rotary saves only cos/sin. With gradient checkpointing only each layer's input is kept,
+  plus one layer recomputed at a time;
   attention scores (batch x heads x length²) only where the attention kernel materialises them;
 - logits: one chunk at a time for this package's fused loss, or the whole batch (x3: logits, their
   float copy and their gradient) for a plain ``model(..., labels=...)`` loss;
@@ -46,6 +49,8 @@ class TrainSetup:
     new_rows: int = 0
     fused_loss: bool = True
     attention_scores: bool = False  # True where attention materialises its scores (CPU math kernel, eager)
+    padded: bool = False  # batches carry an attention mask (padding), as finetuning's do; packed cpt has none
+    dropout: float = 0.0  # adapter dropout
     device: str = "cuda"
 
 
@@ -70,14 +75,16 @@ class ModelShape:
 
 @dataclass
 class MemoryEstimate:
-    """Bytes per component and their sum."""
+    """Bytes per component, and the peak: their sum less ``overlap`` (bytes of two components that are
+    never resident together)."""
 
     parts: dict[str, float] = field(default_factory=dict)
     trainable: int = 0
+    overlap: float = 0.0
 
     @property
     def total(self) -> float:
-        return sum(self.parts.values())
+        return sum(self.parts.values()) - self.overlap
 
     def fits(self, limit_gib: float) -> bool:
         return self.total <= limit_gib * GIB
@@ -151,33 +158,40 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         setup.embeddings == "full"))
     if setup.device.startswith("cuda"):
         parts["overhead"] = CUDA_OVERHEAD
-    return MemoryEstimate(parts, trainable)
+    # the backward pass frees activations as it fills gradients: the peak holds the larger of the two
+    return MemoryEstimate(parts, trainable, overlap=min(parts["activations"], parts["gradients"]))
 
 
 def _activations(shape: ModelShape, setup: TrainSetup, targets: list[tuple[str, int, int]], e: int) -> float:
     tokens = setup.batch_size * setup.seq_len
-    h, f, d = shape.hidden, shape.intermediate, shape.head_dim
-    q, kv = shape.heads * d, shape.kv_heads * d
-    gqa = 2 * q if shape.kv_heads != shape.heads else 0  # k and v repeated to every head
-    per_token = (3 * shape.norms_per_layer * h  # each norm: its input (the residual), normalized, scaled
-                 + q + 2 * kv  # q, k, v projections
-                 + 2 * q + 2 * kv  # rotary: rotate_half copies and the rotated q, k
-                 + gqa
-                 + 2 * q  # attention output and its contiguous copy (o_proj's input)
-                 + 4 * f)  # gate, act(gate), up, act(gate) * up
-    per_layer_targets = [t for t in targets if ".layers.0." in f".{t[0]}."] or targets[: len(targets) // max(
-        shape.layers, 1)]
-    if setup.method == "dora":  # DoRA keeps the base output, the low-rank output and their scaled sum
-        adapter = sum(setup.r + i + 3 * o for _, i, o in per_layer_targets)
-    else:
-        adapter = sum(setup.r + o for _, _, o in per_layer_targets)
-    layer = tokens * (per_token + adapter) * e
+    layer = tokens * _saved_per_token(shape, setup, targets) * e
     if setup.attention_scores:
         layer += setup.batch_size * shape.heads * setup.seq_len**2 * (e + 1)  # scores (+ a boolean mask)
-    edges = 3 * tokens * h * e  # embedding output, final norm, hidden states gathered for the loss
-    if setup.gradient_checkpointing:
-        return shape.layers * tokens * h * e + layer + edges
+    edges = 3 * tokens * shape.hidden * e  # embedding output, final norm, hidden states gathered for the loss
+    if setup.gradient_checkpointing:  # each layer's input, and one layer recomputed at a time
+        return shape.layers * tokens * shape.hidden * e + layer + edges
     return shape.layers * layer + edges
+
+
+def _saved_per_token(shape: ModelShape, setup: TrainSetup, targets: list[tuple[str, int, int]]) -> float:
+    """Values one decoder layer keeps for the backward pass, per token (autograd saves a tensor only for
+    inputs that need a gradient: frozen linear layers keep no input, rotary keeps only cos/sin)."""
+    h, f, d = shape.hidden, shape.intermediate, shape.head_dim
+    q, kv = shape.heads * d, shape.kv_heads * d
+    if setup.padded and shape.kv_heads != shape.heads:
+        kv = q  # with an attention mask, SDPA gets k and v repeated to every head
+    norm = 3 * h if setup.method == "full" else 2 * h  # input and output (and the normalized value, for weights)
+    attention = q + 2 * kv + 2 * q  # rotated q and k, v; the output and its contiguous copy (o_proj's input)
+    mlp = 4 * f  # gate, act(gate), up, act(gate) * up
+    per_layer = [t for t in targets if ".layers.0." in f".{t[0]}."] or targets[: len(targets) // max(shape.layers, 1)]
+    adapter = 0.0
+    for _, i, o in per_layer:
+        adapter += setup.r  # the low-rank output, kept for B
+        if setup.dropout > 0:
+            adapter += i * 1.25  # dropout output and its mask (1 byte of 4)
+        if setup.method == "dora":
+            adapter += 2 * o  # the base and low-rank outputs, both scaled by the trainable magnitude
+    return shape.norms_per_layer * norm + attention + mlp + adapter
 
 
 def _logits(shape: ModelShape, setup: TrainSetup, e: int, *, head_trainable: bool) -> float:
@@ -245,12 +259,13 @@ def recipe_setups(recipe: Any) -> list[tuple[str, TrainSetup]]:
             out.append((spec.id, TrainSetup(
                 method=cfg.train, r=cfg.adapter.r, targets=cfg.adapter.targets, quantize=cfg.quantize, dtype=dtype,
                 batch_size=cfg.batch_size, seq_len=cfg.block_size, gradient_checkpointing=cfg.gradient_checkpointing,
-                embeddings=embeddings, new_rows=new_rows)))
+                embeddings=embeddings, new_rows=new_rows, dropout=cfg.adapter.dropout if cfg.train != "full" else 0.0)))
         elif spec.kind == "finetune":
             for name, variant in cfg.variants.items():
                 out.append((f"{spec.id}/{name}", TrainSetup(
                     method=variant.method, r=variant.r, targets=variant.targets, quantize=variant.quantize,
                     dtype=dtype, batch_size=cfg.batch_size, seq_len=cfg.max_length,
                     gradient_checkpointing=cfg.gradient_checkpointing,
-                    embeddings="full" if variant.method == "full" else "frozen")))
+                    embeddings="full" if variant.method == "full" else "frozen", padded=True,
+                    dropout=variant.dropout if variant.method != "full" else 0.0)))
     return out
