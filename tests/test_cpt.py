@@ -314,6 +314,106 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
         assert a["bpb"] == pytest.approx(b["bpb"], rel=1e-4)
 
 
+@pytest.mark.slow
+def test_fsdp_on_two_processes_matches_one_and_resumes_after_sigkill(tmp_path: Path) -> None:
+    """`distributed: {strategy: fsdp}` on 2 gloo processes (torch FSDP2): killed after a checkpoint and
+    started again, it trains the steps, losses, curves and final model of one process on the same global
+    batch, and saves a plain model directory."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import tiny_recipe, write_recipe
+
+    recipe = tiny_recipe(eval={})
+    recipe["stages"] = recipe["stages"][:3]
+    recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, eval_every=3, checkpoint_every=2,
+                                      distributed={"strategy": "fsdp"})
+    path = write_recipe(tmp_path / "tiny.yaml", recipe)
+    run = ["-m", "workbench.cli", "run", str(path), "--device", "cpu", "--no-progress", "--workspace"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *run, str(tmp_path / "one")], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *run,
+           str(tmp_path / "two")]
+    proc = subprocess.Popen(two, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    events, deadline = tmp_path / "two" / "tiny" / "events.jsonl", time.time() + 600
+    while not (events.is_file() and '"checkpoint_saved"' in events.read_text()):
+        assert proc.poll() is None and time.time() < deadline, "the fsdp run ended before it could be killed"
+        time.sleep(0.05)
+    for pid in [proc.pid, *_descendants(proc.pid)]:  # the launcher and its workers (their own sessions)
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run(two, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = [json.loads(line) for line in events.read_text().splitlines() if '"resumed"' in line]
+    assert resumed and resumed[-1]["from_step"] >= 2
+    (single, single_curves), (double, double_curves) = _cpt_result(tmp_path / "one"), _cpt_result(tmp_path / "two")
+    assert single["processes"] == 1 and double["processes"] == 2 and double["strategy"] == "fsdp"
+    assert double["steps"] == single["steps"] and double["train_tokens"] == single["train_tokens"]
+    assert double_curves["loss"] == pytest.approx(single_curves["loss"], rel=1e-4)
+    for a, b in zip(single_curves["points"], double_curves["points"], strict=True):
+        assert a["bpb"] == pytest.approx(b["bpb"], rel=1e-4)
+    models = [AutoModelForCausalLM.from_pretrained(next((tmp_path / run / "tiny" / "stages").glob("cpt-*")) / "model")
+              for run in ("one", "two")]
+    weights = [m.state_dict() for m in models]
+    assert weights[0].keys() == weights[1].keys()
+    for name, value in weights[0].items():
+        assert torch.allclose(value, weights[1][name], rtol=1e-3, atol=1e-5), name
+
+
+@pytest.mark.slow
+def test_fsdp_trains_a_lora_adapter_with_new_rows_like_one_process(tmp_path: Path) -> None:
+    """peft under FSDP: LoRA plus trainable_token_indices rows, sharded with the blocks, merged and saved."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import tiny_recipe, write_recipe
+
+    recipe = tiny_recipe(eval={})
+    recipe["stages"] = recipe["stages"][:3]
+    recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, train="lora", adapter={"r": 4}, lr=1e-2,
+                                      distributed={"strategy": "fsdp"})
+    path = write_recipe(tmp_path / "tiny.yaml", recipe)
+    run = ["-m", "workbench.cli", "run", str(path), "--device", "cpu", "--no-progress", "--workspace"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                                 "--standalone"])):
+        done = subprocess.run([sys.executable, *launcher, *run, str(tmp_path / name)], capture_output=True,
+                              text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    (single, single_curves), (double, double_curves) = _cpt_result(tmp_path / "one"), _cpt_result(tmp_path / "two")
+    assert double["strategy"] == "fsdp" and double["embeddings"] == single["embeddings"] == "new-rows"
+    assert double_curves["loss"] == pytest.approx(single_curves["loss"], rel=1e-4)
+    models = [AutoModelForCausalLM.from_pretrained(next((tmp_path / run / "tiny" / "stages").glob("cpt-*")) / "model")
+              for run in ("one", "two")]
+    weights = [m.state_dict() for m in models]
+    for name, value in weights[0].items():
+        assert torch.allclose(value, weights[1][name], rtol=1e-3, atol=1e-3), name
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def test_the_isolation_check_sees_whether_packing_isolates_documents() -> None:
     from workbench.train.loss import attention_stays_in_documents
 
@@ -343,3 +443,16 @@ def test_gradient_checkpointing_trains_the_same_steps() -> None:
                       progress=False)
         losses.append(state["losses"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_fsdp_is_chosen_by_the_recipe_or_accelerate_and_explains_what_it_cannot_shard(monkeypatch) -> None:
+    from workbench.train.sharding import check_fsdp_support, resolve_strategy
+
+    assert resolve_strategy("fsdp", 1) == "none" and resolve_strategy("auto", 2) == "ddp"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --use_fsdp` sets
+    assert resolve_strategy("auto", 2) == "fsdp" and resolve_strategy("ddp", 2) == "ddp"
+    for kwargs, fix in (({"quantized": True}, "strategy: ddp"), ({"ema": True}, "drop ema"),
+                        ({"new_rows_mask": True}, "train: lora")):
+        options = {"is_peft": False, "quantized": False, "ema": False, "new_rows_mask": False} | kwargs
+        with pytest.raises(ValueError, match=fix):
+            check_fsdp_support(None, **options)

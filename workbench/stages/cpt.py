@@ -57,6 +57,12 @@ class HeldOutConfig(StrictModel):
     max_bytes: int = Field(30_000, ge=1, description="held-out bytes per language at most")
 
 
+class DistributedConfig(StrictModel):
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="with several processes: ddp (replicated weights), fsdp (torch FSDP2: weights, "
+                            "gradients and optimizer state sharded); auto: fsdp under accelerate launch --use_fsdp")
+
+
 class CPTConfig(TrainingConfig):
     tokens: int | None = Field(None, gt=0, description="training tokens in total (target + replay); or phases")
     replay: ReplayConfig = ReplayConfig()
@@ -74,6 +80,7 @@ class CPTConfig(TrainingConfig):
     eval_every: int = Field(0, ge=0, description="steps between curve points (0: before and after only)")
     held_out: HeldOutConfig = HeldOutConfig()
     checkpoint_every: int = Field(20, ge=0, description="optimizer steps between resumable checkpoints (0: none)")
+    distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
     def _budget(self) -> CPTConfig:
@@ -95,6 +102,7 @@ class CPTStage(Stage):
     produces_model = True
     trains_on_data = True
     distributed = True
+    key_exclude = frozenset({"distributed"})  # ddp and fsdp train the same model
 
     def model_variants(self) -> list[str | None]:
         return [None, "ema"] if self.config.ema else [None]
@@ -111,6 +119,7 @@ class CPTStage(Stage):
         from ..modeling import peak_memory_mb, reset_peak_memory
         from ..train.ema import EMA
         from ..train.loop import LoopSettings, train
+        from ..train.sharding import check_fsdp_support, full_state_dict, resolve_strategy
         from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
 
         cfg, world = self.config, World.current()
@@ -132,10 +141,14 @@ class CPTStage(Stage):
             ctx.log("packing_not_isolated", attention=str(getattr(model.config, "_attn_implementation", "?")),
                     hint="this attention implementation ignores packed position ids: documents in a block "
                          "attend to each other")
+        strategy = resolve_strategy(cfg.distributed.strategy, world.size)
+        if strategy == "fsdp":
+            check_fsdp_support(trained.model, is_peft=trained.is_peft, quantized=quantized, ema=bool(cfg.ema),
+                               new_rows_mask=embeddings == "new-rows")
         callbacks, curves = self._callbacks(ctx, tokenizer, data, trained.model)
         settings = LoopSettings(steps=data.steps, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio, schedule=cfg.schedule,
                                 weight_decay=cfg.weight_decay, grad_accum=cfg.grad_accum,
-                                checkpoint_every=cfg.checkpoint_every)
+                                checkpoint_every=cfg.checkpoint_every, strategy=cfg.distributed.strategy)
         ctx.log("cpt_data", steps=data.steps, packing_efficiency=round(data.efficiency, 4), embeddings=embeddings,
                 trainable=trained.trainable, **{f"tokens_{k}": v for k, v in data.realised.items()})
         reset_peak_memory(ctx.device)
@@ -145,9 +158,11 @@ class CPTStage(Stage):
                       callbacks=callbacks)
         seconds = time.time() - started
         models = [{"path": "model", "variant": None}]
+        full = full_state_dict(trained.model) if strategy == "fsdp" else None  # a collective: every process
         if world.main:
             work = ctx.out_dir / "checkpoints"
-            save_standalone(trained, source.path, ctx.out_dir / "model", work=work, device=ctx.device)
+            save_standalone(trained, source.path, ctx.out_dir / "model", work=work, device=ctx.device,
+                            state_dict=full)
             if "ema" in callbacks:
                 ema: EMA = callbacks["ema"]  # type: ignore[assignment]
                 with ema.swapped_in(trained.model):
@@ -170,7 +185,7 @@ class CPTStage(Stage):
             "seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
             "trainable_parameters": trained.trainable, "total_parameters": trained.total, "train": cfg.train,
             "embeddings": embeddings, "new_rows": len(new_ids), "quantized": quantized,
-            "processes": world.size, "document_isolation": isolated,
+            "processes": world.size, "strategy": strategy, "document_isolation": isolated,
             "curve_change": curves.summary()["change"] if curves else {},
         }
         outputs = {"curves": "curves.json"} | ({"curves_plot": "curves.png"} if curves else {})

@@ -5,6 +5,8 @@ Batches come from a function of the optimizer step, so a resumed run sees exactl
 uninterrupted run would have seen from that step on. Under ``accelerate launch`` / ``torchrun``
 every process builds the same global micro-batches and takes its share of the rows; gradients are
 summed across processes, so N processes compute what one process computes on the same global batch.
+The weights are either replicated (``ddp``: gradients all-reduced in buckets) or sharded with torch's
+FSDP2 (``fsdp``, see :mod:`workbench.train.sharding`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,6 +28,15 @@ from tqdm.auto import tqdm
 
 from ..distributed import World
 from .loss import IGNORE, causal_lm_loss_sum
+from .sharding import (
+    full_optimizer_state,
+    full_state_dict,
+    gathered,
+    load_optimizer_state,
+    remap_groups,
+    resolve_strategy,
+    shard,
+)
 
 Batch = dict[str, torch.Tensor]
 
@@ -38,6 +51,7 @@ class LoopSettings:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     checkpoint_every: int = 0  # optimizer steps; 0 = never
+    strategy: str = "auto"  # several processes: ddp | fsdp | auto (fsdp under accelerate launch --use_fsdp)
 
 
 class Callback(Protocol):
@@ -69,21 +83,34 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     either an attention_mask or packed position_ids. Returns the loop state (losses per step, tokens, time)."""
     callbacks = callbacks or {}
     world = World.current()
+    strategy = resolve_strategy(settings.strategy, world.size)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    payload = _load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if payload is not None:
+        _load_weights(model, payload["model"])
+    root = None
+    if strategy == "fsdp":
+        names = {id(p): n for n, p in model.named_parameters()}
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        root = shard(model)
+        groups = remap_groups(groups, names, model)
     params = [p for g in groups for p in g["params"]]
     optimizer = _adamw(groups, settings)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, settings))
     state = {"step": 0, "losses": [], "tokens": 0, "targets": 0, "seconds": 0.0}
-    if checkpoint_dir is not None:
-        state = _restore(checkpoint_dir, model, optimizer, scheduler, state, callbacks, log)
+    if payload is not None:
+        state = _restore(payload, optimizer, scheduler, callbacks, root)
+        log("resumed", from_step=state["step"], checkpoint=payload["name"])
+    loss_fn = root if root is not None else partial(causal_lm_loss_sum, model)
     device = next(model.parameters()).device
     model.train()
     bar = tqdm(total=settings.steps, initial=state["step"], desc=desc, disable=not (progress and world.main),
                unit="step")
     while state["step"] < settings.steps:
         started = time.time()
-        loss, tokens, targets = _accumulate(model, batch_for, state["step"], settings.grad_accum, device, world)
-        if world.size > 1:
+        loss, tokens, targets = _accumulate(loss_fn, batch_for, state["step"], settings.grad_accum, device, world,
+                                            every_rank=root is not None)
+        if strategy == "ddp":
             _all_reduce_grads(params)
         torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
@@ -94,19 +121,27 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
         state["targets"] += targets
         state["seconds"] += time.time() - started
         state["losses"].append(round(loss, 6))
-        for callback in callbacks.values():
-            callback.on_step(state["step"], model, state)
-        model.train()
+        if callbacks:
+            with gathered(root) if root is not None else nullcontext():
+                for callback in callbacks.values():
+                    callback.on_step(state["step"], model, state)
+            model.train()
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{state['tokens'] / max(state['seconds'], 1e-9):.0f}")
         bar.update(1)
         if checkpoint_dir is not None and settings.checkpoint_every and (
                 state["step"] % settings.checkpoint_every == 0) and state["step"] < settings.steps:
+            if root is not None:  # gathering the shards is a collective: every process takes part
+                weights = {n: v for n, v in full_state_dict(model).items() if n in trainable}
+                _save(checkpoint_dir, weights, full_optimizer_state(root, optimizer), scheduler, state, callbacks,
+                      write=world.main, optimizer_format="fsdp")
+            elif world.main:
+                _save(checkpoint_dir, _trainable_state(model), optimizer.state_dict(), scheduler, state, callbacks)
             if world.main:
-                _save(checkpoint_dir, model, optimizer, scheduler, state, callbacks)
                 log("checkpoint_saved", optimizer_step=state["step"], loss=loss)
             world.barrier()
     bar.close()
     model.eval()
+    state["strategy"] = strategy
     return state
 
 
@@ -122,10 +157,11 @@ def _adamw(groups: list[dict[str, Any]], settings: LoopSettings) -> torch.optim.
     return torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
-def _accumulate(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], step: int, accum: int,
-                device: torch.device, world: World) -> tuple[float, int, int]:
+def _accumulate(loss_fn: Callable[..., torch.Tensor], batch_for: Callable[[int, int], Batch], step: int,
+                accum: int, device: torch.device, world: World, every_rank: bool = False) -> tuple[float, int, int]:
     """Forward/backward ``accum`` micro-batches (this process's rows of each); the loss is averaged
-    over all target tokens of the global batch. Returns (loss, input tokens, target tokens), global."""
+    over all target tokens of the global batch. Returns (loss, input tokens, target tokens), global.
+    ``every_rank``: every process must run every micro-batch (FSDP's collectives)."""
     batches = [batch_for(step, micro) for micro in range(accum)]
     total_targets = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches) or 1
     tokens = sum(int(b["attention_mask"].sum()) if b.get("attention_mask") is not None else b["input_ids"].numel()
@@ -134,9 +170,13 @@ def _accumulate(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], 
     for batch in batches:
         part = {k: v[world.rank::world.size].to(device) for k, v in batch.items() if v is not None}
         if part["input_ids"].shape[0] == 0:
+            if every_rank:
+                raise ValueError(f"a micro-batch of {batch['input_ids'].shape[0]} rows leaves process {world.rank} "
+                                 f"of {world.size} without rows: with fsdp, batch_size must be at least the "
+                                 f"number of processes")
             continue
-        loss = causal_lm_loss_sum(model, part["input_ids"], part.get("attention_mask"), part["labels"],
-                                  position_ids=part.get("position_ids")) / total_targets
+        loss = loss_fn(part["input_ids"], part.get("attention_mask"), part["labels"],
+                       position_ids=part.get("position_ids")) / total_targets
         loss.backward()
         loss_sum += loss.detach().double().cpu()
     if world.size > 1:
@@ -170,12 +210,16 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _save(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict,
-          callbacks: dict[str, Callback]) -> None:
+def _save(directory: Path, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], scheduler: Any,
+          state: dict, callbacks: dict[str, Callback], write: bool = True, optimizer_format: str = "torch") -> None:
+    """Write a checkpoint atomically (``write=False``: only take part in gathering callback state)."""
+    if not write:
+        return
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
-        "model": _trainable_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "state": state, "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()},
+        "model": weights, "optimizer": optimizer_state, "optimizer_format": optimizer_format,
+        "scheduler": scheduler.state_dict(), "state": state,
+        "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()},
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
     }
     final = directory / f"step-{state['step']:08d}.pt"
@@ -187,17 +231,35 @@ def _save(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: An
             old.unlink()
 
 
-def _restore(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict,
-             callbacks: dict[str, Callback], log: Callable[..., None]) -> dict:
+def _load_checkpoint(directory: Path) -> dict[str, Any] | None:
     checkpoints = sorted(directory.glob("step-*.pt"))
     if not checkpoints:
-        return state
+        return None
     payload = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
+    payload["name"] = checkpoints[-1].name
+    return payload
+
+
+def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, value in payload["model"].items():
+        for name, value in weights.items():
             params[name].copy_(value)
-    optimizer.load_state_dict(payload["optimizer"])
+
+
+def _restore(payload: dict[str, Any], optimizer: Any, scheduler: Any, callbacks: dict[str, Callback],
+             root: torch.nn.Module | None) -> dict:
+    """Optimizer, scheduler, callbacks and RNG from a checkpoint (the weights are loaded before sharding)."""
+    saved = payload.get("optimizer_format", "torch")
+    wanted = "fsdp" if root is not None else "torch"
+    if saved != wanted:
+        raise ValueError(f"the checkpoint was written with strategy {'fsdp' if saved == 'fsdp' else 'ddp'}: resume "
+                         f"it with the same strategy (and the same number of processes), or delete the "
+                         f"stage's checkpoints/ to start over")
+    if root is not None:
+        load_optimizer_state(root, optimizer, payload["optimizer"])
+    else:
+        optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     for name, callback in callbacks.items():
         if name in payload.get("callbacks", {}):
@@ -205,5 +267,4 @@ def _restore(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler:
     random.setstate(payload["rng"]["python"])
     np.random.set_state(payload["rng"]["numpy"])
     torch.set_rng_state(payload["rng"]["torch"])
-    log("resumed", from_step=payload["state"]["step"], checkpoint=checkpoints[-1].name)
     return {"targets": 0, **payload["state"]}

@@ -175,22 +175,24 @@ def _groups(model: Any, embedding_params: list[torch.nn.Parameter], lr: float, e
 
 
 def save_standalone(trained: Trainable, base_path: Path, out: Path, *, work: Path, device: str,
-                    dtype: str = "float32") -> None:
+                    dtype: str = "float32", state_dict: dict[str, torch.Tensor] | None = None) -> None:
     """Write ``out`` as a plain model directory (``AutoModelForCausalLM``-loadable): a full model as is,
-    an adapter merged into a float copy of its base (so a 4-bit base merges without quantization loss)."""
+    an adapter merged into a float copy of its base (so a 4-bit base merges without quantization loss).
+    ``state_dict``: the model's full state dict when its own weights are sharded (FSDP)."""
     from ..models import load_model
 
+    saved = {"state_dict": state_dict} if state_dict is not None else {}
     if not trained.is_peft:
         model = trained.model
         was = model.config.use_cache
         model.config.use_cache = True
-        model.save_pretrained(out)
+        model.save_pretrained(out, **saved)
         model.config.use_cache = was
         return
     from peft import PeftModel
 
     adapter_dir = work / f"{out.name}-adapter"
-    trained.model.save_pretrained(adapter_dir)
+    trained.model.save_pretrained(adapter_dir, **saved)
     base, _ = load_model(base_path, device=device, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.use_cache = True
