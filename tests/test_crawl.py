@@ -25,7 +25,7 @@ from workbench.crawl import (
     split_segments,
 )
 from workbench.crawl.langid import find_confusables
-from workbench.crawl.pipeline import DROP_REASONS, RECORD_FIELDS
+from workbench.crawl.pipeline import DROP_REASONS, RECORD_FIELDS, CrawlSettings, ShardProcessor, paragraph_chunks
 from workbench.errors import DataError
 
 from .conftest import FIXTURES, ROOT
@@ -276,6 +276,77 @@ def test_fasttext_labels_map_to_flores_codes() -> None:
     assert dominant_script("这是中文") == "Hans" and dominant_script("這是中文") == "Hant"
     assert dominant_script("これは日本語です") == "Jpan" and dominant_script("123 !") is None
     assert FastTextIdentifier().predict("这是一个关于天气的中文句子。")[0][0] == "zho_Hans"
+
+
+def test_dominant_script_counts_letters_and_breaks_ties_by_first_script() -> None:
+    assert dominant_script("Hello, world") == "Latn" and dominant_script("ab αβγ") == "Grek"
+    assert dominant_script("αβ ab") == "Grek" and dominant_script("ab αβ") == "Latn"  # tie: the first met
+    assert dominant_script("Über Привет мир") == "Cyrl"
+    assert dominant_script("𠀀𠀁 ab") == "Hans"  # CJK extension B is Han
+    assert dominant_script("ሰላም ለዓለም") == "Ethi" and dominant_script("١٢٣ !") is None
+    assert dominant_script("x" * 5 + "я" * 10, sample=5) == "Latn"  # only the first `sample` letters count
+
+
+def test_seed_model_batch_equals_one_by_one(char_model) -> None:
+    texts = flores("srd_Latn")[:30] + flores("ita_Latn")[:30] + ["", "1234 !!", "s'òmine", "Привет", "x"]
+    one = [char_model.predict(t) for t in texts]
+    assert char_model.predict_batch(texts) == one
+    assert char_model.predict_batch(texts, max_chars=300) == one  # split into several numpy passes
+    assert one[0][0][0] == "srd_Latn" and one[30][0][0] == "ita_Latn"
+
+
+class CountingIdentifier:
+    """Passes through to an identifier, remembering how many texts it was asked about."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.texts = inner, []
+
+    def predict(self, text):
+        return self.predict_batch([text])[0]
+
+    def predict_batch(self, texts, scripts=None):
+        self.texts += list(texts)
+        return self.inner.predict_batch(texts, scripts)
+
+
+def processor(identifier, tmp_path, languages=("srd_Latn",), **settings) -> ShardProcessor:
+    return ShardProcessor(CrawlSettings(tuple(languages), **settings), identifier, tmp_path)
+
+
+def test_paragraph_chunks_stay_in_one_paragraph_script_and_size() -> None:
+    lines = ["a" * 30, "b" * 30, "short", "c" * 30, "d" * 30, "Привет " * 5, "e" * 30, "f" * 60, "g" * 30]
+    segments = [("\n\n", lines[0]), ("\n", lines[1]), ("\n", lines[2]), ("\n", lines[3]),
+                ("\n\n", lines[4]), ("\n", lines[5]), ("\n", lines[6]), ("\n", lines[7]), ("\n", lines[8])]
+    long = [i for i, (_, text) in enumerate(segments) if len(text) >= 20]
+    scripts = {i: dominant_script(segments[i][1]) for i in long}
+    # paragraph 1: lines 0, 1, 3 (the short line 2 is not identified); paragraph 2: 4 alone (then Cyrillic),
+    # 5 alone (then Latin), 6 + 7 (91 characters with the space), 8 alone (it would make 122 > 100)
+    assert paragraph_chunks(segments, long, scripts, 100) == [[0, 1, 3], [6, 7]]
+    assert paragraph_chunks(segments, long, scripts, 61) == [[0, 1]]  # 0 + 1 is 61; 6 + 7 would be 91
+
+
+def test_clear_paragraph_is_identified_once_with_the_line_level_language(tmp_path, identifier) -> None:
+    srd = flores("srd_Latn")[20:25]
+    segments = split_segments("\n".join(srd))
+    chunked, lines = CountingIdentifier(identifier), CountingIdentifier(identifier)
+    by_chunk = processor(chunked, tmp_path).identify(segments)
+    by_line = processor(lines, tmp_path, chunk_score=1.0).identify(segments)
+    assert len(chunked.texts) == 1 and len(lines.texts) == 5  # one chunk instead of five lines
+    assert {p[0][0] for p in by_chunk.values()} == {p[0][0] for p in by_line.values()} == {"srd_Latn"}
+    assert by_chunk[0][0][1] >= 0.9
+    spans = processor(identifier, tmp_path).spans("\n".join(srd))
+    assert [span.text for span in spans] == ["\n".join(srd)]
+
+
+def test_mixed_paragraph_drops_to_lines_and_keeps_the_sardinian_ones(tmp_path, identifier) -> None:
+    ita, srd = flores("ita_Latn"), flores("srd_Latn")
+    text = "\n".join([ita[0], srd[0], ita[10], srd[10]])  # one paragraph, two languages
+    counting = CountingIdentifier(identifier)
+    spans = processor(counting, tmp_path).spans(text)
+    assert len(counting.texts) == 1 + 4  # the chunk was uncertain: each line on its own
+    assert [(span.language, span.text) for span in spans] == [("srd_Latn", srd[0]), ("srd_Latn", srd[10])]
+    line_level = processor(identifier, tmp_path, chunk_score=1.0).spans(text)
+    assert [span.text for span in line_level] == [span.text for span in spans]
 
 
 # --------------------------------------------------------------------------- dedup + pipeline

@@ -7,8 +7,10 @@ import re
 import unicodedata
 import zlib
 
+import numpy as np
+
 _PUNCTUATION = re.compile(r"[^\w\s]")
-_SPACES = re.compile(r"\s+")
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden ratio) for combining word hashes
 
 
 def normalize_for_dedup(text: str, ignore_punctuation: bool = False) -> str:
@@ -16,7 +18,7 @@ def normalize_for_dedup(text: str, ignore_punctuation: bool = False) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     if ignore_punctuation:
         text = _PUNCTUATION.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+    return " ".join(text.split())  # the same as collapsing \s+ (both use str.isspace), in C
 
 
 class ExactDeduplicator:
@@ -62,23 +64,40 @@ class NearDeduplicator:
         first = MinHashLSH(threshold=threshold, num_perm=num_perm)
         params = (first.b, first.r)  # bands and rows: computed once (it integrates numerically)
         self._make_lsh = lambda: MinHashLSH(num_perm=num_perm, params=params)
+        from datasketch import MinHash
+
+        template = MinHash(num_perm=num_perm, seed=seed)
+        self._permutations, self._scheme = template.permutations, template.scheme  # drawn once, not per document
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
 
-    def shingles(self, text: str) -> set[bytes]:
+    def shingle_hashes(self, text: str) -> np.ndarray:
+        """32-bit hashes of the distinct shingles of ``text`` (normalised as for exact dedup, punctuation
+        removed): a word ``shingle``-gram is hashed from the crc32 of its words, combined in numpy (no string
+        per shingle is built); a character 5-gram (texts of fewer words) is its crc32."""
         norm = normalize_for_dedup(text, ignore_punctuation=True)
         words = norm.split()
-        if len(words) >= self.shingle:
-            grams = (" ".join(words[i:i + self.shingle]) for i in range(len(words) - self.shingle + 1))
-        else:
-            grams = (norm[i:i + 5] for i in range(max(1, len(norm) - 4)))
-        return {g.encode("utf-8") for g in grams}
+        if len(words) < self.shingle:
+            grams = {norm[i:i + 5] for i in range(max(1, len(norm) - 4))}
+            return np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64, count=len(grams))
+        codes = {w: zlib.crc32(w.encode("utf-8")) for w in set(words)}
+        ids = np.fromiter(map(codes.__getitem__, words), dtype=np.uint64, count=len(words))
+        m = len(ids) - self.shingle + 1
+        keys = ids[:m].copy()
+        with np.errstate(over="ignore"):
+            for j in range(1, self.shingle):
+                keys = keys * _MIX + ids[j:j + m]
+            keys ^= keys >> np.uint64(29)
+            keys *= _MIX
+            keys ^= keys >> np.uint64(32)
+        return np.unique(keys & np.uint64(0xFFFFFFFF))
 
     def signature(self, text: str):
         from datasketch import MinHash
 
-        minhash = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=zlib.crc32)  # C speed, deterministic
-        minhash.update_batch(list(self.shingles(text)))
+        minhash = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=int, permutations=self._permutations,
+                          scheme=self._scheme)
+        minhash.update_batch(self.shingle_hashes(text).tolist())
         return minhash
 
     def duplicate_of(self, text: str, language: str = "") -> str | None:

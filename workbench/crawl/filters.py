@@ -44,7 +44,7 @@ _WORD = regex.compile(
     r"|[\p{L}\p{M}\p{N}]+"
 )
 _UNSPACED = regex.compile(r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]")
-_LETTER = regex.compile(r"\p{L}")
+_NON_LETTERS = regex.compile(r"\P{L}+")
 _BULLETS = ("•", "●", "○", "▪", "‣", "⁃", "◦", "-", "*", "–", "—", "·")
 _TERMINAL = (".", "!", "?", '"', "'", "”", "’", "»", "。", "！", "？", "।", "॥", "።", "؟", "܀", "…", ")")
 _ELLIPSIS = ("...", "…")
@@ -114,8 +114,8 @@ _PRIME = np.uint64(1_000_003)
 
 def _encode(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Word ids (1-based, per distinct word) and word lengths, as arrays."""
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in words), dtype=np.uint64, count=len(words))
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words), 1)}  # first occurrence order, in C
+    ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.uint64, count=len(words))
     return ids, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
 
 
@@ -158,8 +158,8 @@ def _duplicate_share(ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
     if not len(starts):
         return 0.0
     cover = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.add.at(cover, starts, 1)
-    np.add.at(cover, starts + n, -1)
+    cover[starts] += 1  # starts are distinct, and so are starts + n: plain fancy indexing adds correctly
+    cover[starts + n] -= 1
     covered = np.cumsum(cover[:-1]) > 0
     return float(lengths[covered].sum() / (lengths.sum() or 1))
 
@@ -202,7 +202,7 @@ _SPACE = regex.compile(r"\s+")
 def _character_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     visible = len(_SPACE.sub("", doc.text))
     if t.min_letter_ratio is not None and visible:
-        letters = len(_LETTER.findall(doc.text))
+        letters = len(_NON_LETTERS.sub("", doc.text))  # one string of the letters, not a list of them
         if letters / visible < t.min_letter_ratio:
             return "min_letter_ratio"
     if t.max_symbol_ratio is not None and doc.words:
@@ -216,14 +216,21 @@ def _line_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     lines = doc.lines
     if len(lines) < t.min_lines_for_line_rules:
         return None
+    duplicates: list[tuple[float, float]] = []
+
+    def duplicate(k: int) -> float:  # both duplicate-line shares come from one pass
+        if not duplicates:
+            duplicates.append(_duplicate_lines(lines))
+        return duplicates[0][k]
+
     checks = (
         ("max_bullet_lines", t.max_bullet_lines, lambda: _line_share(lines, lambda s: s.startswith(_BULLETS)), 1),
         ("max_ellipsis_lines", t.max_ellipsis_lines, lambda: _line_share(lines, lambda s: s.endswith(_ELLIPSIS)), 1),
         ("min_punctuated_lines", t.min_punctuated_lines, lambda: _line_share(lines, lambda s: s.endswith(_TERMINAL)),
          -1),
         ("max_short_lines", t.max_short_lines, lambda: _line_share(lines, lambda s: len(s) < 30), 1),
-        ("max_duplicate_lines", t.max_duplicate_lines, lambda: _duplicate_lines(lines)[0], 1),
-        ("max_duplicate_line_chars", t.max_duplicate_line_chars, lambda: _duplicate_lines(lines)[1], 1),
+        ("max_duplicate_lines", t.max_duplicate_lines, lambda: duplicate(0), 1),
+        ("max_duplicate_line_chars", t.max_duplicate_line_chars, lambda: duplicate(1), 1),
     )
     for name, limit, measure, sign in checks:
         if limit is not None and (measure() > limit if sign > 0 else measure() < limit):

@@ -58,20 +58,53 @@ def _char_script(char: str) -> str | None:
     return _SCRIPT_BY_NAME.get(name.split(" ", 1)[0]) if name else None
 
 
+_SCRIPT_CODES = (None, *dict.fromkeys(_SCRIPT_BY_NAME.values()))  # index 0: not a letter of a known script
+_SCRIPT_INDEX = {code: i for i, code in enumerate(_SCRIPT_CODES)}
+_SCRIPT_TABLE = np.zeros(0x110000, dtype=np.uint8)  # code point -> index in _SCRIPT_CODES, filled per page
+_PAGE_BITS = 8
+_PAGE_DONE = np.zeros(0x110000 >> _PAGE_BITS, dtype=bool)
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+
+
+def _script_ids(codepoints: np.ndarray) -> np.ndarray:
+    """``_SCRIPT_CODES`` index of every code point (the table is filled a 256-code-point page at a time,
+    by :func:`_char_script`, the first time a page is met)."""
+    pages = codepoints >> _PAGE_BITS
+    todo = np.unique(pages[~_PAGE_DONE[pages]])
+    for page in todo.tolist():
+        start = page << _PAGE_BITS
+        for cp in range(start, start + (1 << _PAGE_BITS)):
+            script = _char_script(chr(cp))
+            if script is not None:
+                _SCRIPT_TABLE[cp] = _SCRIPT_INDEX[script]
+        _PAGE_DONE[page] = True
+    return _SCRIPT_TABLE[codepoints]
+
+
 def dominant_script(text: str, sample: int = 400) -> str | None:
-    """ISO 15924 code of the most frequent script among the first ``sample`` letters.
+    """ISO 15924 code of the most frequent script among the first ``sample`` letters (ties: the script
+    met first).
 
     Han text is ``Hans`` or ``Hant`` (by a few telltale characters, default ``Hans``);
     Han mixed with kana is ``Jpan``. ``None`` if the text has no letters.
     """
     text = text[: sample * 10]
-    counts: Counter[str] = Counter([s for s in map(_char_script, text) if s is not None][:sample])
-    if not counts:
+    if text.isascii():  # the common case, without numpy: ASCII letters are Latin
+        return "Latn" if _ASCII_LETTER.search(text) else None
+    ids = _script_ids(_codepoints(text).astype(np.int64))
+    letters = ids[ids > 0][:sample]
+    if not len(letters):
         return None
-    if counts["Jpan"] and counts["Jpan"] >= 0.1 * (counts["Jpan"] + counts["Hani"]):
-        counts["Jpan"] += counts.pop("Hani", 0)
-    best = counts.most_common(1)[0][0]
-    return _han_variant(text) if best == "Hani" else best
+    counts = np.bincount(letters, minlength=len(_SCRIPT_CODES))
+    jpan, hani = _SCRIPT_INDEX["Jpan"], _SCRIPT_INDEX["Hani"]
+    if counts[jpan] and counts[jpan] >= 0.1 * (counts[jpan] + counts[hani]):
+        counts[jpan] += counts[hani]
+        counts[hani] = 0
+        letters = np.where(letters == hani, jpan, letters)
+    tied = np.flatnonzero(counts == counts.max())
+    best = int(tied[0]) if len(tied) == 1 else min(tied.tolist(), key=lambda k: int(np.argmax(letters == k)))
+    code = _SCRIPT_CODES[best]
+    return _han_variant(text) if code == "Hani" else code
 
 
 def _han_variant(text: str) -> str:
@@ -269,6 +302,62 @@ class CharNgramIdentifier:
         order = np.argsort(-p, kind="stable")
         return [(self.languages[i], float(p[i])) for i in order]
 
+    def predict_batch(self, texts: Sequence[str], scripts: Sequence[str | None] | None = None,
+                      max_chars: int = 200_000) -> list[Prediction]:
+        """:meth:`predict` of every text, the n-grams of many texts looked up together (``scripts`` is
+        not needed); at most about ``max_chars`` characters per numpy pass."""
+        norms = [normalize_for_ngrams(text) for text in texts]
+        out: list[Prediction] = []
+        start = 0
+        while start < len(norms):
+            end, size = start, 0
+            while end < len(norms) and (end == start or size + len(norms[end]) <= max_chars):
+                size += len(norms[end]) + 1
+                end += 1
+            means = self._evidence_batch(norms[start:end])
+            z = means * self.temperature
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            order = np.argsort(-p, axis=1, kind="stable")
+            for row, (probs, ranks) in enumerate(zip(p.tolist(), order.tolist(), strict=True)):
+                out.append([] if np.isnan(means[row, 0]) else [(self.languages[i], probs[i]) for i in ranks])
+            start = end
+        return out
+
+    def _evidence_batch(self, norms: list[str]) -> np.ndarray:
+        """:meth:`_evidence` of normalised texts as rows (NaN rows: no known n-gram), in one numpy pass."""
+        lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+        ids = self._table[_codepoints("\x00".join(norms))].astype(np.uint64)  # \x00 (id 0): no n-gram across
+        owner = np.repeat(np.arange(len(norms)), lengths + 1)[: len(ids)]
+        keys, owners = [], []
+        for n in self.orders:
+            m = len(ids) - n + 1
+            if m <= 0:
+                continue
+            key = ids[:m] << np.uint64(_SLOT_BITS * 3)
+            valid = ids[:m] != 0
+            for j in range(1, n):
+                part = ids[j : j + m]
+                key |= part << np.uint64(_SLOT_BITS * (3 - j))
+                valid &= part != 0
+            keys.append(key[valid])
+            owners.append(owner[:m][valid])
+        means = np.full((len(norms), len(self.languages)), np.nan)
+        if not keys or not len(self.keys):
+            return means
+        keys_all, owners_all = np.concatenate(keys), np.concatenate(owners)
+        pos = np.minimum(np.searchsorted(self.keys, keys_all), len(self.keys) - 1)
+        hit = self.keys[pos] == keys_all
+        idx, own = pos[hit], owners_all[hit]
+        found = np.bincount(own, minlength=len(norms)) > 0
+        rows = self.log_prob[idx]
+        sums = np.stack([np.bincount(own, weights=rows[:, j], minlength=len(norms))
+                         for j in range(len(self.languages))], axis=1)
+        totals = sum(np.maximum(lengths - n + 1, 0) for n in self.orders)
+        damping = np.minimum(1.0, (lengths - 2) / self.full_length)
+        means[found] = (sums / np.maximum(totals, 1)[:, None] * damping[:, None])[found]
+        return means
+
     # ---- persistence (npz, no pickle)
     def save(self, path: Path) -> None:
         """Write the model as a compressed ``.npz`` (plain arrays and JSON metadata, no pickle)."""
@@ -450,13 +539,24 @@ def _label_code(raw: str, script: str | None) -> str | None:
     return fasttext_label_to_code(raw, script)
 
 
+@lru_cache(maxsize=65536)
+def _label_plan(labels: tuple[str, ...], script: str | None) -> tuple[str | None, ...]:
+    """The FLORES code of every label, or None for a label to drop (unknown, or not written in ``script``)."""
+    plan = []
+    for label in labels:
+        code = _label_code(str(label).replace("__label__", ""), script)
+        if code is not None and script is not None and script not in _scripts_of(code.split("_")[0]):
+            code = None
+        plan.append(code)
+    return tuple(plan)
+
+
 def _merge_labels(labels: Sequence[str], scores: Sequence[float], script: str | None) -> Prediction:
     merged: dict[str, float] = {}
     dropped = 0.0
-    for label, raw_score in zip(labels, scores, strict=True):
-        code = _label_code(str(label).replace("__label__", ""), script)
+    for code, raw_score in zip(_label_plan(tuple(labels), script), scores, strict=True):
         score = min(1.0, float(raw_score))
-        if code is None or (script is not None and script not in _scripts_of(code.split("_")[0])):
+        if code is None:
             dropped += score
         else:
             merged[code] = merged.get(code, 0.0) + score
@@ -583,12 +683,13 @@ class TargetAwareIdentifier:
         """:meth:`predict` of every text (``scripts``: their dominant scripts, if known), the general model
         run once over all of them."""
         if self.general is None:
-            return [self.seed.predict(text) for text in texts]
+            return predict_batch(self.seed, texts)
         scripts = scripts if scripts is not None else [dominant_script(text) for text in texts]
         generals = predict_batch(self.general, texts, scripts)
-        out = []
-        for text, script, general in zip(texts, scripts, generals, strict=True):
-            if script is not None and script not in self.seed_scripts:
+        out: list[Prediction | None] = []
+        pending: list[tuple[int, list[tuple[str, float]], float]] = []  # (row, outside, share): seed model needed
+        for text_script, general in zip(scripts, generals, strict=True):
+            if text_script is not None and text_script not in self.seed_scripts:
                 out.append(general)
                 continue
             outside = [(c, s) for c, s in general if c.split("_")[0] not in self.protected]
@@ -598,10 +699,12 @@ class TargetAwareIdentifier:
                 # the general model does not confuse with the target (English): its verdict stands
                 out.append(general)
                 continue
-            share = max(0.0, 1.0 - sum(s for _, s in outside))
-            seed = [(c, s * share) for c, s in self.seed.predict(text)]
-            out.append(sorted(seed + outside, key=lambda kv: -kv[1]))
-        return out
+            pending.append((len(out), outside, max(0.0, 1.0 - sum(s for _, s in outside))))
+            out.append(None)
+        seeds = predict_batch(self.seed, [texts[row] for row, _, _ in pending])
+        for (row, outside, share), seed in zip(pending, seeds, strict=True):
+            out[row] = sorted([(c, s * share) for c, s in seed] + outside, key=lambda kv: -kv[1])
+        return out  # type: ignore[return-value]
 
     def save(self, directory: Path) -> None:
         """Write ``seed.npz`` (needs a :class:`CharNgramIdentifier` seed model) and

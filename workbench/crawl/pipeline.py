@@ -35,7 +35,7 @@ from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator
 from .extract import make_extractor
 from .filters import QualityConfig, check
-from .langid import LanguageIdentifier, predict_batch
+from .langid import LanguageIdentifier, Prediction, dominant_script, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_counters, plan_shards, run_shards
 
@@ -76,6 +76,30 @@ def split_segments(text: str) -> list[tuple[str, str]]:
                 out.append(("\n\n" if first else "\n", line))
                 first = False
     return out
+
+
+def paragraph_chunks(segments: list[tuple[str, str]], long: list[int], scripts: dict[int, str | None],
+                     max_chars: int) -> list[list[int]]:
+    """Runs of two or more indices in ``long`` (segments to identify) of one paragraph, with one script, at
+    most ``max_chars`` characters together (joined by spaces). A paragraph starts at a ``"\\n\\n"`` separator."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    size, paragraph, paragraph_of = 0, -1, []
+    for sep, _ in segments:
+        paragraph += sep == "\n\n"
+        paragraph_of.append(paragraph)
+    for i in long:
+        length = len(segments[i][1])
+        if current and (paragraph_of[i] != paragraph_of[current[-1]] or scripts[i] != scripts[current[-1]]
+                        or size + 1 + length > max_chars):
+            chunks.append(current)
+            current, size = [], 0
+        if length <= max_chars:
+            current.append(i)
+            size += length + (1 if size else 0)
+    if current:
+        chunks.append(current)
+    return [chunk for chunk in chunks if len(chunk) > 1]
 
 
 def label_prediction(text: str, prediction: list[tuple[str, float]] | None, languages: frozenset[str],
@@ -185,6 +209,8 @@ class CrawlSettings:
     min_scores: dict[str, float] = field(default_factory=dict)
     wordlist: frozenset[str] = frozenset()  # target words for the hit-rate prefilter (empty: no prefilter)
     min_hit_rate: float = 0.0
+    chunk_score: float = 0.9  # a paragraph chunk this sure stands for its lines (1.0: every line on its own)
+    chunk_chars: int = 1000  # longest chunk (characters); fastText reads at most 1,000
 
 
 class ShardProcessor:
@@ -215,9 +241,7 @@ class ShardProcessor:
 
     def spans(self, text: str) -> list[Span]:
         segments = split_segments(text)
-        long_enough = [i for i, (_, segment) in enumerate(segments) if len(segment) >= self.settings.min_chars]
-        predictions = dict(zip(long_enough, predict_batch(self.identifier, [segments[i][1] for i in long_enough]),
-                               strict=True))
+        predictions = self.identify(segments)
         labels = []
         for i, (_, segment) in enumerate(segments):
             label, score, top = label_prediction(segment, predictions.get(i), self.languages, self.settings.min_chars,
@@ -226,6 +250,35 @@ class ShardProcessor:
                 self.identified[top] += 1
             labels.append((label, score))
         return group_spans(segments, labels, self.dropped)
+
+    def identify(self, segments: list[tuple[str, str]]) -> dict[int, Prediction]:
+        """The prediction of every segment of at least ``min_chars`` characters, by index, chunk first: the
+        long lines of a paragraph (up to ``chunk_chars`` characters, all in one script) are identified together,
+        and a chunk whose top language scores at least ``chunk_score`` (and its language's own threshold)
+        gives its prediction to each of its lines. The lines of an uncertain chunk, a paragraph that mixes
+        scripts, and single-line paragraphs are identified one by one."""
+        settings = self.settings
+        long = [i for i, (_, segment) in enumerate(segments) if len(segment) >= settings.min_chars]
+        scripts = {i: dominant_script(segments[i][1]) for i in long}
+        chunks = paragraph_chunks(segments, long, scripts, settings.chunk_chars) if settings.chunk_score < 1 else []
+        predictions: dict[int, Prediction] = {}
+        texts = [" ".join(segments[i][1] for i in chunk) for chunk in chunks]
+        for chunk, prediction in zip(chunks, predict_batch(self.identifier, texts, [scripts[c[0]] for c in chunks]),
+                                     strict=True):
+            if self.chunk_is_clear(prediction):
+                predictions.update(dict.fromkeys(chunk, prediction))
+        rest = [i for i in long if i not in predictions]
+        predictions.update(zip(rest, predict_batch(self.identifier, [segments[i][1] for i in rest],
+                                                   [scripts[i] for i in rest]), strict=True))
+        return predictions
+
+    def chunk_is_clear(self, prediction: Prediction) -> bool:
+        """True if a chunk's prediction is confident enough to stand for each of its lines."""
+        if not prediction:
+            return False
+        code, score = prediction[0]
+        bar = self.settings.min_scores.get(code, self.settings.min_score) if code in self.languages else 0.0
+        return score >= max(self.settings.chunk_score, bar)
 
     def process(self, doc: RawDocument) -> None:
         self.read += 1
