@@ -177,6 +177,11 @@ def check(text: str, limits: FilterThresholds) -> str | None:
 _NO_LETTER_WORD = regex.compile(r"(?<![\p{L}\p{M}\p{N}])[\p{M}\p{N}]+(?![\p{L}\p{M}\p{N}])")
 
 
+def _no_letter_words(doc: _Doc, ascii_text: bool) -> int:
+    """Words without a letter (numbers...); in ASCII text those are the words made of digits."""
+    return sum(map(str.isdigit, doc.words)) if ascii_text else len(_NO_LETTER_WORD.findall(doc.text))
+
+
 def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     n = len(doc.words)
     if t.min_words is not None and n < t.min_words:
@@ -185,13 +190,14 @@ def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
         return "max_words"
     if not n:
         return None
-    unspaced = len(_UNSPACED.findall(doc.text))  # each such character is a word of its own
+    ascii_text = doc.text.isascii()
+    unspaced = 0 if ascii_text else len(_UNSPACED.findall(doc.text))  # each such character is a word of its own
     spaced = n - unspaced
     if t.mean_word_length is not None and spaced >= max(1, n // 2):
         mean = (sum(map(len, doc.words)) - unspaced) / spaced
         if not t.mean_word_length[0] <= mean <= t.mean_word_length[1]:
             return "mean_word_length"
-    if t.min_alpha_words is not None and (n - len(_NO_LETTER_WORD.findall(doc.text))) / n < t.min_alpha_words:
+    if t.min_alpha_words is not None and (n - _no_letter_words(doc, ascii_text)) / n < t.min_alpha_words:
         return "min_alpha_words"
     return None
 
@@ -241,7 +247,7 @@ def _line_rules(doc: _Doc, t: FilterThresholds) -> str | None:
 def _ngram_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     if len(doc.words) < t.min_words_for_ngram_rules:
         return None
-    ids, lengths = _encode([w.casefold() for w in doc.words])  # encoded once for every n
+    ids, lengths = _encode("\x00".join(doc.words).casefold().split("\x00"))  # encoded once for every n
     for n, limit in sorted((t.max_top_ngram or {}).items()):
         if _top_share(ids, lengths, n) > limit:
             return f"max_top_ngram_{n}"
