@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 from workbench.crawl.card import CardBuilder
-from workbench.crawl.dedup import NearDeduplicator
+from workbench.crawl.dedup import NearDeduplicator, normalize_for_dedup
 from workbench.crawl.filters import (
     FilterThresholds,
     QualityConfig,
@@ -92,6 +92,18 @@ def test_near_dedup_clusters_edited_copies():
     assert near.duplicate_of(flores("srd_Latn")[10], "srd_Latn") is None
     assert near.cluster_sizes["srd_Latn:0"] == 3
     assert near.cluster_histogram() == {"1": 2, "3": 1}
+
+
+def test_near_dedup_signature_estimates_shingle_jaccard():
+    near = NearDeduplicator()
+    lines = flores("srd_Latn")
+    a, b = " ".join(lines[0:20]), " ".join(lines[10:30])  # half of the sentences shared
+    words = [normalize_for_dedup(text, ignore_punctuation=True).split() for text in (a, b)]
+    grams = [{tuple(w[i:i + 5]) for i in range(len(w) - 4)} for w in words]
+    assert len(near.shingle_hashes(a)) == len(grams[0])  # one hash per distinct word 5-gram, no collisions
+    true = len(grams[0] & grams[1]) / len(grams[0] | grams[1])
+    assert 0.2 < true < 0.5 and abs(near.signature(a).jaccard(near.signature(b)) - true) < 0.12
+    assert near.signature("Salude a totus").jaccard(near.signature("salude, a totus!")) == 1.0  # character grams
 
 
 def test_crawl_writes_a_data_card_with_drops_by_reason(tmp_path):
