@@ -190,6 +190,7 @@ class CharNgramIdentifier:
         self.orders = tuple(int(n) for n in orders)
         self.meta = dict(meta or {})
         self._table = _lookup_table(self.alphabet)
+        self._log_prob_t: np.ndarray | None = None
 
     # ---- training
     @classmethod
@@ -303,7 +304,7 @@ class CharNgramIdentifier:
         return [(self.languages[i], float(p[i])) for i in order]
 
     def predict_batch(self, texts: Sequence[str], scripts: Sequence[str | None] | None = None,
-                      max_chars: int = 200_000) -> list[Prediction]:
+                      max_chars: int = 50_000) -> list[Prediction]:
         """:meth:`predict` of every text, the n-grams of many texts looked up together (``scripts`` is
         not needed); at most about ``max_chars`` characters per numpy pass."""
         norms = [normalize_for_ngrams(text) for text in texts]
@@ -350,9 +351,10 @@ class CharNgramIdentifier:
         hit = self.keys[pos] == keys_all
         idx, own = pos[hit], owners_all[hit]
         found = np.bincount(own, minlength=len(norms)) > 0
-        rows = self.log_prob[idx]
-        sums = np.stack([np.bincount(own, weights=rows[:, j], minlength=len(norms))
-                         for j in range(len(self.languages))], axis=1)
+        if self._log_prob_t is None:
+            self._log_prob_t = np.ascontiguousarray(self.log_prob.T)  # one language's column at a time: small temps
+        sums = np.stack([np.bincount(own, weights=column[idx], minlength=len(norms))
+                         for column in self._log_prob_t], axis=1)
         totals = sum(np.maximum(lengths - n + 1, 0) for n in self.orders)
         damping = np.minimum(1.0, (lengths - 2) / self.full_length)
         means[found] = (sums / np.maximum(totals, 1)[:, None] * damping[:, None])[found]
