@@ -11,6 +11,12 @@ lines of a document); ``no_text``, ``duplicate``, ``quality:<rule>``, ``near_dup
 ``excluded`` (listed in the exclusion file) count documents. A short segment between
 two kept segments of the same language stays in the span (headings, list items); elsewhere
 it is dropped. Consecutive kept segments of one language form one output document.
+
+Identification is chunk first: the long lines of one paragraph (one script, at most ``chunk_chars``
+characters) are identified together, and only a chunk that is not clearly one language (top score below
+``chunk_score`` or its language's threshold) is identified again line by line, so a paragraph that mixes
+languages still yields its target-language lines. Paragraphs are never merged: a Sardinian paragraph in an
+Italian page is always identified on its own.
 """
 
 from __future__ import annotations
@@ -423,6 +429,7 @@ def run_crawl(
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
     seed: int = 0,
     progress: bool = True,
+    chunk_score: float = 0.9,
 ) -> dict:
     """Crawl ``inputs`` into ``out_dir/<code>.jsonl`` (one per code in ``languages``, possibly
     empty), ``out_dir/stats.json`` and the data card ``out_dir/card.{json,md}``; returns the stats.
@@ -431,6 +438,8 @@ def run_crawl(
     ``exclude``: texts (e.g. documents a linguist marked bad) never to keep, matched after normalisation
     as for exact dedup. Shards run on ``executor`` (``serial``, ``local`` with ``processes`` workers,
     ``ray``); with ``shard_dir`` their outputs survive a crash and finished shards are not redone.
+    ``chunk_score``: how sure the identifier must be of a paragraph for its lines not to be identified one
+    by one (1.0: every line on its own).
     """
     inputs = [Path(p) for p in inputs]
     _check_arguments(inputs, languages, min_chars, min_score)
@@ -439,7 +448,7 @@ def run_crawl(
     settings = CrawlSettings(tuple(languages), min_chars, min_score, quality, extractor, extract_timeout,
                              min_scores=dict(min_scores or {}),
                              wordlist=prefilter[0] if prefilter else frozenset(),
-                             min_hit_rate=prefilter[1] if prefilter else 0.0)
+                             min_hit_rate=prefilter[1] if prefilter else 0.0, chunk_score=chunk_score)
     shards = plan_shards(inputs, max_shard_bytes)
     shard_root = Path(shard_dir) if shard_dir is not None else out_dir / ".shards"
     with tqdm(total=len(shards), desc="crawl", unit="shard", disable=not progress) as bar:
@@ -471,6 +480,7 @@ def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merg
     return {
         "settings": {"languages": list(settings.languages), "min_chars": settings.min_chars,
                      "min_score": settings.min_score, "min_scores": settings.min_scores,
+                     "chunk_score": settings.chunk_score,
                      "identifier": type(identifier).__name__,
                      "extractor": settings.extractor, "executor": executor, "shards": len(results)},
         "inputs": {str(p): {"documents_read": read[str(p)], "documents_kept": merge.kept_per_input[str(p)]}
