@@ -220,6 +220,23 @@ def test_curves_score_held_out_text_like_the_scorer() -> None:
     assert tracker.points[-1]["bpb"]["eng_Latn"] == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize("packed", [True, False])
+def test_curve_windows_packed_or_padded_score_like_the_scorer(packed: bool) -> None:
+    """Many windows (max_length 16) of uneven texts, packed into rows with restarting positions or
+    one per padded row, give the scorer's bits per byte."""
+    from workbench.evaluate.lm import score_texts
+
+    model, tokenizer = _stories(), AutoTokenizer.from_pretrained(STORIES)
+    rng = random.Random(0)
+    words = ["once", "upon", "a", "time", "there", "was", "cat", "dog", "ball", "park", "big", "red", "girl"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 60))) for _ in range(23)]
+    tracker = CurveTracker(tokenizer, {"eng_Latn": HeldOut(texts, "eval")}, every=1, total_steps=1, max_length=16,
+                           batch_size=3)
+    tracker._packed = packed
+    expected = score_texts(model, tokenizer, texts, max_length=16, stride=15).bits_per_byte
+    assert tracker.measure(0, model, 0)["bpb"]["eng_Latn"] == pytest.approx(expected, abs=1e-5)
+
+
 def test_held_out_split_is_seeded_bounded_and_disjoint() -> None:
     texts = [f"document {i} " * (i + 1) for i in range(100)]
     train_part, held = split_held_out(texts, documents=20, max_bytes=2000, seed=4)

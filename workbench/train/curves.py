@@ -4,15 +4,26 @@ Each curve point scores every held-out set with the scorer's definition of bits 
 (:func:`workbench.evaluate.lm.score_texts`), in windows of ``max_length`` tokens that do not
 overlap (a long document's later windows start without earlier context: cheap, and the same at
 every point). Points are taken before the first step, every ``every`` steps and after the last one.
+
+The held-out texts are tokenized and cut into windows once. When the model keeps packed documents
+apart (:func:`workbench.train.loss.attention_stays_in_documents`, checked once), the windows are
+packed first-fit decreasing into rows of ``max_length`` with restarting ``position_ids``, like the
+training blocks, so no padding is computed; otherwise they run right-padded, longest first. Each
+point runs them through the training loss's chunked output layer
+(:func:`workbench.train.loss.causal_lm_loss_sum`) under ``torch.inference_mode``, so no batch's
+full-vocabulary logits are ever held.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .loss import IGNORE, attention_stays_in_documents, causal_lm_loss_sum
 
 
 @dataclass(frozen=True)
@@ -52,20 +63,43 @@ class CurveTracker:
         self.max_length, self.batch_size = max_length, batch_size
         self.log = log or (lambda *a, **k: None)
         self.points: list[dict[str, Any]] = []
+        self._prepared: dict[str, tuple[list[tuple[torch.Tensor | None, ...]], int]] | None = None
+        self._packed: bool | None = None  # pack windows into rows (when the model keeps them apart)
 
     def measure(self, step: int, model: torch.nn.Module, tokens: int) -> dict[str, Any]:
         """Score every set now and append the point ``{step, tokens, bpb: {language: value}}``."""
-        from ..evaluate.lm import score_texts
-
         bpb = {}
-        for code, held in self.sets.items():
-            score = score_texts(model, self.tokenizer, held.texts, batch_size=self.batch_size,
-                                max_length=self.max_length, stride=self.max_length - 1)  # no re-scoring
-            bpb[code] = round(score.bits_per_byte, 5)
+        was_training = model.training
+        if self._packed is None:
+            self._packed = attention_stays_in_documents(model)
+        model.eval()
+        try:
+            for code, (batches, size) in self._batches(self._packed).items():
+                bits = math.fsum(_batch_bits(model, batch) for batch in batches)
+                bpb[code] = round(bits / size, 5) if size else math.nan
+        finally:
+            model.train(was_training)
         point = {"step": step, "tokens": tokens, "bpb": bpb}
         self.points.append(point)
         self.log("curve_point", optimizer_step=step, **{f"bpb_{k}": v for k, v in bpb.items()})
         return point
+
+    def _batches(self, packed: bool) -> dict[str, tuple[list[tuple[torch.Tensor | None, ...]], int]]:
+        """Per language: the batches of its windows (built once) and the set's UTF-8 bytes."""
+        if self._prepared is None:
+            from ..evaluate.lm import _windows, encode_for_scoring
+
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            self._prepared = {}
+            for code, held in self.sets.items():
+                sequences, _ = encode_for_scoring(self.tokenizer, held.texts)
+                windows = [w for seq in sequences for w in _windows(seq, self.max_length, self.max_length - 1)]
+                windows.sort(key=lambda w: len(w.ids), reverse=True)
+                rows = _first_fit(windows, self.max_length) if packed else [[w] for w in windows]
+                batches = [_batch(rows[i:i + self.batch_size], pad, packed)
+                           for i in range(0, len(rows), self.batch_size)]
+                self._prepared[code] = (batches, sum(len(t.encode("utf-8")) for t in held.texts))
+        return self._prepared
 
     def on_step(self, step: int, model: torch.nn.Module, state: dict[str, Any]) -> None:
         if self.sets and (step == self.total_steps or (self.every and step % self.every == 0)):
@@ -86,3 +120,53 @@ class CurveTracker:
             first, last = self.points[0]["bpb"], self.points[-1]["bpb"]
             change = {code: round(last[code] - first[code], 5) for code in first}
         return {"points": self.points, "sets": sets, "change": change}
+
+
+def _first_fit(windows: list[Any], width: int) -> list[list[Any]]:
+    """Windows (longest first) placed first-fit into rows of at most ``width`` tokens."""
+    rows: list[list[Any]] = []
+    room: list[int] = []
+    for window in windows:
+        size = len(window.ids)
+        row = next((i for i, free in enumerate(room) if size <= free), None)
+        if row is None:
+            rows.append([window])
+            room.append(width - size)
+        else:
+            rows[row].append(window)
+            room[row] -= size
+    return rows
+
+
+def _batch(rows: list[list[Any]], pad_id: int, packed: bool) -> tuple[torch.Tensor | None, ...]:
+    """(input ids, attention mask, labels, position ids) of rows of windows. Labels are the scored
+    tokens (the last ``n_scored`` of each window), ``-100`` elsewhere. Packed: position ids restart at
+    every window and the padding at a row's end is a segment of its own, no mask. Otherwise one
+    right-padded window per row, with a mask only when something is padded."""
+    width = max(sum(len(w.ids) for w in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.ones((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for window in row:
+            end = at + len(window.ids)
+            ids[r, at:end] = torch.tensor(window.ids)
+            positions[r, at:end] = torch.arange(end - at)
+            labels[r, end - window.n_scored:end] = ids[r, end - window.n_scored:end]
+            at = end
+        positions[r, at:] = torch.arange(width - at)
+        mask[r, at:] = 0
+    if packed:
+        return ids, None, labels, positions
+    return ids, (None if bool(mask.all()) else mask), labels, None
+
+
+def _batch_bits(model: torch.nn.Module, batch: tuple[torch.Tensor | None, ...]) -> float:
+    """Σ −log₂ p of a batch's scored tokens (float32 log-softmax, as the scorer)."""
+    device = next(model.parameters()).device
+    ids, mask, labels, positions = (t.to(device) if t is not None else None for t in batch)
+    with torch.inference_mode():
+        nats = causal_lm_loss_sum(model, ids, mask, labels, position_ids=positions)
+    return float(nats) / math.log(2.0)
