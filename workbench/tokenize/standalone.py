@@ -44,9 +44,12 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
                    protect: Sequence[Path] = (), keep: Sequence[Path] = (), min_frequency: int = 2,
                    pad_to_multiple_of: int | None = None, eval_sets: str | None = None,
                    languages: Sequence[str] = (), target: str | None = None, max_sentences: int = 100,
-                   max_regression: float = 0.05, progress: bool = True,
+                   max_regression: float = 0.05, keep_words: int = 0, progress: bool = True,
                    echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Transplant ``source`` onto a vocabulary for ``corpus``; save to ``out``; return the report."""
+    """Transplant ``source`` onto a vocabulary for ``corpus``; save to ``out``; return the report.
+
+    ``keep_words`` (trim): also keep the base pieces of the N most frequent words of each of ``languages``.
+    """
     from transformers import AutoTokenizer
 
     from ..io import atomic_write_json
@@ -63,15 +66,22 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     spec = load_backend(Path(getattr(tokenizer, "name_or_path", "")), tokenizer)
     config = TransplantConfig(mode=mode, vocab_size=vocab_size, init=init, min_frequency=min_frequency,
                               pad_to_multiple_of=pad_to_multiple_of)
+    keep_texts = read_corpus(keep) if keep else []
+    word_counts: dict[str, int] = {}
+    if mode == "trim" and keep_words:
+        from .wordlists import keep_words as frequent_words
+
+        forms, word_counts = frequent_words(languages, keep_words)
+        keep_texts += forms
     plan, init_report = transplant(model, spec, texts, config, protect=read_corpus(protect) if protect else (),
-                                   keep=read_corpus(keep) if keep else ())
+                                   keep=keep_texts)
     save_model_dir(model, tokenizer, plan.spec, out)
     problems = check_special_contract(tokenizer, out)
     new_tokenizer = AutoTokenizer.from_pretrained(out)
     sample = texts[-1000:]
     report: dict[str, Any] = {
         "source": source, "mode": mode, "corpus": [str(p) for p in corpus], "texts": len(texts),
-        "transplant": init_report, "special_token_problems": problems,
+        "transplant": init_report, "special_token_problems": problems, "keep_words": word_counts,
         "fertility": {"before": fertility(tokenizer, sample), "after": fertility(new_tokenizer, sample)},
     }
     echo(f"{mode}: {init_report['base_rows']} -> {plan.rows} embedding rows, {len(plan.pieces)} initialized "

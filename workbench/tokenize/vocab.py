@@ -12,8 +12,10 @@ must be initialized. New pieces are always ordinary BPE vocabulary entries with 
   the base tokenizer's pieces and new merges join adjacent pieces, so every new token is reachable
   (appending independently trained merges leaves most of them unreachable). Pairs seen in protected
   text (English, replay languages) are never merged, so that text tokenizes exactly as before.
-- **trim**: only the base entries the given corpora use (with the merge parents that build them, the
-  byte alphabet and the specials), renumbered densely; the corpora tokenize exactly as before.
+- **trim**: only the base entries the given corpora use (with the intermediate pieces of the merge path
+  the base takes to build them, the byte alphabet and the specials), renumbered densely; the corpora
+  tokenize exactly as before. Frequent-word lists (:mod:`.wordlists`) extend that to a language's
+  common words beyond the corpora.
 """
 
 from __future__ import annotations
@@ -433,8 +435,9 @@ def _merge_word(units: list[list[str]], index: int, pair: tuple[str, str], count
 
 
 def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Iterable[str] = ()) -> VocabPlan:
-    """The base entries ``texts`` use, the merge parents that build them, the byte alphabet (or
-    byte-fallback tokens) and every special/added token, renumbered in base order.
+    """The base entries ``texts`` use (and ``keep_pieces``), the pieces on the merge path that builds them
+    (:func:`merge_closure`), the byte alphabet (or byte-fallback tokens) and every special/added token,
+    renumbered in base order.
 
     ``texts`` tokenize exactly as with the base; other text may take more pieces.
     """
@@ -452,14 +455,7 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
             batch = []
     used.update(t["content"] for t in spec.get("added_tokens", []) if t["content"] in vocab)
     used.update(_alphabet(spec))
-    parents = {a + b: (a, b) for a, b in _merge_pairs(spec["model"]["merges"])}
-    keep, stack = set(), [p for p in used if p in vocab]
-    while stack:
-        piece = stack.pop()
-        if piece in keep:
-            continue
-        keep.add(piece)
-        stack.extend(p for p in parents.get(piece, ()) if p in vocab and p not in keep)
+    keep = merge_closure(spec, [p for p in used if p in vocab])
     kept = sorted(keep, key=vocab.get)
     new = json.loads(json.dumps(spec))
     new_vocab = {piece: index for index, piece in enumerate(kept)}
@@ -474,6 +470,36 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
     stats = {"kept_rows": len(sources), "new_rows": 0, "base_entries": len(vocab),
              "used_by_corpora": len(used & set(vocab))}
     return VocabPlan("trim", new, sources, {}, stats)
+
+
+def merge_closure(spec: dict[str, Any], pieces: Iterable[str]) -> set[str]:
+    """``pieces`` plus every intermediate piece the base BPE forms on its way to each of them.
+
+    A piece that ends up a token inside a word was built by the same merges, in the same order, as when the
+    piece is tokenized alone, so this path is what the trimmed tokenizer needs. SentencePiece conversions
+    list several merges with the same result (Gemma: 515k merges for 262k entries); only the path the
+    lowest-ranked merges take counts, not whichever pair happens to spell the piece.
+    """
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    ranks = {pair: rank for rank, pair in reversed(list(enumerate(_merge_pairs(spec["model"]["merges"]))))}
+    atomic = {t["content"] for t in spec.get("added_tokens", [])}  # specials are never built by merges
+    keep: set[str] = set()
+    for piece in pieces:
+        if piece in keep:
+            continue
+        keep.add(piece)
+        if piece in atomic or byte_token(piece) is not None:
+            continue
+        units = list(piece)
+        keep.update(u for u in units if u in vocab)
+        while len(units) > 1:
+            _, at = min(((ranks[pair], i) for i, pair in enumerate(pairwise(units)) if pair in ranks),
+                        default=(None, None))
+            if at is None:
+                break
+            units[at:at + 2] = [units[at] + units[at + 1]]
+            keep.add(units[at])
+    return keep
 
 
 def _alphabet(spec: dict[str, Any]) -> set[str]:
