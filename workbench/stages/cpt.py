@@ -5,6 +5,8 @@ budgets, or temperature sampling), optionally as a curriculum of phases, packed 
 attention kept inside each document. What trains is the whole model or a LoRA-family adapter
 (QLoRA on a 4-bit base), with the embeddings frozen, their new rows only, or in full. Held-out
 bits per byte of the target, each replay language and English are measured while it trains.
+Under ``accelerate launch``/``torchrun`` it trains data-parallel with replicated weights (``ddp``) or
+with torch's FSDP2 (``distributed: {strategy: fsdp}``, or ``accelerate launch --use_fsdp``).
 """
 
 from __future__ import annotations
