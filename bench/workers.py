@@ -1,8 +1,10 @@
 """One benchmark configuration per subprocess, so that peak memory is measured per configuration.
 
 A bench script calls :func:`run_worker` with a JSON-able spec; the child runs the script with
-``--worker SPEC``, and :func:`serve_worker` prints the result as one ``RESULT {...}`` line. Workers run
-with :data:`workbench.modeling.LIVE_PEAK_ENV`, so their peak resident memory is the live peak.
+``--worker SPEC``, and :func:`serve_worker` prints the result as one ``RESULT {...}`` line. With
+``live_peak=True`` the worker runs with :data:`workbench.modeling.LIVE_PEAK_ENV`, so its peak resident
+memory is the live peak (what a CUDA allocator reports); that costs time (every large allocation is a
+fresh mapping), so timings come from workers run without it.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ def serve_worker(spec_json: str, worker: Callable[[dict], dict]) -> None:
     print(PREFIX + json.dumps(worker(json.loads(spec_json))))
 
 
-def run_worker(script: str, spec: dict, label: str) -> dict:
+def run_worker(script: str, spec: dict, label: str, *, live_peak: bool = False) -> dict:
     """Run ``script --worker spec`` in a fresh interpreter and return its result (exit with its
     stderr tail when it produced none)."""
     from workbench.modeling import LIVE_PEAK_ENV
 
+    env = {**os.environ, **(LIVE_PEAK_ENV if live_peak else {})}
     proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          env={**os.environ, **LIVE_PEAK_ENV})  # peak memory = live peak, as on CUDA
+                          env=env)
     line = next((x for x in proc.stdout.splitlines() if x.startswith(PREFIX)), None)
     if line is None:
         print(proc.stderr[-3000:])
