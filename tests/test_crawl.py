@@ -327,20 +327,23 @@ def test_paragraph_chunks_stay_in_one_paragraph_script_and_size() -> None:
 
 def test_clear_paragraph_is_identified_once_with_the_line_level_language(tmp_path, identifier) -> None:
     srd = flores("srd_Latn")[20:25]
-    segments = split_segments("\n".join(srd))
+    segments = split_segments("\n".join(srd) + "\n\nArtìculu 3")  # a paragraph, then a heading
     chunked, lines = CountingIdentifier(identifier), CountingIdentifier(identifier)
     by_chunk = processor(chunked, tmp_path).identify(segments)
     by_line = processor(lines, tmp_path, chunk_score=1.0).identify(segments)
     assert len(chunked.texts) == 1 and len(lines.texts) == 5  # one chunk instead of five lines
     assert {p[0][0] for p in by_chunk.values()} == {p[0][0] for p in by_line.values()} == {"srd_Latn"}
     assert by_chunk[0][0][1] >= 0.9
-    spans = processor(identifier, tmp_path).spans("\n".join(srd))
+    spans = processor(identifier, tmp_path).spans("\n".join(srd) + "\n\nArtìculu 3")
     assert [span.text for span in spans] == ["\n".join(srd)]
+    no_blank_lines = CountingIdentifier(identifier)  # WET-like: no paragraph structure, so no chunks
+    processor(no_blank_lines, tmp_path).identify(split_segments("\n".join(srd)))
+    assert len(no_blank_lines.texts) == 5
 
 
 def test_mixed_paragraph_drops_to_lines_and_keeps_the_sardinian_ones(tmp_path, identifier) -> None:
     ita, srd = flores("ita_Latn"), flores("srd_Latn")
-    text = "\n".join([ita[0], srd[0], ita[10], srd[10]])  # one paragraph, two languages
+    text = "\n".join([ita[0], srd[0], ita[10], srd[10]]) + "\n\nArtìculu 3"  # a paragraph with two languages
     counting = CountingIdentifier(identifier)
     spans = processor(counting, tmp_path).spans(text)
     assert len(counting.texts) == 1 + 4  # the chunk was uncertain: each line on its own

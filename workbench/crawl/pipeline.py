@@ -16,7 +16,8 @@ Identification is chunk first: the long lines of one paragraph (one script, at m
 characters) are identified together, and only a chunk that is not clearly one language (top score below
 ``chunk_score`` or its language's threshold) is identified again line by line, so a paragraph that mixes
 languages still yields its target-language lines. Paragraphs are never merged: a Sardinian paragraph in an
-Italian page is always identified on its own.
+Italian page is always identified on its own. Text without blank lines (WET records, trafilatura output,
+one-paragraph-per-line files) has no paragraph structure, so there every line is identified on its own.
 """
 
 from __future__ import annotations
@@ -262,11 +263,15 @@ class ShardProcessor:
         long lines of a paragraph (up to ``chunk_chars`` characters, all in one script) are identified together,
         and a chunk whose top language scores at least ``chunk_score`` (and its language's own threshold)
         gives its prediction to each of its lines. The lines of an uncertain chunk, a paragraph that mixes
-        scripts, and single-line paragraphs are identified one by one."""
+        scripts, single-line paragraphs and every line of a text without blank lines are identified one by one."""
         settings = self.settings
         long = [i for i, (_, segment) in enumerate(segments) if len(segment) >= settings.min_chars]
         scripts = {i: dominant_script(segments[i][1]) for i in long}
-        chunks = paragraph_chunks(segments, long, scripts, settings.chunk_chars) if settings.chunk_score < 1 else []
+        # without any blank line (WET, trafilatura, one-paragraph-per-line text) a line is the only paragraph
+        # evidence there is: every line is identified on its own
+        paragraphs = any(sep == "\n\n" for sep, _ in segments[1:])
+        chunks = (paragraph_chunks(segments, long, scripts, settings.chunk_chars)
+                  if settings.chunk_score < 1 and paragraphs else [])
         predictions: dict[int, Prediction] = {}
         texts = [" ".join(segments[i][1] for i in chunk) for chunk in chunks]
         for chunk, prediction in zip(chunks, predict_batch(self.identifier, texts, [scripts[c[0]] for c in chunks]),
