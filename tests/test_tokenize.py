@@ -378,3 +378,25 @@ def test_trim_with_a_word_list_keeps_those_words_segmentation(source, tmp_path) 
     held_out = " ".join(ENG_HELD_OUT)
     assert len(new.encode(held_out).ids) < len(without.encode(held_out).ids)
     assert plain.rows < plan.rows
+
+
+def test_cli_trim_keeps_the_pieces_of_frequent_words(tmp_path) -> None:
+    pytest.importorskip("wordfreq")
+    from workbench.tokenize.wordlists import top_words, word_forms
+
+    args = [sys.executable, "-m", "workbench.cli", "transplant", "--model", str(STORIES),
+            "--corpus", str(ROOT / "corpora" / "nllb_seed" / "srd_Latn.txt"), "--mode", "trim", "--no-progress"]
+    done = subprocess.run([*args, "--keep-words", "300", "--languages", "eng_Latn", "--out", str(tmp_path / "t")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "t" / "transplant.json").read_text(encoding="utf-8"))
+    assert report["keep_words"]["eng_Latn"] == len(top_words("eng_Latn", 300)) > 250
+    from tokenizers import Tokenizer
+
+    base, trimmed = (Tokenizer.from_file(str(d / "tokenizer.json")) for d in (STORIES, tmp_path / "t"))
+    assert trimmed.get_vocab_size() < base.get_vocab_size()
+    for form in word_forms(top_words("eng_Latn", 300)):
+        assert trimmed.encode(form).tokens == base.encode(form).tokens, form
+    misuse = subprocess.run([*args, "--keep-words", "300", "--out", str(tmp_path / "u")], capture_output=True,
+                            text=True)
+    assert misuse.returncode == 2 and "--keep-words needs" in misuse.stderr and "Traceback" not in misuse.stderr
