@@ -133,6 +133,17 @@ def _codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
+def _packed_ngrams(ids: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` packed keys of the ``n``-grams of ``ids`` (uint64) and which hold no unknown (id 0) character."""
+    key = ids[:m] << np.uint64(_SLOT_BITS * 3)
+    valid = ids[:m] != 0
+    for j in range(1, n):
+        part = ids[j : j + m]
+        key |= part << np.uint64(_SLOT_BITS * (3 - j))
+        valid &= part != 0
+    return key, valid
+
+
 def _ngram_keys(ids: np.ndarray, orders: Sequence[int]) -> tuple[np.ndarray, int]:
     """Packed keys of every n-gram without an unknown (id 0) character, and the n-gram count."""
     ids = ids.astype(np.uint64)
@@ -142,12 +153,7 @@ def _ngram_keys(ids: np.ndarray, orders: Sequence[int]) -> tuple[np.ndarray, int
         if m <= 0:
             continue
         total += m
-        key = ids[:m] << np.uint64(_SLOT_BITS * 3)
-        valid = ids[:m] != 0
-        for j in range(1, n):
-            part = ids[j : j + m]
-            key |= part << np.uint64(_SLOT_BITS * (3 - j))
-            valid &= part != 0
+        key, valid = _packed_ngrams(ids, n, m)
         parts.append(key[valid])
     keys = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
     return keys, total
@@ -335,12 +341,7 @@ class CharNgramIdentifier:
             m = len(ids) - n + 1
             if m <= 0:
                 continue
-            key = ids[:m] << np.uint64(_SLOT_BITS * 3)
-            valid = ids[:m] != 0
-            for j in range(1, n):
-                part = ids[j : j + m]
-                key |= part << np.uint64(_SLOT_BITS * (3 - j))
-                valid &= part != 0
+            key, valid = _packed_ngrams(ids, n, m)
             keys.append(key[valid])
             owners.append(owner[:m][valid])
         means = np.full((len(norms), len(self.languages)), np.nan)
