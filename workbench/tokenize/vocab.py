@@ -68,17 +68,23 @@ class VocabPlan:
 
 
 def load_backend(model_dir: Path, hf_tokenizer: Any) -> dict[str, Any]:
-    """The base tokenizer's ``tokenizer.json`` (from disk when present, else from the loaded tokenizer)."""
+    """The base tokenizer's pipeline as ``tokenizer.json`` data: the one the loaded tokenizer runs.
+
+    That is the fast backend when there is one, not the file on disk: transformers rebuilds the pipeline of
+    some classes (Llama, Gemma) from the vocabulary, so a file written by an older converter (``Prepend``
+    normalizer) can tokenize differently from what the model is used with (`` the`` as ``▁ ▁the``).
+    """
     path = Path(model_dir) / "tokenizer.json"
     backend = getattr(hf_tokenizer, "backend_tokenizer", None)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-    elif backend is not None:
+    if backend is not None:
         text = backend.to_str()
+    elif path.is_file():
+        text = path.read_text(encoding="utf-8")
     else:
         raise ValueError(f"{model_dir}: no tokenizer.json and the tokenizer has no fast backend; "
                          "convert it with transformers (AutoTokenizer.from_pretrained(..., use_fast=True))")
     spec = json.loads(text)
+    spec["truncation"] = spec["padding"] = None  # call-time settings, not part of the vocabulary
     kind = spec.get("model", {}).get("type")
     if kind != "BPE":
         raise ValueError(f"{path}: the transplant needs a BPE tokenizer (byte-level or SentencePiece-style "
@@ -118,7 +124,9 @@ def _training_pre_tokenizer(spec: dict[str, Any]) -> Any | None:
     """A pre-tokenizer used for training only, when the base pipeline does not split words itself."""
     if not needs_word_splitting(spec):
         return None
-    parts = [pre_tokenizers.Split("▁", behavior="merged_with_next")]
+    base = Tokenizer.from_str(json.dumps(spec)).pre_tokenizer  # e.g. Metaspace(split=False): spaces become ▁
+    parts = [base] if base is not None else []
+    parts.append(pre_tokenizers.Split("▁", behavior="merged_with_next"))
     if splits_digits(spec):
         parts.append(pre_tokenizers.Digits(individual_digits=True))
     return pre_tokenizers.Sequence(parts)
