@@ -287,6 +287,21 @@ def test_dominant_script_counts_letters_and_breaks_ties_by_first_script() -> Non
     assert dominant_script("x" * 5 + "я" * 10, sample=5) == "Latn"  # only the first `sample` letters count
 
 
+def test_dominant_scripts_batch_equals_one_by_one() -> None:
+    import random
+
+    from workbench.crawl.langid import dominant_scripts
+
+    rng = random.Random(0)
+    pools = ["abcxyzé", "жзи", "这们个漢字", "這們個", "かなカナ", "ሰላም", "مرحبا", "नमस्ते", "αβγ", "한국", " 12.,!", "𠀀"]
+    texts = ["", "123 !!", "x" * 5 + "я" * 10, *flores("srd_Latn")[:20]]
+    for _ in range(1500):  # mixed scripts, ties, texts longer than the letter sample
+        pool = "".join(rng.sample(pools, rng.randint(1, 4)))
+        texts.append("".join(rng.choice(pool) for _ in range(rng.choice([1, 3, 10, 50, 500, 4500]))))
+    assert dominant_scripts(texts) == [dominant_script(t) for t in texts]
+    assert dominant_scripts(texts, sample=5) == [dominant_script(t, sample=5) for t in texts]
+
+
 def test_seed_model_batch_equals_one_by_one(char_model) -> None:
     texts = flores("srd_Latn")[:30] + flores("ita_Latn")[:30] + ["", "1234 !!", "s'òmine", "Привет", "x"]
     one = [char_model.predict(t) for t in texts]

@@ -107,6 +107,50 @@ def dominant_script(text: str, sample: int = 400) -> str | None:
     return _han_variant(text) if code == "Hani" else code
 
 
+def dominant_scripts(texts: Sequence[str], sample: int = 400) -> list[str | None]:
+    """:func:`dominant_script` of every text, the non-ASCII ones in one numpy pass."""
+    out: list[str | None] = [None] * len(texts)
+    wide: list[int] = []
+    for i, text in enumerate(texts):
+        head = text[: sample * 10]
+        if head.isascii():
+            out[i] = "Latn" if _ASCII_LETTER.search(head) else None
+        else:
+            wide.append(i)
+    if not wide:
+        return out
+    heads = [texts[i][: sample * 10] for i in wide]
+    lengths = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
+    ids = _script_ids(_codepoints("".join(heads)).astype(np.int64)).astype(np.int64)
+    owner = np.repeat(np.arange(len(heads)), lengths)
+    letter = ids > 0
+    seen = np.cumsum(letter)
+    before = np.concatenate(([0], seen))[np.concatenate(([0], np.cumsum(lengths)[:-1]))]  # letters of earlier texts
+    rank = seen - 1 - before[owner]  # index of each letter among its own text's letters
+    keep = letter & (rank < sample)
+    owner, ids, position = owner[keep], ids[keep], rank[keep]
+    width = len(_SCRIPT_CODES)
+    counts = np.bincount(owner * width + ids, minlength=len(heads) * width).reshape(len(heads), width)
+    first = np.full(len(heads) * width, np.iinfo(np.int64).max)
+    keys, at = np.unique(owner * width + ids, return_index=True)
+    first[keys] = position[at]
+    first = first.reshape(len(heads), width)
+    jpan, hani = _SCRIPT_INDEX["Jpan"], _SCRIPT_INDEX["Hani"]
+    japanese = (counts[:, jpan] > 0) & (counts[:, jpan] >= 0.1 * (counts[:, jpan] + counts[:, hani]))
+    counts[japanese, jpan] += counts[japanese, hani]
+    counts[japanese, hani] = 0
+    first[japanese, jpan] = np.minimum(first[japanese, jpan], first[japanese, hani])
+    counts[:, 0] = 0
+    tied = counts == counts.max(axis=1, keepdims=True)
+    best = np.where(tied, first, np.iinfo(np.int64).max).argmin(axis=1)
+    for row, (i, script) in enumerate(zip(wide, best.tolist(), strict=True)):
+        if counts[row].max() == 0:
+            continue
+        code = _SCRIPT_CODES[script]
+        out[i] = _han_variant(heads[row]) if code == "Hani" else code
+    return out
+
+
 def _han_variant(text: str) -> str:
     simplified = sum(char in _HANS_ONLY for char in text)
     traditional = sum(char in _HANT_ONLY for char in text)
@@ -528,9 +572,10 @@ class FastTextFileIdentifier:
         if not rows:
             return out
         native = self._model.f  # one native call per line (the list form of this wrapper drops the scores)
+        scripts = scripts if scripts is not None else dominant_scripts(clean)
         for i in rows:
             pairs = native.predict(clean[i] + "\n", self.k, 0.0, "replace")
-            script = scripts[i] if scripts is not None else dominant_script(clean[i])
+            script = scripts[i]
             out[i] = _merge_labels([label for _, label in pairs], [score for score, _ in pairs], script)
         return out
 
@@ -687,7 +732,7 @@ class TargetAwareIdentifier:
         run once over all of them."""
         if self.general is None:
             return predict_batch(self.seed, texts)
-        scripts = scripts if scripts is not None else [dominant_script(text) for text in texts]
+        scripts = scripts if scripts is not None else dominant_scripts(texts)
         generals = predict_batch(self.general, texts, scripts)
         out: list[Prediction | None] = []
         pending: list[tuple[int, list[tuple[str, float]], float]] = []  # (row, outside, share): seed model needed

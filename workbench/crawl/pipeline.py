@@ -42,7 +42,7 @@ from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator
 from .extract import make_extractor
 from .filters import QualityConfig, check
-from .langid import LanguageIdentifier, Prediction, dominant_script, predict_batch
+from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_counters, plan_shards, run_shards
 
@@ -266,7 +266,7 @@ class ShardProcessor:
         scripts, single-line paragraphs and every line of a text without blank lines are identified one by one."""
         settings = self.settings
         long = [i for i, (_, segment) in enumerate(segments) if len(segment) >= settings.min_chars]
-        scripts = {i: dominant_script(segments[i][1]) for i in long}
+        scripts = dict(zip(long, dominant_scripts([segments[i][1] for i in long]), strict=True))
         # without any blank line (WET, trafilatura, one-paragraph-per-line text) a line is the only paragraph
         # evidence there is: every line is identified on its own
         paragraphs = any(sep == "\n\n" for sep, _ in segments[1:])
