@@ -293,7 +293,8 @@ def test_dominant_scripts_batch_equals_one_by_one() -> None:
     from workbench.crawl.langid import dominant_scripts
 
     rng = random.Random(0)
-    pools = ["abcxyzé", "жзи", "这们个漢字", "這們個", "かなカナ", "ሰላም", "مرحبا", "नमस्ते", "αβγ", "한국", " 12.,!", "𠀀"]
+    pools = ["abcxyzé", "жзи", "这们个漢字", "這們個", "かなカナ", "ሰላም", "مرحبا", "नमस्ते", "αβγ", "한국",
+             " 12.,!", "𠀀"]
     texts = ["", "123 !!", "x" * 5 + "я" * 10, *flores("srd_Latn")[:20]]
     for _ in range(1500):  # mixed scripts, ties, texts longer than the letter sample
         pool = "".join(rng.sample(pools, rng.randint(1, 4)))
