@@ -287,6 +287,24 @@ def test_dominant_script_counts_letters_and_breaks_ties_by_first_script() -> Non
     assert dominant_script("x" * 5 + "я" * 10, sample=5) == "Latn"  # only the first `sample` letters count
 
 
+def _reference_script(text: str, sample: int = 400) -> str | None:
+    """dominant_script spelled out with unicodedata, one character at a time (no script table, no numpy)."""
+    from collections import Counter
+
+    from workbench.crawl.langid import _char_script, _han_variant
+
+    text = text[: sample * 10]
+    letters = [s for s in map(_char_script, text) if s][:sample]
+    counts = Counter(letters)
+    if counts["Jpan"] and counts["Jpan"] >= 0.1 * (counts["Jpan"] + counts["Hani"]):
+        letters = ["Jpan" if s == "Hani" else s for s in letters]
+        counts = Counter(letters)
+    if not letters:
+        return None
+    code = next(s for s in letters if counts[s] == max(counts.values()))  # ties: the script met first
+    return _han_variant(text) if code == "Hani" else code
+
+
 def test_dominant_scripts_batch_equals_one_by_one() -> None:
     import random
 
@@ -301,6 +319,8 @@ def test_dominant_scripts_batch_equals_one_by_one() -> None:
         texts.append("".join(rng.choice(pool) for _ in range(rng.choice([1, 3, 10, 50, 500, 4500]))))
     assert dominant_scripts(texts) == [dominant_script(t) for t in texts]
     assert dominant_scripts(texts, sample=5) == [dominant_script(t, sample=5) for t in texts]
+    assert dominant_scripts(texts) == [_reference_script(t) for t in texts]
+    assert dominant_scripts(texts, sample=5) == [_reference_script(t, sample=5) for t in texts]
 
 
 def test_seed_model_batch_equals_one_by_one(char_model) -> None:

@@ -88,27 +88,12 @@ def dominant_script(text: str, sample: int = 400) -> str | None:
     Han text is ``Hans`` or ``Hant`` (by a few telltale characters, default ``Hans``);
     Han mixed with kana is ``Jpan``. ``None`` if the text has no letters.
     """
-    text = text[: sample * 10]
-    if text.isascii():  # the common case, without numpy: ASCII letters are Latin
-        return "Latn" if _ASCII_LETTER.search(text) else None
-    ids = _script_ids(_codepoints(text).astype(np.int64))
-    letters = ids[ids > 0][:sample]
-    if not len(letters):
-        return None
-    counts = np.bincount(letters, minlength=len(_SCRIPT_CODES))
-    jpan, hani = _SCRIPT_INDEX["Jpan"], _SCRIPT_INDEX["Hani"]
-    if counts[jpan] and counts[jpan] >= 0.1 * (counts[jpan] + counts[hani]):
-        counts[jpan] += counts[hani]
-        counts[hani] = 0
-        letters = np.where(letters == hani, jpan, letters)
-    tied = np.flatnonzero(counts == counts.max())
-    best = int(tied[0]) if len(tied) == 1 else min(tied.tolist(), key=lambda k: int(np.argmax(letters == k)))
-    code = _SCRIPT_CODES[best]
-    return _han_variant(text) if code == "Hani" else code
+    return dominant_scripts([text], sample)[0]
 
 
 def dominant_scripts(texts: Sequence[str], sample: int = 400) -> list[str | None]:
-    """:func:`dominant_script` of every text, the non-ASCII ones in one numpy pass."""
+    """:func:`dominant_script` of every text: ASCII text without numpy (its letters are Latin), the rest in one
+    numpy pass."""
     out: list[str | None] = [None] * len(texts)
     wide: list[int] = []
     for i, text in enumerate(texts):
