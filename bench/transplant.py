@@ -100,7 +100,8 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
         words, word_counts = keep_words(["srd_Latn", "eng_Latn"], size) if mode == "trim" else ([], {})
         t0 = time.time()
         plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
-                             keep=[*eng_corpus, *words] if mode == "trim" else ())  # replace: the target's only
+                             keep=[*eng_corpus, *words] if mode == "trim" else (),  # replace: the target's only
+                             chat_template=tokenizer.chat_template)
         seconds = time.time() - t0
         if mode == "trim":
             init = f"words-{size}"  # the top-``size`` wordfreq words of each kept language (none for srd)
@@ -108,7 +109,8 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
         save_model_dir(model, tokenizer, plan.spec, out)
         model, new_tokenizer = load_model(out, device="cpu", dtype="float32")
         row = {"model": name, "mode": mode, "init": init, "rows": plan.rows, "row_cut": 1 - plan.rows / base_rows,
-               "new_rows": len(plan.pieces), "transplant_seconds": round(seconds, 1),
+               "new_rows": len(plan.pieces), "reserved_dropped": len(plan.dropped),
+               "transplant_seconds": round(seconds, 1),
                **({"keep_words": word_counts} if mode == "trim" else {})}
         for code, texts in dev.items():
             bpb, tokens = bits_per_byte(model, new_tokenizer, texts)

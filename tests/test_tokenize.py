@@ -405,3 +405,50 @@ def test_cli_trim_keeps_the_pieces_of_frequent_words(tmp_path) -> None:
     misuse = subprocess.run([*args, "--keep-words", "300", "--out", str(tmp_path / "u")], capture_output=True,
                             text=True)
     assert misuse.returncode == 2 and "--keep-words needs" in misuse.stderr and "Traceback" not in misuse.stderr
+
+
+def test_reserved_placeholders_are_named_by_the_usual_conventions() -> None:
+    from workbench.tokenize.vocab import reserved_placeholders
+
+    names = ["<unused0>", "<unused6241>", "[unused7]", "<|reserved_special_token_250|>", "<|reserved_3|>",
+             "<start_of_turn>", "<extra_id_0>", "<unused>", "<eos>", "<unused1>x"]
+    spec = {"added_tokens": [{"id": i, "content": name} for i, name in enumerate(names)]}
+    assert reserved_placeholders(spec) == set(names[:5])
+    assert reserved_placeholders(spec, needed="{{ '<unused0>' }}") == set(names[1:5])
+
+
+@pytest.mark.parametrize("mode", ["trim", "replace"])
+def test_trim_and_replace_drop_reserved_placeholders_unless_a_role_uses_them(mode, tmp_path) -> None:
+    base_dir = tmp_path / "base"
+    tokenizer = AutoTokenizer.from_pretrained(STORIES)
+    model = AutoModelForCausalLM.from_pretrained(STORIES)
+    placeholders = [f"<unused{i}>" for i in range(12)]  # Gemma's convention
+    tokenizer.add_special_tokens({"additional_special_tokens": placeholders})
+    tokenizer.chat_template = "{% for m in messages %}<unused3>{{ m['content'] }}{% endfor %}"
+    model.resize_token_embeddings(len(tokenizer))
+    torch.manual_seed(0)
+    model.get_input_embeddings().weight.data[-12:] = torch.randn(12, model.config.hidden_size)
+    model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    base_rows = model.get_input_embeddings().weight.detach().clone()
+    outcomes = {}
+    for keep_reserved in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        config = TransplantConfig(mode=mode, vocab_size=400, keep_reserved=keep_reserved)
+        plan, _ = transplant(model, load_backend(base_dir, tokenizer), SRD[:500], config,
+                             chat_template=tokenizer.chat_template)
+        out = tmp_path / f"out-{keep_reserved}"
+        save_model_dir(model, tokenizer, plan.spec, out)
+        assert check_special_contract(tokenizer, out, plan.dropped) == []
+        new = AutoTokenizer.from_pretrained(out)
+        rows = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight.detach()
+        kept = [p for p in placeholders if p in new.get_vocab()]
+        for piece in kept:  # kept ones keep their trained rows
+            old_row = base_rows[tokenizer.convert_tokens_to_ids(piece)]
+            assert torch.equal(rows[new.convert_tokens_to_ids(piece)], old_row)
+        assert new.apply_chat_template([{"role": "user", "content": "Salude"}], tokenize=False) == "<unused3>Salude"
+        outcomes[keep_reserved] = (plan.rows, kept, plan.dropped)
+    (rows_dropped, kept_dropped, dropped), (rows_all, kept_all, none) = outcomes[False], outcomes[True]
+    assert kept_dropped == ["<unused3>"] and dropped == sorted(set(placeholders) - {"<unused3>"})
+    assert kept_all == placeholders and none == []
+    assert rows_all - rows_dropped == 11

@@ -19,7 +19,7 @@ import torch
 
 from ..io import atomic_write_text
 from .init import build_matrix
-from .vocab import VocabPlan, extend_vocab, replace_vocab, trim_vocab
+from .vocab import VocabPlan, extend_vocab, replace_vocab, reserved_placeholders, trim_vocab
 
 
 @dataclass
@@ -36,6 +36,8 @@ class TransplantConfig:
     shrink: float = 0.1
     fresh: bool = False
     pad_to_multiple_of: int | None = None
+    keep_reserved: bool = False
+    """trim/replace: keep the base's reserved placeholder tokens (``<unused12>``); dropped by default."""
     seed: int = 0
 
 
@@ -46,31 +48,37 @@ def first_free_id(model: Any, spec: dict[str, Any]) -> int:
 
 
 def transplant(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
-               protect: Sequence[str] = (), keep: Sequence[str] = ()) -> tuple[VocabPlan, dict[str, Any]]:
+               protect: Sequence[str] = (), keep: Sequence[str] = (),
+               chat_template: str | None = None) -> tuple[VocabPlan, dict[str, Any]]:
     """Give ``model`` a new vocabulary (in place); returns the plan and an initialization report.
 
     ``texts``: target-language corpus. ``protect`` (extend): text whose segmentation must not change.
     ``keep`` (trim): more text whose pieces are kept, besides ``texts`` (replay languages, English).
+    ``chat_template``: the tokenizer's template; reserved placeholder tokens it names are never dropped.
     """
-    plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep)
+    plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep, chat_template=chat_template)
     report = apply_plan(model, plan, base_spec, config, focus_texts=texts)
     return plan, report
 
 
 def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
-              protect: Sequence[str] = (), keep: Sequence[str] = ()) -> VocabPlan:
+              protect: Sequence[str] = (), keep: Sequence[str] = (), chat_template: str | None = None) -> VocabPlan:
     """The vocabulary plan of ``config.mode`` (see :mod:`.vocab`), padded as configured."""
+    drop = set() if config.keep_reserved else reserved_placeholders(base_spec, needed=chat_template or "")
     if config.mode == "extend":
         plan = extend_vocab(base_spec, texts, max_new_tokens=config.max_new_tokens or config.vocab_size,
                             first_id=first_free_id(model, base_spec), min_frequency=config.min_frequency,
                             protect=protect)
     elif config.mode == "replace":
         plan = replace_vocab(base_spec, texts, config.vocab_size, config.min_frequency, keep=keep,
-                             fresh=config.fresh)
+                             fresh=config.fresh, drop=drop)
     elif config.mode == "trim":
-        plan = trim_vocab(base_spec, [*texts, *keep])
+        plan = trim_vocab(base_spec, [*texts, *keep], drop=drop)
     else:
         raise ValueError(f"unknown transplant mode '{config.mode}'; choose extend, replace or trim")
+    if config.mode == "replace" and drop:
+        plan.dropped = sorted(drop)
+        plan.stats["reserved_dropped"] = len(drop)
     plan.pad_to_multiple(config.pad_to_multiple_of)
     return plan
 
@@ -143,7 +151,8 @@ def save_tokenizer(hf_tokenizer: Any, spec: dict[str, Any], out_dir: Path) -> No
     """Save ``hf_tokenizer``'s files with ``spec`` as its ``tokenizer.json``.
 
     Files that would contradict the new vocabulary go: slow-tokenizer files (``tokenizer.model``,
-    ``vocab.json``, ``merges.txt``) and the id table ``added_tokens_decoder`` in ``tokenizer_config.json``.
+    ``vocab.json``, ``merges.txt``), the id table ``added_tokens_decoder`` in ``tokenizer_config.json`` and
+    listed special tokens the new vocabulary dropped (loading would append them as rows the model lacks).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     hf_tokenizer.save_pretrained(out_dir)
@@ -154,14 +163,32 @@ def save_tokenizer(hf_tokenizer: Any, spec: dict[str, Any], out_dir: Path) -> No
             path.unlink()
         elif path.is_dir():
             shutil.rmtree(path)
+    present = set(spec["model"]["vocab"]) | {t["content"] for t in spec.get("added_tokens", [])}
     config_path = out_dir / "tokenizer_config.json"
     if config_path.is_file():
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config.pop("added_tokens_decoder", None)
+        _drop_absent_specials(config, present)
         if config.get("tokenizer_class") in ("LlamaTokenizer", "LlamaTokenizerFast", "GemmaTokenizer",
                                              "GemmaTokenizerFast"):
             config["tokenizer_class"] = "PreTrainedTokenizerFast"  # these rebuild their pipeline otherwise
         atomic_write_text(config_path, json.dumps(config, indent=2, ensure_ascii=False))
+    map_path = out_dir / "special_tokens_map.json"  # written by older transformers
+    if map_path.is_file():
+        special_map = json.loads(map_path.read_text(encoding="utf-8"))
+        _drop_absent_specials(special_map, present)
+        atomic_write_text(map_path, json.dumps(special_map, indent=2, ensure_ascii=False))
+
+
+def _drop_absent_specials(config: dict[str, Any], present: set[str]) -> None:
+    """Remove tokens not in ``present`` from the special-token lists of a tokenizer config."""
+    for key in ("additional_special_tokens", "extra_special_tokens"):
+        listed = config.get(key)
+        if isinstance(listed, list):
+            config[key] = [t for t in listed if (t.get("content") if isinstance(t, dict) else t) in present]
+        elif isinstance(listed, dict):  # named extra tokens (image_token: "<image_soft_token>")
+            config[key] = {name: t for name, t in listed.items()
+                           if (t.get("content") if isinstance(t, dict) else t) in present}
 
 
 def save_model_dir(model: Any, hf_tokenizer: Any, spec: dict[str, Any], out_dir: Path) -> None:
@@ -170,11 +197,12 @@ def save_model_dir(model: Any, hf_tokenizer: Any, spec: dict[str, Any], out_dir:
     save_tokenizer(hf_tokenizer, spec, out_dir)
 
 
-def check_special_contract(base_tokenizer: Any, new_dir: Path) -> list[str]:
+def check_special_contract(base_tokenizer: Any, new_dir: Path, dropped: Sequence[str] = ()) -> list[str]:
     """Problems with the saved tokenizer's special tokens (empty when the contract holds).
 
-    Every added/special token of the base exists as one token; bos/eos/pad/unk keep their strings;
-    the chat template renders, and every special token it uses encodes as a single id.
+    Every added/special token of the base, except the reserved placeholders the plan ``dropped``, exists as
+    one token; bos/eos/pad/unk keep their strings; the chat template renders, and every special token it
+    uses encodes as a single id.
     """
     from transformers import AutoTokenizer
 
@@ -182,6 +210,10 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path) -> list[str]:
     problems = []
     for content in base_tokenizer.added_tokens_decoder.values():
         text = str(content)
+        if text in dropped:
+            if text in new.get_vocab():
+                problems.append(f"dropped placeholder {text!r} is still a token")
+            continue
         ids = new.encode(text, add_special_tokens=False)
         if len(ids) != 1:
             problems.append(f"special token {text!r} is {len(ids)} tokens in the new tokenizer")

@@ -47,6 +47,8 @@ class VocabPlan:
     pieces: dict[int, str]
     """New rows to initialize from a piece, spelled in the family's alphabet (``Ġsardu``, ``▁sardu``)."""
     stats: dict[str, Any] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    """Added tokens of the base left out on purpose (reserved placeholders)."""
 
     @property
     def rows(self) -> int:
@@ -178,7 +180,7 @@ def train_like(spec: dict[str, Any], texts: Iterable[str], vocab_size: int, min_
 
 
 def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int = 2, *,
-                  keep: Sequence[str] = (), fresh: bool = False) -> VocabPlan:
+                  keep: Sequence[str] = (), fresh: bool = False, drop: Iterable[str] = ()) -> VocabPlan:
     """A vocabulary of about ``vocab_size`` entries for ``texts`` (plus the base pieces ``keep`` needs), with
     every special token.
 
@@ -186,8 +188,10 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
     them (:func:`extend_vocab`), then everything the corpora no longer use is dropped (:func:`trim_vocab`),
     so most rows are trained base rows. When the target already uses ``vocab_size`` base entries or more
     (large multilingual bases), nothing is added: the result is the trimmed base. ``fresh=True`` trains a
-    BPE vocabulary from characters instead.
+    BPE vocabulary from characters instead. Added tokens in ``drop`` are left out.
     """
+    if drop:
+        spec = _without_added(spec, set(drop))
     if not fresh:
         used = trim_vocab(spec, texts).rows  # base entries the target needs; keep's pieces come on top
         first_id = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
@@ -197,6 +201,13 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
         plan.mode = "replace"
         return plan
     return _fresh_vocab(spec, texts, vocab_size, min_frequency)
+
+
+def _without_added(spec: dict[str, Any], drop: set[str]) -> dict[str, Any]:
+    """``spec`` without the added tokens in ``drop`` (nor their vocabulary entries)."""
+    new = dict(spec, added_tokens=[t for t in spec.get("added_tokens", []) if t["content"] not in drop])
+    new["model"] = dict(spec["model"], vocab={p: i for p, i in spec["model"]["vocab"].items() if p not in drop})
+    return new
 
 
 def compose(first: VocabPlan, second: VocabPlan) -> VocabPlan:
@@ -442,16 +453,18 @@ def _merge_word(units: list[list[str]], index: int, pair: tuple[str, str], count
 # ---------------------------------------------------------------------------------------- trim
 
 
-def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Iterable[str] = ()) -> VocabPlan:
+def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Iterable[str] = (),
+               drop: Iterable[str] = ()) -> VocabPlan:
     """The base entries ``texts`` use (and ``keep_pieces``), the pieces on the merge path that builds them
-    (:func:`merge_closure`), the byte alphabet (or byte-fallback tokens) and every special/added token,
-    renumbered in base order.
+    (:func:`merge_closure`), the byte alphabet (or byte-fallback tokens) and every special/added token
+    except those in ``drop`` (see :func:`reserved_placeholders`), renumbered in base order.
 
     ``texts`` tokenize exactly as with the base; other text may take more pieces.
     """
     tokenizer = Tokenizer.from_str(json.dumps(spec))
     vocab: dict[str, int] = spec["model"]["vocab"]
-    pieces_of = {token_id: piece for piece, token_id in vocab.items()}
+    dropped = {t["content"] for t in spec.get("added_tokens", [])} & set(drop)
+    pieces_of = {token_id: piece for piece, token_id in vocab.items() if piece not in dropped}
     used: set[str] = set(keep_pieces)
     batch: list[str] = []
     for text in [*texts, None]:
@@ -463,9 +476,10 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
             batch = []
     used.update(t["content"] for t in spec.get("added_tokens", []) if t["content"] in vocab)
     used.update(_alphabet(spec))
-    keep = merge_closure(spec, [p for p in used if p in vocab])
+    keep = merge_closure(spec, [p for p in used if p in vocab]) - dropped
     kept = sorted(keep, key=vocab.get)
     new = json.loads(json.dumps(spec))
+    new["added_tokens"] = [t for t in new.get("added_tokens", []) if t["content"] not in dropped]
     new_vocab = {piece: index for index, piece in enumerate(kept)}
     for token in sorted(new.get("added_tokens", []), key=lambda t: t["id"]):
         new_vocab.setdefault(token["content"], len(new_vocab))  # added tokens outside the model vocab
@@ -476,8 +490,22 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
     base_ids = {**vocab, **{t["content"]: t["id"] for t in spec.get("added_tokens", [])}}
     sources: list[int | None] = [base_ids[piece] for piece in sorted(new_vocab, key=new_vocab.get)]
     stats = {"kept_rows": len(sources), "new_rows": 0, "base_entries": len(vocab),
-             "used_by_corpora": len(used & set(vocab))}
-    return VocabPlan("trim", new, sources, {}, stats)
+             "used_by_corpora": len(used & set(vocab)), "reserved_dropped": len(dropped)}
+    return VocabPlan("trim", new, sources, {}, stats, dropped=sorted(dropped))
+
+
+RESERVED_PLACEHOLDER = re.compile(r"<unused\d+>|\[unused\d+\]|<\|reserved_special_token_\d+\|>|<\|reserved_\d+\|>")
+"""Names of added tokens that only hold a place for later use: Gemma ``<unused12>``, BERT ``[unused5]``,
+Llama-3 ``<|reserved_special_token_3|>``."""
+
+
+def reserved_placeholders(spec: dict[str, Any], needed: str = "") -> set[str]:
+    """The base's reserved placeholder tokens (:data:`RESERVED_PLACEHOLDER`): rows no text produces and no
+    role uses, which trim and replace drop (Gemma-3: 6,242 rows). Those named in ``needed`` (e.g. a chat
+    template that gave one a role) are kept.
+    """
+    return {t["content"] for t in spec.get("added_tokens", [])
+            if RESERVED_PLACEHOLDER.fullmatch(t["content"]) and t["content"] not in needed}
 
 
 def merge_closure(spec: dict[str, Any], pieces: Iterable[str]) -> set[str]:
