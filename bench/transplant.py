@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from workbench.evaluate.datasets import load_texts  # noqa: E402
 from workbench.evaluate.lm import score_each  # noqa: E402
 from workbench.models import load_model, resolve_model  # noqa: E402
-from workbench.tokenize.transplant import TransplantConfig, save_model_dir, transplant  # noqa: E402
+from workbench.tokenize.transplant import TransplantConfig, chat_texts, save_model_dir, transplant  # noqa: E402
 from workbench.tokenize.vocab import load_backend  # noqa: E402
 from workbench.tokenize.wordlists import keep_words  # noqa: E402
 
@@ -96,12 +96,13 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
         model, tokenizer = load_model(source, device="cpu", dtype="float32")
         base_rows = model.get_input_embeddings().weight.shape[0]
         cfg = TransplantConfig(mode=mode, vocab_size=size if mode != "trim" else 8000,
-                               init=init if init != "-" else "subtoken", mix=args.mix)
+                               init=init if init != "-" else "subtoken", mix=args.mix,
+                               drop_reserved=mode == "trim")  # Gemma's 6,242 <unusedN> rows go too
         words, word_counts = keep_words(["srd_Latn", "eng_Latn"], size) if mode == "trim" else ([], {})
         t0 = time.time()
         plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
                              keep=[*eng_corpus, *words] if mode == "trim" else (),  # replace: the target's only
-                             chat_template=tokenizer.chat_template)
+                             chat=chat_texts(tokenizer))
         seconds = time.time() - t0
         if mode == "trim":
             init = f"words-{size}"  # the top-``size`` wordfreq words of each kept language (none for srd)

@@ -14,7 +14,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from workbench.tokenize.init import decomposition
 from workbench.tokenize.pieces import is_byte_level_spec, piece_bytes
-from workbench.tokenize.transplant import TransplantConfig, check_special_contract, save_model_dir, transplant
+from workbench.tokenize.transplant import (
+    TransplantConfig,
+    chat_texts,
+    check_special_contract,
+    save_model_dir,
+    transplant,
+)
 from workbench.tokenize.vocab import load_backend, needs_word_splitting, splits_digits
 
 from .conftest import FIXTURES, STORIES
@@ -40,7 +46,7 @@ def run(source: str, texts: list[str], tmp_path, **options):
     rows = model.get_input_embeddings().weight.detach().clone()
     protect, keep = options.pop("protect", ()), options.pop("keep", ())
     plan, _ = transplant(model, load_backend(source, tokenizer), texts, TransplantConfig(**options),
-                         protect=protect, keep=keep)
+                         protect=protect, keep=keep, chat=chat_texts(tokenizer))
     out = tmp_path / "model"
     save_model_dir(model, tokenizer, plan.spec, out)
     return tokenizer, rows, plan, out
@@ -418,7 +424,7 @@ def test_reserved_placeholders_are_named_by_the_usual_conventions() -> None:
 
 
 @pytest.mark.parametrize("mode", ["trim", "replace"])
-def test_trim_and_replace_drop_reserved_placeholders_unless_a_role_uses_them(mode, tmp_path) -> None:
+def test_trim_and_replace_drop_reserved_placeholders_on_request_unless_a_role_uses_them(mode, tmp_path) -> None:
     base_dir = tmp_path / "base"
     tokenizer = AutoTokenizer.from_pretrained(STORIES)
     model = AutoModelForCausalLM.from_pretrained(STORIES)
@@ -432,12 +438,12 @@ def test_trim_and_replace_drop_reserved_placeholders_unless_a_role_uses_them(mod
     tokenizer.save_pretrained(base_dir)
     base_rows = model.get_input_embeddings().weight.detach().clone()
     outcomes = {}
-    for keep_reserved in (False, True):
+    for drop_reserved in (True, False):
         model = AutoModelForCausalLM.from_pretrained(base_dir)
-        config = TransplantConfig(mode=mode, vocab_size=400, keep_reserved=keep_reserved)
+        config = TransplantConfig(mode=mode, vocab_size=400, drop_reserved=drop_reserved)
         plan, _ = transplant(model, load_backend(base_dir, tokenizer), SRD[:500], config,
-                             chat_template=tokenizer.chat_template)
-        out = tmp_path / f"out-{keep_reserved}"
+                             chat=chat_texts(tokenizer))
+        out = tmp_path / f"out-{drop_reserved}"
         save_model_dir(model, tokenizer, plan.spec, out)
         assert check_special_contract(tokenizer, out, plan.dropped) == []
         new = AutoTokenizer.from_pretrained(out)
@@ -447,8 +453,31 @@ def test_trim_and_replace_drop_reserved_placeholders_unless_a_role_uses_them(mod
             old_row = base_rows[tokenizer.convert_tokens_to_ids(piece)]
             assert torch.equal(rows[new.convert_tokens_to_ids(piece)], old_row)
         assert new.apply_chat_template([{"role": "user", "content": "Salude"}], tokenize=False) == "<unused3>Salude"
-        outcomes[keep_reserved] = (plan.rows, kept, plan.dropped)
-    (rows_dropped, kept_dropped, dropped), (rows_all, kept_all, none) = outcomes[False], outcomes[True]
+        outcomes[drop_reserved] = (plan.rows, kept, plan.dropped)
+    (rows_dropped, kept_dropped, dropped), (rows_all, kept_all, none) = outcomes[True], outcomes[False]
     assert kept_dropped == ["<unused3>"] and dropped == sorted(set(placeholders) - {"<unused3>"})
     assert kept_all == placeholders and none == []
     assert rows_all - rows_dropped == 11
+
+
+def test_trim_keeps_the_chat_template_text_segmentation(tmp_path) -> None:
+    """Role markers ('user', 'assistant', SmolLM2's default system prompt) are not in a Sardinian corpus;
+    without the template's texts, trim splits them and the contract check says so."""
+    from workbench.tokenize.transplant import chat_renderings
+
+    source = smollm2()
+    base = AutoTokenizer.from_pretrained(source)
+    renderings = chat_renderings(base)
+    assert any("assistant" in text for text in renderings)
+    for chat in (chat_texts(base), ()):
+        model = AutoModelForCausalLM.from_pretrained(source)
+        plan, _ = transplant(model, load_backend(source, base), SRD[:300], TransplantConfig(mode="trim"), chat=chat)
+        out = tmp_path / f"chat-{bool(chat)}"
+        save_model_dir(model, base, plan.spec, out)
+        problems = check_special_contract(base, out, plan.dropped)
+        new = AutoTokenizer.from_pretrained(out)
+        if chat:
+            assert problems == []
+            assert all(new.tokenize(text) == base.tokenize(text) for text in renderings)
+        else:
+            assert any("chat template's text" in p for p in problems)

@@ -248,8 +248,8 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
 @click.option("--keep-words", type=int, default=0, show_default=True,
               help="trim: also keep the pieces of the N most frequent words of each of --languages (wordfreq lists; "
                    "pip install 'workbench[wordlists]').")
-@click.option("--keep-reserved", is_flag=True, help="trim/replace: keep the base's reserved placeholder tokens "
-              "(Gemma <unusedN>, Llama-3 <|reserved_special_token_N|>; dropped by default).")
+@click.option("--drop-reserved", is_flag=True, help="trim/replace: also drop the base's reserved placeholder tokens "
+              "(Gemma's 6,242 <unusedN>, Llama-3 <|reserved_special_token_N|>) unless the chat template uses one.")
 @click.option("--min-frequency", type=int, default=2, show_default=True)
 @click.option("--pad-to-multiple-of", type=int, default=None, help="Pad the embedding rows, e.g. 64.")
 @click.option("--eval-sets", default=None, help="Held-out LM set for the gate (FLORES folder, .tsv, .jsonl, hf:id).")
@@ -262,7 +262,7 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model directory.")
 @click.option("--progress/--no-progress", default=True)
 def transplant(source: str, corpus: tuple[Path, ...], mode: str, vocab_size: int, init: str,
-               protect: tuple[Path, ...], keep: tuple[Path, ...], keep_words: int, keep_reserved: bool,
+               protect: tuple[Path, ...], keep: tuple[Path, ...], keep_words: int, drop_reserved: bool,
                min_frequency: int,
                pad_to_multiple_of: int | None, eval_sets: str | None, languages: str | None, target: str | None,
                max_sentences: int, max_regression: float, gate_action: str, out: Path, progress: bool) -> None:
@@ -276,7 +276,7 @@ def transplant(source: str, corpus: tuple[Path, ...], mode: str, vocab_size: int
         raise click.UsageError("--keep-words needs --mode trim and --languages (whose word lists are kept)")
     report = run_transplant(
         source, list(corpus), out, mode=mode, vocab_size=vocab_size, init=init, protect=list(protect),
-        keep=list(keep), keep_words=keep_words, keep_reserved=keep_reserved, min_frequency=min_frequency,
+        keep=list(keep), keep_words=keep_words, drop_reserved=drop_reserved, min_frequency=min_frequency,
         pad_to_multiple_of=pad_to_multiple_of,
         eval_sets=eval_sets, languages=_codes(languages), target=target, max_sentences=max_sentences,
         max_regression=max_regression, progress=progress, echo=lambda line: console.print(line, markup=False))

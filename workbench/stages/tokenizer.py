@@ -40,8 +40,9 @@ class TokenizerConfig(StrictModel):
                                                  "each replay language and English (wordfreq lists, the "
                                                  "'wordlists' extra), so they work beyond their corpora")
     pad_to_multiple_of: int | None = Field(None, ge=1, description="pad the embedding rows (e.g. 64)")
-    keep_reserved: bool = Field(False, description="trim/replace: keep the base's reserved placeholder tokens "
-                                                   "(Gemma <unusedN>, Llama-3 <|reserved_special_token_N|>)")
+    drop_reserved: bool = Field(False, description="trim/replace: also drop the base's reserved placeholder "
+                                                   "tokens (Gemma <unusedN>, Llama-3 <|reserved_special_token_N|>) "
+                                                   "unless the chat template uses one")
     language: LanguageCode | None = Field(None, description="corpus language to train on (default: target)")
     gate: GateConfig = Field(default_factory=GateConfig)
 
@@ -50,14 +51,20 @@ class TokenizerStage(Stage):
     kind = "tokenizer"
     version = "6"  # 3: fertility report + records; 4: modes, continued-BPE extension, row matching on bytes;
     # 5: trim keeps the merge path the base takes (exact on SentencePiece conversions), keep_words;
-    # 6: trim/replace drop reserved placeholder tokens (keep_reserved)
+    # 6: trim/replace can drop reserved placeholder tokens (drop_reserved)
     Config = TokenizerConfig
     requires = ("crawl",)
     produces_model = True
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from ..models import load_model
-        from ..tokenize.transplant import TransplantConfig, check_special_contract, save_model_dir, transplant
+        from ..tokenize.transplant import (
+            TransplantConfig,
+            chat_texts,
+            check_special_contract,
+            save_model_dir,
+            transplant,
+        )
         from ..tokenize.vocab import load_backend
 
         cfg = self.config
@@ -83,10 +90,10 @@ class TokenizerStage(Stage):
         options = TransplantConfig(mode=cfg.mode, vocab_size=cfg.vocab_size, max_new_tokens=cfg.max_new_tokens,
                                    min_frequency=cfg.min_frequency, init=cfg.init, neighbours=cfg.neighbours,
                                    mix=cfg.mix, shrink=cfg.shrink, fresh=cfg.fresh,
-                                   pad_to_multiple_of=cfg.pad_to_multiple_of, keep_reserved=cfg.keep_reserved,
+                                   pad_to_multiple_of=cfg.pad_to_multiple_of, drop_reserved=cfg.drop_reserved,
                                    seed=ctx.seed)
         plan, init = transplant(model, spec, texts, options, protect=protect_texts, keep=keep_texts,
-                                chat_template=getattr(tokenizer, "chat_template", None))
+                                chat=chat_texts(tokenizer))
         out = ctx.out_dir / "model"
         save_model_dir(model, tokenizer, plan.spec, out)
         problems = check_special_contract(tokenizer, out, plan.dropped)

@@ -44,7 +44,7 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
                    protect: Sequence[Path] = (), keep: Sequence[Path] = (), min_frequency: int = 2,
                    pad_to_multiple_of: int | None = None, eval_sets: str | None = None,
                    languages: Sequence[str] = (), target: str | None = None, max_sentences: int = 100,
-                   max_regression: float = 0.05, keep_words: int = 0, keep_reserved: bool = False,
+                   max_regression: float = 0.05, keep_words: int = 0, drop_reserved: bool = False,
                    progress: bool = True,
                    echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Transplant ``source`` onto a vocabulary for ``corpus``; save to ``out``; return the report.
@@ -57,7 +57,7 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     from ..models import load_model
     from .fertility import fertility
     from .gate import gate_failures, gate_rows
-    from .transplant import TransplantConfig, check_special_contract, save_model_dir, transplant
+    from .transplant import TransplantConfig, chat_texts, check_special_contract, save_model_dir, transplant
     from .vocab import load_backend
 
     texts = read_corpus(corpus)
@@ -66,7 +66,7 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     before = _score(model, tokenizer, eval_cfg, progress) if eval_cfg else []
     spec = load_backend(Path(getattr(tokenizer, "name_or_path", "")), tokenizer)
     config = TransplantConfig(mode=mode, vocab_size=vocab_size, init=init, min_frequency=min_frequency,
-                              pad_to_multiple_of=pad_to_multiple_of, keep_reserved=keep_reserved)
+                              pad_to_multiple_of=pad_to_multiple_of, drop_reserved=drop_reserved)
     keep_texts = read_corpus(keep) if keep else []
     word_counts: dict[str, int] = {}
     if mode == "trim" and keep_words:
@@ -75,7 +75,7 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
         forms, word_counts = frequent_words(languages, keep_words)
         keep_texts += forms
     plan, init_report = transplant(model, spec, texts, config, protect=read_corpus(protect) if protect else (),
-                                   keep=keep_texts, chat_template=getattr(tokenizer, "chat_template", None))
+                                   keep=keep_texts, chat=chat_texts(tokenizer))
     save_model_dir(model, tokenizer, plan.spec, out)
     problems = check_special_contract(tokenizer, out, plan.dropped)
     new_tokenizer = AutoTokenizer.from_pretrained(out)

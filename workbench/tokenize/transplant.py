@@ -36,8 +36,9 @@ class TransplantConfig:
     shrink: float = 0.1
     fresh: bool = False
     pad_to_multiple_of: int | None = None
-    keep_reserved: bool = False
-    """trim/replace: keep the base's reserved placeholder tokens (``<unused12>``); dropped by default."""
+    drop_reserved: bool = False
+    """trim/replace: drop the base's reserved placeholder tokens (``<unused12>``; see
+    :func:`~.vocab.reserved_placeholders`); off by default, as every added token keeps its row otherwise."""
     seed: int = 0
 
 
@@ -49,22 +50,24 @@ def first_free_id(model: Any, spec: dict[str, Any]) -> int:
 
 def transplant(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
                protect: Sequence[str] = (), keep: Sequence[str] = (),
-               chat_template: str | None = None) -> tuple[VocabPlan, dict[str, Any]]:
+               chat: Sequence[str] = ()) -> tuple[VocabPlan, dict[str, Any]]:
     """Give ``model`` a new vocabulary (in place); returns the plan and an initialization report.
 
     ``texts``: target-language corpus. ``protect`` (extend): text whose segmentation must not change.
     ``keep`` (trim): more text whose pieces are kept, besides ``texts`` (replay languages, English).
-    ``chat_template``: the tokenizer's template; reserved placeholder tokens it names are never dropped.
+    ``chat``: the chat template's texts (:func:`chat_texts`): their segmentation is kept in every mode (role
+    markers tokenize as in the base) and no reserved placeholder they name is dropped.
     """
-    plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep, chat_template=chat_template)
+    plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep, chat=chat)
     report = apply_plan(model, plan, base_spec, config, focus_texts=texts)
     return plan, report
 
 
 def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
-              protect: Sequence[str] = (), keep: Sequence[str] = (), chat_template: str | None = None) -> VocabPlan:
+              protect: Sequence[str] = (), keep: Sequence[str] = (), chat: Sequence[str] = ()) -> VocabPlan:
     """The vocabulary plan of ``config.mode`` (see :mod:`.vocab`), padded as configured."""
-    drop = set() if config.keep_reserved else reserved_placeholders(base_spec, needed=chat_template or "")
+    drop = set() if not config.drop_reserved else reserved_placeholders(base_spec, needed="\n".join(chat))
+    protect, keep = [*protect, *chat], [*keep, *chat]
     if config.mode == "extend":
         plan = extend_vocab(base_spec, texts, max_new_tokens=config.max_new_tokens or config.vocab_size,
                             first_id=first_free_id(model, base_spec), min_frequency=config.min_frequency,
@@ -81,6 +84,32 @@ def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], confi
         plan.stats["reserved_dropped"] = len(drop)
     plan.pad_to_multiple(config.pad_to_multiple_of)
     return plan
+
+
+_TURNS = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
+CHAT_SAMPLES = ([{"role": "system", "content": ""}, *_TURNS], _TURNS)
+
+
+def chat_renderings(tokenizer: Any) -> list[str]:
+    """The chat template rendered for empty conversations (with and without a system turn, with and without
+    the generation prompt): the template's own text, role markers included. Empty without a template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return []
+    texts = []
+    for messages in CHAT_SAMPLES:
+        for prompt in (False, True):
+            try:
+                texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt))
+            except Exception:  # a template may refuse a system turn or empty content
+                continue
+    return list(dict.fromkeys(texts))
+
+
+def chat_texts(tokenizer: Any) -> list[str]:
+    """The chat template's source and :func:`chat_renderings`, for :func:`transplant`'s ``chat``."""
+    template = getattr(tokenizer, "chat_template", None)
+    sources = list(template.values()) if isinstance(template, dict) else [template] if template else []
+    return [*map(str, sources), *chat_renderings(tokenizer)]
 
 
 def special_ids(spec: dict[str, Any]) -> list[int]:
@@ -220,6 +249,10 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path, dropped: Sequence
     for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
         if getattr(base_tokenizer, role, None) != getattr(new, role, None):
             problems.append(f"{role} changed: {getattr(base_tokenizer, role, None)!r} -> {getattr(new, role, None)!r}")
+    for text in chat_renderings(base_tokenizer):
+        old, now = base_tokenizer.tokenize(text), new.tokenize(text)
+        if old != now:
+            problems.append(f"the chat template's text {text!r} tokenizes as {now} instead of {old}")
     template = getattr(base_tokenizer, "chat_template", None)
     if template:
         if getattr(new, "chat_template", None) != template:

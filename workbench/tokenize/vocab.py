@@ -490,7 +490,7 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
     base_ids = {**vocab, **{t["content"]: t["id"] for t in spec.get("added_tokens", [])}}
     sources: list[int | None] = [base_ids[piece] for piece in sorted(new_vocab, key=new_vocab.get)]
     stats = {"kept_rows": len(sources), "new_rows": 0, "base_entries": len(vocab),
-             "used_by_corpora": len(used & set(vocab)), "reserved_dropped": len(dropped)}
+             "used_by_corpora": len((used - dropped) & set(vocab)), "reserved_dropped": len(dropped)}
     return VocabPlan("trim", new, sources, {}, stats, dropped=sorted(dropped))
 
 
@@ -501,8 +501,8 @@ Llama-3 ``<|reserved_special_token_3|>``."""
 
 def reserved_placeholders(spec: dict[str, Any], needed: str = "") -> set[str]:
     """The base's reserved placeholder tokens (:data:`RESERVED_PLACEHOLDER`): rows no text produces and no
-    role uses, which trim and replace drop (Gemma-3: 6,242 rows). Those named in ``needed`` (e.g. a chat
-    template that gave one a role) are kept.
+    role uses, which trim and replace can drop (Gemma-3: 6,242 rows). Those named in ``needed`` (e.g. a chat
+    template that gave one a role) are not listed.
     """
     return {t["content"] for t in spec.get("added_tokens", [])
             if RESERVED_PLACEHOLDER.fullmatch(t["content"]) and t["content"] not in needed}
