@@ -445,7 +445,7 @@ def test_trim_and_replace_drop_reserved_placeholders_on_request_unless_a_role_us
                              chat=chat_texts(tokenizer))
         out = tmp_path / f"out-{drop_reserved}"
         save_model_dir(model, tokenizer, plan.spec, out)
-        assert check_special_contract(tokenizer, out, plan.dropped) == []
+        assert check_special_contract(tokenizer, out, plan) == []
         new = AutoTokenizer.from_pretrained(out)
         rows = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight.detach()
         kept = [p for p in placeholders if p in new.get_vocab()]
@@ -474,10 +474,22 @@ def test_trim_keeps_the_chat_template_text_segmentation(tmp_path) -> None:
         plan, _ = transplant(model, load_backend(source, base), SRD[:300], TransplantConfig(mode="trim"), chat=chat)
         out = tmp_path / f"chat-{bool(chat)}"
         save_model_dir(model, base, plan.spec, out)
-        problems = check_special_contract(base, out, plan.dropped)
+        problems = check_special_contract(base, out, plan)
         new = AutoTokenizer.from_pretrained(out)
         if chat:
             assert problems == []
             assert all(new.tokenize(text) == base.tokenize(text) for text in renderings)
         else:
             assert any("chat template's text" in p for p in problems)
+
+
+def test_fresh_replace_keeps_the_special_tokens_of_a_chat_model(tmp_path) -> None:
+    """A vocabulary trained from characters re-segments the template's words, by design; its special tokens
+    and the template itself still hold."""
+    base, _, plan, out = run(smollm2(), SRD, tmp_path, mode="replace", vocab_size=2000, fresh=True)
+    assert plan.stats["fresh"] is True
+    assert check_special_contract(base, out, plan) == []
+    new = AutoTokenizer.from_pretrained(out)
+    messages = [{"role": "user", "content": "Salude"}]
+    assert new.apply_chat_template(messages, tokenize=False) == base.apply_chat_template(messages, tokenize=False)
+    assert new.tokenize("<|im_start|>user")[0] == "<|im_start|>"

@@ -96,7 +96,7 @@ class TokenizerStage(Stage):
                                 chat=chat_texts(tokenizer))
         out = ctx.out_dir / "model"
         save_model_dir(model, tokenizer, plan.spec, out)
-        problems = check_special_contract(tokenizer, out, plan.dropped)
+        problems = check_special_contract(tokenizer, out, plan)
         if problems:
             raise DataError(f"the transplanted tokenizer in {out} breaks the special-token contract: "
                             + "; ".join(problems))

@@ -77,7 +77,7 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     plan, init_report = transplant(model, spec, texts, config, protect=read_corpus(protect) if protect else (),
                                    keep=keep_texts, chat=chat_texts(tokenizer))
     save_model_dir(model, tokenizer, plan.spec, out)
-    problems = check_special_contract(tokenizer, out, plan.dropped)
+    problems = check_special_contract(tokenizer, out, plan)
     new_tokenizer = AutoTokenizer.from_pretrained(out)
     sample = texts[-1000:]
     report: dict[str, Any] = {

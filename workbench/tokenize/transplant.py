@@ -226,16 +226,19 @@ def save_model_dir(model: Any, hf_tokenizer: Any, spec: dict[str, Any], out_dir:
     save_tokenizer(hf_tokenizer, spec, out_dir)
 
 
-def check_special_contract(base_tokenizer: Any, new_dir: Path, dropped: Sequence[str] = ()) -> list[str]:
+def check_special_contract(base_tokenizer: Any, new_dir: Path, plan: VocabPlan | None = None) -> list[str]:
     """Problems with the saved tokenizer's special tokens (empty when the contract holds).
 
-    Every added/special token of the base, except the reserved placeholders the plan ``dropped``, exists as
-    one token; bos/eos/pad/unk keep their strings; the chat template renders, and every special token it
-    uses encodes as a single id.
+    Every added/special token of the base, except the reserved placeholders the ``plan`` dropped, exists as
+    one token; bos/eos/pad/unk keep their strings; the chat template renders, every special token it uses
+    encodes as a single id, and its own text (:func:`chat_renderings`) tokenizes as with the base (not
+    checked for a vocabulary trained from characters, ``replace`` with ``fresh``).
     """
     from transformers import AutoTokenizer
 
     new = AutoTokenizer.from_pretrained(new_dir)
+    dropped = set(plan.dropped) if plan is not None else set()
+    fresh = plan is not None and bool(plan.stats.get("fresh"))
     problems = []
     for content in base_tokenizer.added_tokens_decoder.values():
         text = str(content)
@@ -249,7 +252,7 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path, dropped: Sequence
     for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
         if getattr(base_tokenizer, role, None) != getattr(new, role, None):
             problems.append(f"{role} changed: {getattr(base_tokenizer, role, None)!r} -> {getattr(new, role, None)!r}")
-    for text in chat_renderings(base_tokenizer):
+    for text in [] if fresh else chat_renderings(base_tokenizer):
         old, now = base_tokenizer.tokenize(text), new.tokenize(text)
         if old != now:
             problems.append(f"the chat template's text {text!r} tokenizes as {now} instead of {old}")

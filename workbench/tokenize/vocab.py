@@ -245,7 +245,7 @@ def _fresh_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, mi
     model["vocab"] = vocab
     _write_merges(model, pairs)
     _renumber_added_tokens(new, vocab)
-    return _plan_by_keys("replace", spec, new, stats={"trained_vocab": len(trained["model"]["vocab"])})
+    return _plan_by_keys("replace", spec, new, stats={"trained_vocab": len(trained["model"]["vocab"]), "fresh": True})
 
 
 def _plan_by_keys(mode: str, base: dict[str, Any], new: dict[str, Any], stats: dict[str, Any]) -> VocabPlan:
