@@ -316,8 +316,9 @@ def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_
               help="Labelled text: a FLORES-layout folder or one <code>.txt file per language.")
 @click.option("--languages", default=None, help="Comma-separated codes to evaluate (default: every file).")
 @click.option("--split", default="dev", show_default=True)
-@click.option("--min-score", type=float, default=0.0, show_default=True,
-              help="Below this top score a line counts as rejected ('und').")
+@click.option("--min-score", type=float, default=0.5, show_default=True,  # workbench.crawl.pipeline.MIN_SCORE
+              help="Below this top score a line counts as rejected ('und'); 0.5 is the crawl stage's default "
+                   "min_score, so the report shows what a crawl keeps. 0 never rejects.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
 def lid_eval(model_path: str, sets_dir: Path, languages: str | None, split: str, min_score: float,
              out: Path | None) -> None:

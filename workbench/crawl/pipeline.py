@@ -202,13 +202,17 @@ class _JsonlSinks:
         self.handles = {}
 
 
+MIN_SCORE = 0.5
+"""Default language-ID score a segment needs to be kept (crawl stage ``min_score``, ``lid-eval --min-score``)."""
+
+
 @dataclass(frozen=True)
 class CrawlSettings:
     """What a shard worker needs besides the identifier (picklable)."""
 
     languages: tuple[str, ...]
     min_chars: int = 20
-    min_score: float = 0.5
+    min_score: float = MIN_SCORE
     quality: QualityConfig | None = None
     extractor: str = "resiliparse"
     extract_timeout: float = 10.0

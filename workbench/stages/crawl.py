@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..crawl.filters import QualityConfig
+from ..crawl.pipeline import MIN_SCORE
 from ..io import file_fingerprint
 from ..recipe import ExistingPath, InputGlob, LanguageCode, StrictModel
 from .base import Artifact, Stage, StageContext
@@ -38,7 +39,7 @@ class CrawlConfig(StrictModel):
                           "(default: the offline lid.176 model); never downloaded")
     languages: list[LanguageCode] | None = Field(None, description="languages to keep (default: target + replay)")
     min_chars: int = Field(20, ge=1)
-    min_score: float = Field(0.5, ge=0.0, le=1.0, description="language-ID score a segment needs to be kept")
+    min_score: float = Field(MIN_SCORE, ge=0.0, le=1.0, description="language-ID score a segment needs to be kept")
     min_scores: dict[LanguageCode, float] = Field(default_factory=dict, description="per-language min_score")
     quality: QualityConfig | None = Field(QualityConfig(), description="quality filters (null: none)")
     near_dedup: NearDedupConfig | None = Field(NearDedupConfig(), description="MinHash-LSH near dedup (null: none)")
