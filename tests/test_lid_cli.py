@@ -82,3 +82,32 @@ def test_a_model_file_plugs_in_by_path(split_sets, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "file.json").read_text())
     assert report["languages"]["ita_Latn"]["recall"] > 0.9 and report["languages"]["spa_Latn"]["recall"] > 0.9
+
+
+def test_lid_eval_rejects_like_the_crawl_by_default(split_sets, tmp_path):
+    """Without --min-score a line below the crawl's min_score is 'und', as the crawl drops it: some Friulian
+    lines (a language this Italian/Spanish/Catalan/Sardinian model was not trained on) are rejected instead
+    of counting against another language's precision. Most are still called Italian: seed the neighbours."""
+    from workbench.crawl.pipeline import MIN_SCORE
+
+    train, test = split_sets
+    romance = tmp_path / "romance"
+    romance.mkdir()
+    for code in ROMANCE_TEST:
+        shutil.copy(train / f"{code}.txt", romance / f"{code}.txt")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(test, mixed)
+    shutil.copy(SEED / "fur_Latn.txt", mixed / "fur_Latn.txt")
+    assert _workbench("lid-train", "--sets", str(romance), "--out", str(tmp_path / "lid")).returncode == 0
+    reports = {}
+    options = {"default": [], "explicit": ["--min-score", str(MIN_SCORE)], "never": ["--min-score", "0"]}
+    for name, extra in options.items():
+        run = _workbench("lid-eval", "--model", str(tmp_path / "lid"), "--sets", str(mixed),
+                         "--out", str(tmp_path / f"{name}.json"), *extra)
+        assert run.returncode == 0, run.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert reports["default"] == reports["explicit"]
+    assert reports["never"]["languages"]["fur_Latn"]["rejected"] == 0
+    assert reports["default"]["languages"]["fur_Latn"]["rejected"] > 0
+    for code in ("ita_Latn", "srd_Latn", "cat_Latn"):
+        assert reports["default"]["languages"][code]["precision"] > reports["never"]["languages"][code]["precision"]
