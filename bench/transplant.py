@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from workbench.evaluate.datasets import load_texts  # noqa: E402
 from workbench.evaluate.lm import score_each  # noqa: E402
 from workbench.models import load_model, resolve_model  # noqa: E402
-from workbench.tokenize.transplant import TransplantConfig, chat_texts, save_model_dir, transplant  # noqa: E402
+from workbench.tokenize.transplant import TransplantConfig, chat_renderings, save_model_dir, transplant  # noqa: E402
 from workbench.tokenize.vocab import load_backend  # noqa: E402
 from workbench.tokenize.wordlists import keep_words  # noqa: E402
 
@@ -102,7 +102,7 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
         t0 = time.time()
         plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
                              keep=[*eng_corpus, *words] if mode == "trim" else (),  # replace: the target's only
-                             chat=chat_texts(tokenizer))
+                             chat=chat_renderings(tokenizer))
         seconds = time.time() - t0
         if mode == "trim":
             init = f"words-{size}"  # the top-``size`` wordfreq words of each kept language (none for srd)

@@ -16,7 +16,7 @@ from workbench.tokenize.init import decomposition
 from workbench.tokenize.pieces import is_byte_level_spec, piece_bytes
 from workbench.tokenize.transplant import (
     TransplantConfig,
-    chat_texts,
+    chat_renderings,
     check_special_contract,
     save_model_dir,
     transplant,
@@ -46,7 +46,7 @@ def run(source: str, texts: list[str], tmp_path, **options):
     rows = model.get_input_embeddings().weight.detach().clone()
     protect, keep = options.pop("protect", ()), options.pop("keep", ())
     plan, _ = transplant(model, load_backend(source, tokenizer), texts, TransplantConfig(**options),
-                         protect=protect, keep=keep, chat=chat_texts(tokenizer))
+                         protect=protect, keep=keep, chat=chat_renderings(tokenizer))
     out = tmp_path / "model"
     save_model_dir(model, tokenizer, plan.spec, out)
     return tokenizer, rows, plan, out
@@ -442,7 +442,7 @@ def test_trim_and_replace_drop_reserved_placeholders_on_request_unless_a_role_us
         model = AutoModelForCausalLM.from_pretrained(base_dir)
         config = TransplantConfig(mode=mode, vocab_size=400, drop_reserved=drop_reserved)
         plan, _ = transplant(model, load_backend(base_dir, tokenizer), SRD[:500], config,
-                             chat=chat_texts(tokenizer))
+                             chat=chat_renderings(tokenizer))
         out = tmp_path / f"out-{drop_reserved}"
         save_model_dir(model, tokenizer, plan.spec, out)
         assert check_special_contract(tokenizer, out, plan) == []
@@ -463,13 +463,11 @@ def test_trim_and_replace_drop_reserved_placeholders_on_request_unless_a_role_us
 def test_trim_keeps_the_chat_template_text_segmentation(tmp_path) -> None:
     """Role markers ('user', 'assistant', SmolLM2's default system prompt) are not in a Sardinian corpus;
     without the template's texts, trim splits them and the contract check says so."""
-    from workbench.tokenize.transplant import chat_renderings
-
     source = smollm2()
     base = AutoTokenizer.from_pretrained(source)
     renderings = chat_renderings(base)
     assert any("assistant" in text for text in renderings)
-    for chat in (chat_texts(base), ()):
+    for chat in (chat_renderings(base), ()):
         model = AutoModelForCausalLM.from_pretrained(source)
         plan, _ = transplant(model, load_backend(source, base), SRD[:300], TransplantConfig(mode="trim"), chat=chat)
         out = tmp_path / f"chat-{bool(chat)}"

@@ -57,7 +57,7 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     from ..models import load_model
     from .fertility import fertility
     from .gate import gate_failures, gate_rows
-    from .transplant import TransplantConfig, chat_texts, check_special_contract, save_model_dir, transplant
+    from .transplant import TransplantConfig, chat_renderings, check_special_contract, save_model_dir, transplant
     from .vocab import load_backend
 
     texts = read_corpus(corpus)
@@ -75,7 +75,7 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
         forms, word_counts = frequent_words(languages, keep_words)
         keep_texts += forms
     plan, init_report = transplant(model, spec, texts, config, protect=read_corpus(protect) if protect else (),
-                                   keep=keep_texts, chat=chat_texts(tokenizer))
+                                   keep=keep_texts, chat=chat_renderings(tokenizer))
     save_model_dir(model, tokenizer, plan.spec, out)
     problems = check_special_contract(tokenizer, out, plan)
     new_tokenizer = AutoTokenizer.from_pretrained(out)

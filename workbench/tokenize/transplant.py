@@ -55,8 +55,8 @@ def transplant(model: Any, base_spec: dict[str, Any], texts: Sequence[str], conf
 
     ``texts``: target-language corpus. ``protect`` (extend): text whose segmentation must not change.
     ``keep`` (trim): more text whose pieces are kept, besides ``texts`` (replay languages, English).
-    ``chat``: the chat template's texts (:func:`chat_texts`): their segmentation is kept in every mode (role
-    markers tokenize as in the base) and no reserved placeholder they name is dropped.
+    ``chat``: the chat template's own text (:func:`chat_renderings`): its segmentation is kept in every mode
+    (role markers tokenize as in the base) and no reserved placeholder it uses is dropped.
     """
     plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep, chat=chat)
     report = apply_plan(model, plan, base_spec, config, focus_texts=texts)
@@ -103,13 +103,6 @@ def chat_renderings(tokenizer: Any) -> list[str]:
             except Exception:  # a template may refuse a system turn or empty content
                 continue
     return list(dict.fromkeys(texts))
-
-
-def chat_texts(tokenizer: Any) -> list[str]:
-    """The chat template's source and :func:`chat_renderings`, for :func:`transplant`'s ``chat``."""
-    template = getattr(tokenizer, "chat_template", None)
-    sources = list(template.values()) if isinstance(template, dict) else [template] if template else []
-    return [*map(str, sources), *chat_renderings(tokenizer)]
 
 
 def special_ids(spec: dict[str, Any]) -> list[int]:
