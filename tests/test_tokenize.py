@@ -491,3 +491,27 @@ def test_fresh_replace_keeps_the_special_tokens_of_a_chat_model(tmp_path) -> Non
     messages = [{"role": "user", "content": "Salude"}]
     assert new.apply_chat_template(messages, tokenize=False) == base.apply_chat_template(messages, tokenize=False)
     assert new.tokenize("<|im_start|>user")[0] == "<|im_start|>"
+
+
+@pytest.mark.parametrize("mode", ["extend", "replace"])
+def test_new_merges_never_change_the_chat_template_text(mode, tmp_path) -> None:
+    """stories260K (SentencePiece-style: a newline does not split words) with a plain-text chat template, and a
+    corpus that repeats the template's text: merges across 'user:\\n' are learned unless the renderings are
+    protected."""
+    base_dir = tmp_path / "base"
+    tokenizer = AutoTokenizer.from_pretrained(STORIES)
+    tokenizer.chat_template = "{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}\n{% endfor %}"
+    tokenizer.save_pretrained(base_dir)
+    AutoModelForCausalLM.from_pretrained(STORIES).save_pretrained(base_dir)
+    corpus = SRD[:300] + ["### user:\nSalude a tottus\n### assistant:\nSalude"] * 200
+    renderings = chat_renderings(tokenizer)
+    outcomes = {}
+    for chat in (renderings, []):
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        plan, _ = transplant(model, load_backend(base_dir, tokenizer), corpus,
+                             TransplantConfig(mode=mode, vocab_size=600), chat=chat)
+        out = tmp_path / f"out-{bool(chat)}"
+        save_model_dir(model, tokenizer, plan.spec, out)
+        outcomes[bool(chat)] = check_special_contract(tokenizer, out, plan)
+    assert outcomes[True] == []
+    assert any("chat template's text" in problem for problem in outcomes[False])

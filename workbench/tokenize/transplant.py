@@ -74,7 +74,7 @@ def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], confi
                             protect=protect)
     elif config.mode == "replace":
         plan = replace_vocab(base_spec, texts, config.vocab_size, config.min_frequency, keep=keep,
-                             fresh=config.fresh, drop=drop)
+                             fresh=config.fresh, drop=drop, protect=chat)
     elif config.mode == "trim":
         plan = trim_vocab(base_spec, [*texts, *keep], drop=drop)
     else:

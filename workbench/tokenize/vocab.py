@@ -180,7 +180,8 @@ def train_like(spec: dict[str, Any], texts: Iterable[str], vocab_size: int, min_
 
 
 def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int = 2, *,
-                  keep: Sequence[str] = (), fresh: bool = False, drop: Iterable[str] = ()) -> VocabPlan:
+                  keep: Sequence[str] = (), fresh: bool = False, drop: Iterable[str] = (),
+                  protect: Sequence[str] = ()) -> VocabPlan:
     """A vocabulary of about ``vocab_size`` entries for ``texts`` (plus the base pieces ``keep`` needs), with
     every special token.
 
@@ -188,7 +189,8 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
     them (:func:`extend_vocab`), then everything the corpora no longer use is dropped (:func:`trim_vocab`),
     so most rows are trained base rows. When the target already uses ``vocab_size`` base entries or more
     (large multilingual bases), nothing is added: the result is the trimmed base. ``fresh=True`` trains a
-    BPE vocabulary from characters instead. Added tokens in ``drop`` are left out.
+    BPE vocabulary from characters instead. Added tokens in ``drop`` are left out; ``protect`` text (e.g. the
+    chat template's) keeps its base segmentation (grown vocabularies only).
     """
     if drop:
         spec = _without_added(spec, set(drop))
@@ -196,7 +198,7 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
         used = trim_vocab(spec, texts).rows  # base entries the target needs; keep's pieces come on top
         first_id = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
         grown = extend_vocab(spec, texts, max_new_tokens=max(vocab_size - used, 0), first_id=first_id,
-                             min_frequency=min_frequency)
+                             min_frequency=min_frequency, protect=protect)
         plan = compose(grown, trim_vocab(grown.spec, [*texts, *keep]))
         plan.mode = "replace"
         return plan
