@@ -79,9 +79,6 @@ def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], confi
         plan = trim_vocab(base_spec, [*texts, *keep], drop=drop)
     else:
         raise ValueError(f"unknown transplant mode '{config.mode}'; choose extend, replace or trim")
-    if config.mode == "replace" and drop:
-        plan.dropped = sorted(drop)
-        plan.stats["reserved_dropped"] = len(drop)
     plan.pad_to_multiple(config.pad_to_multiple_of)
     return plan
 
@@ -204,13 +201,15 @@ def save_tokenizer(hf_tokenizer: Any, spec: dict[str, Any], out_dir: Path) -> No
 
 def _drop_absent_specials(config: dict[str, Any], present: set[str]) -> None:
     """Remove tokens not in ``present`` from the special-token lists of a tokenizer config."""
+    def kept(token: Any) -> bool:  # a string, or an AddedToken dict
+        return (token.get("content") if isinstance(token, dict) else token) in present
+
     for key in ("additional_special_tokens", "extra_special_tokens"):
         listed = config.get(key)
         if isinstance(listed, list):
-            config[key] = [t for t in listed if (t.get("content") if isinstance(t, dict) else t) in present]
+            config[key] = [t for t in listed if kept(t)]
         elif isinstance(listed, dict):  # named extra tokens (image_token: "<image_soft_token>")
-            config[key] = {name: t for name, t in listed.items()
-                           if (t.get("content") if isinstance(t, dict) else t) in present}
+            config[key] = {name: t for name, t in listed.items() if kept(t)}
 
 
 def save_model_dir(model: Any, hf_tokenizer: Any, spec: dict[str, Any], out_dir: Path) -> None:
@@ -232,12 +231,10 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path, plan: VocabPlan |
     new = AutoTokenizer.from_pretrained(new_dir)
     dropped = set(plan.dropped) if plan is not None else set()
     fresh = plan is not None and bool(plan.stats.get("fresh"))
-    problems = []
+    problems = [f"dropped placeholder {text!r} is still a token" for text in sorted(dropped & set(new.get_vocab()))]
     for content in base_tokenizer.added_tokens_decoder.values():
         text = str(content)
         if text in dropped:
-            if text in new.get_vocab():
-                problems.append(f"dropped placeholder {text!r} is still a token")
             continue
         ids = new.encode(text, add_special_tokens=False)
         if len(ids) != 1:

@@ -192,8 +192,9 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
     BPE vocabulary from characters instead. Added tokens in ``drop`` are left out; ``protect`` text (e.g. the
     chat template's) keeps its base segmentation (grown vocabularies only).
     """
-    if drop:
-        spec = _without_added(spec, set(drop))
+    dropped = sorted({t["content"] for t in spec.get("added_tokens", [])} & set(drop))
+    if dropped:
+        spec = _without_added(spec, set(dropped))
     if not fresh:
         used = trim_vocab(spec, texts).rows  # base entries the target needs; keep's pieces come on top
         first_id = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
@@ -201,8 +202,11 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
                              min_frequency=min_frequency, protect=protect)
         plan = compose(grown, trim_vocab(grown.spec, [*texts, *keep]))
         plan.mode = "replace"
-        return plan
-    return _fresh_vocab(spec, texts, vocab_size, min_frequency)
+    else:
+        plan = _fresh_vocab(spec, texts, vocab_size, min_frequency)
+    plan.dropped = dropped
+    plan.stats["reserved_dropped"] = len(dropped)
+    return plan
 
 
 def _without_added(spec: dict[str, Any], drop: set[str]) -> dict[str, Any]:
