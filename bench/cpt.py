@@ -3,6 +3,7 @@
 
     python bench/cpt.py                                 # smollm2-135m (speed) and gemma3-270m (memory)
     python bench/cpt.py --models smollm2-135m --steps 6  # quick look
+    python bench/cpt.py --precision bfloat16            # both runners under bf16 autocast (Trainer: bf16=True)
 
 Ours = best-fit document-aware packing (position ids restart per document, no cross-document
 attention), the chunked, recomputed output-layer loss, and per-language held-out bits-per-byte
@@ -90,9 +91,10 @@ def run_ours(model, tokenizer, args) -> dict:
         rows = slice(step * args.batch, (step + 1) * args.batch)
         return {k: torch.from_numpy(v[rows]) for k, v in arrays.items()}
 
+    precision = torch.bfloat16 if args.precision == "bfloat16" else None
     curves = CurveTracker(tokenizer, {c: HeldOut(t, "crawl") for c, t in held.items()}, every=args.eval_every,
-                          total_steps=args.steps, max_length=args.block)
-    settings = LoopSettings(steps=args.steps, lr=args.lr, warmup_ratio=0.1, schedule="cosine")
+                          total_steps=args.steps, max_length=args.block, precision=precision)
+    settings = LoopSettings(steps=args.steps, lr=args.lr, warmup_ratio=0.1, schedule="cosine", autocast=precision)
     loaded = resident_memory_mb()
     started = time.time()
     curves.measure(0, model, 0)
@@ -125,7 +127,7 @@ def run_trainer(model, tokenizer, args) -> dict:
         output_dir=out, per_device_train_batch_size=args.batch, max_steps=args.steps, learning_rate=args.lr,
         warmup_steps=int(args.steps * 0.1), lr_scheduler_type="cosine", weight_decay=0.0, max_grad_norm=1.0,
         logging_steps=args.steps, save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
-        seed=0, disable_tqdm=True)
+        seed=0, disable_tqdm=True, bf16=args.precision == "bfloat16")
     trainer = Trainer(model=model, args=training, train_dataset=dataset, data_collator=default_data_collator)
     loaded = resident_memory_mb()
     started = time.time()
@@ -145,7 +147,7 @@ def worker(spec: dict) -> dict:
     row = run(model, tokenizer, args)
     row.update(model=args.model, runner=args.runner, vocab=model.get_input_embeddings().weight.shape[0],
                peak_mb=round(rss_mb(), 1), tokens_per_second=round(row["tokens"] / row["seconds"], 1),
-               block=args.block, batch=args.batch, steps=args.steps)
+               block=args.block, batch=args.batch, steps=args.steps, precision=args.precision)
     row["training_peak_mb"] = round(row["peak_mb"] - row.pop("loaded_mb"), 1)
     return row
 
@@ -161,6 +163,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--eval-every", type=int, default=6)
     parser.add_argument("--held-out", type=int, default=3, help="held-out documents per language")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                        help="both runners: float32, or float32 weights under bf16 autocast (mixed precision)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -173,12 +177,12 @@ def main() -> None:
         for runner in runners:
             spec = {"model": model, "runner": runner, "steps": args.memory_steps if memory else args.steps,
                     "block": args.memory_block if memory else args.block, "batch": args.batch, "lr": args.lr,
-                    "eval_every": args.eval_every, "held_out": args.held_out}
+                    "eval_every": args.eval_every, "held_out": args.held_out, "precision": args.precision}
             print(f"running {model} / {runner} ...", flush=True)
             rows.append(run_worker(__file__, spec, f"{model} / {runner}"))
     if RESULTS.is_file():  # keep the rows of models not re-run
-        done = {r["model"] for r in rows}
-        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in done] + rows
+        done = {_setting(r) for r in rows}
+        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if _setting(r) not in done] + rows
     report(rows)
 
 
@@ -187,20 +191,21 @@ def report(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="cpt: ours vs plain Trainer + group_texts (same model, data, hyperparameters)")
-    for column in ("model", "runner", "vocab", "block x batch", "tokens/s", "× trainer", "steps only", "peak MB",
-                   "× trainer",
-                   "train MB", "final loss", "packing"):
-        table.add_column(column, justify="left" if column in ("model", "runner") else "right")
+    for column in ("model", "precision", "runner", "vocab", "block x batch", "tokens/s", "× trainer", "steps only",
+                   "peak MB", "× trainer", "train MB", "final loss", "packing"):
+        table.add_column(column, justify="left" if column in ("model", "precision", "runner") else "right")
     summary = {}
     for row in rows:
-        base = next(r for r in rows if r["model"] == row["model"] and r["runner"] == "trainer")
+        base = next(r for r in rows if _setting(r) == _setting(row) and r["runner"] == "trainer")
         row["speed_ratio"] = round(row["tokens_per_second"] / base["tokens_per_second"], 3)
         row["memory_ratio"] = round(row["peak_mb"] / base["peak_mb"], 3)
         row["training_memory_ratio"] = round(row["training_peak_mb"] / max(base["training_peak_mb"], 1e-9), 3)
         row["step_speed_ratio"] = round(base["seconds"] / row.get("step_seconds", row["seconds"]), 3)
-        summary[f"{row['model']}/{row['runner']}"] = {k: row[k] for k in (
-            "speed_ratio", "step_speed_ratio", "memory_ratio", "training_memory_ratio")}
-        table.add_row(row["model"], row["runner"], str(row["vocab"]), f"{row['block']} x {row['batch']}",
+        name = "/".join([row["model"], *([] if _setting(row)[1] == "float32" else ["bf16"]), row["runner"]])
+        summary[name] = {k: row[k] for k in ("speed_ratio", "step_speed_ratio", "memory_ratio",
+                                             "training_memory_ratio")}
+        table.add_row(row["model"], _setting(row)[1], row["runner"], str(row["vocab"]),
+                      f"{row['block']} x {row['batch']}",
                       f"{row['tokens_per_second']:.0f}", f"{row['speed_ratio']:.2f}",
                       f"{row['step_speed_ratio']:.2f}", f"{row['peak_mb']:.0f}",
                       f"{row['memory_ratio']:.2f}", f"{row['training_peak_mb']:.0f}", f"{row['final_loss']:.3f}",
@@ -210,6 +215,10 @@ def report(rows: list[dict]) -> None:
 
     atomic_write_json(RESULTS, {"rows": rows, "ratios": summary, "machine": _machine()})
     print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def _setting(row: dict) -> tuple[str, str]:
+    return row["model"], row.get("precision", "float32")
 
 
 def _machine() -> dict:

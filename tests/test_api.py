@@ -181,7 +181,7 @@ def test_score_text_equals_an_independent_computation() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     texts = ["Once upon a time there was a cat.", "Su sardu est una limba romanza."]
-    frame = wb.score_text(STORIES, texts, "eng_Latn", device="cpu")
+    frame = wb.score_text(STORIES, texts, "eng_Latn", device="cpu", dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(STORIES)
     model = AutoModelForCausalLM.from_pretrained(STORIES, dtype=torch.float32).eval()
     total_bits = total_bytes = 0.0
@@ -195,6 +195,9 @@ def test_score_text_equals_an_independent_computation() -> None:
         assert row.bytes == len(text.encode("utf-8"))
         total_bits, total_bytes = total_bits + bits, total_bytes + row.bytes
     assert frame.attrs["bits_per_byte"] == pytest.approx(total_bits / total_bytes, rel=1e-4)
+    bf16 = wb.score_text(STORIES, texts, "eng_Latn", device="cpu", dtype="bfloat16")  # what auto gives on bf16 hw
+    assert bf16.attrs["bits_per_byte"] == pytest.approx(total_bits / total_bytes, rel=0.02)
+    assert bf16.attrs["bits_per_byte"] != frame.attrs["bits_per_byte"]  # it did run in the other precision
     from_set = wb.score_text(STORIES, SETS, "srd_Latn", max_texts=3, device="cpu")
     assert len(from_set) == 3 and from_set.attrs["language"] == "srd_Latn"
     with pytest.raises(Exception, match="srd_latn"):

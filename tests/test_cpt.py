@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from workbench.train.curves import CurveTracker, HeldOut, split_held_out
 from workbench.train.ema import EMA
-from workbench.train.loop import LoopSettings, train
+from workbench.train.loop import LoopSettings, autocast, precision_name, train
 from workbench.train.loss import IGNORE, causal_lm_loss_sum
 from workbench.train.mixture import Document, build_mixture, split_exactly, token_budgets
 from workbench.train.packing import pack
@@ -128,6 +128,43 @@ def test_chunked_loss_gradient_equals_the_full_logits_gradient() -> None:
     assert float(loss.detach()) == pytest.approx(float(reference.detach()), rel=1e-5)
     for (name, a), (_, b) in zip(ours.named_parameters(), plain.named_parameters(), strict=True):
         assert float((a.grad - b.grad).abs().max()) <= 1e-5 * float(b.grad.abs().max()) + 1e-8, name
+
+
+def test_mixed_precision_loss_and_gradients_follow_float32() -> None:
+    """Under bf16 autocast (float32 weights) the fused loss and every gradient follow the float32 ones."""
+    mixed, exact = _stories(), _stories()
+    ids = torch.randint(3, 500, (4, 48), generator=torch.Generator().manual_seed(0))
+    with autocast("cpu", torch.bfloat16):
+        loss = causal_lm_loss_sum(mixed, ids, None, ids, chunk_size=16)
+    loss.backward()
+    reference = causal_lm_loss_sum(exact, ids, None, ids, chunk_size=16)
+    reference.backward()
+    assert loss.dtype == torch.float32 and float(loss.detach()) != float(reference.detach())  # it ran in bf16
+    assert float(loss.detach()) == pytest.approx(float(reference.detach()), rel=1e-2)
+    for (name, a), (_, b) in zip(mixed.named_parameters(), exact.named_parameters(), strict=True):
+        assert a.dtype == a.grad.dtype == torch.float32, name
+        assert float(torch.nn.functional.cosine_similarity(a.grad.flatten(), b.grad.flatten(), dim=0)) > 0.99, name
+
+
+def test_the_loop_trains_float32_weights_under_autocast_like_float32() -> None:
+    ids = torch.randint(3, 500, (4, 32), generator=torch.Generator().manual_seed(2))
+
+    def batch_for(step, micro):
+        return {"input_ids": ids, "labels": ids, "attention_mask": torch.ones_like(ids)}
+
+    losses = {}
+    for precision in (None, torch.bfloat16):
+        model = _stories()
+        before = model.lm_head.weight.detach().clone()
+        state = train(model, batch_for, LoopSettings(steps=6, lr=3e-3, warmup_ratio=0.0, autocast=precision),
+                      progress=False)
+        assert model.lm_head.weight.dtype == torch.float32
+        assert not torch.equal(model.lm_head.weight.detach(), before)
+        losses[precision] = state["losses"]
+    assert losses[torch.bfloat16][-1] < losses[torch.bfloat16][0]  # it learns
+    assert losses[torch.bfloat16] != losses[None]
+    assert losses[torch.bfloat16] == pytest.approx(losses[None], rel=0.02)
+    assert precision_name(model, torch.bfloat16) == "float32+autocast:bfloat16"
 
 
 # ------------------------------------------------------------------------------------ embedding rows
@@ -309,7 +346,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
 
     from .conftest import tiny_recipe, write_recipe
 
-    recipe = tiny_recipe(eval={})
+    recipe = tiny_recipe(eval={}, base={"model": str(STORIES), "dtype": "float32"})  # exact: no bf16 rounding
     recipe["stages"] = recipe["stages"][:3]
     recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, eval_every=3)
     path = write_recipe(tmp_path / "tiny.yaml", recipe)
@@ -345,7 +382,7 @@ def test_fsdp_on_two_processes_matches_one_and_resumes_after_sigkill(tmp_path: P
 
     from .conftest import tiny_recipe, write_recipe
 
-    recipe = tiny_recipe(eval={})
+    recipe = tiny_recipe(eval={}, base={"model": str(STORIES), "dtype": "float32"})  # exact: no bf16 rounding
     recipe["stages"] = recipe["stages"][:3]
     recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, eval_every=3, checkpoint_every=2,
                                       distributed={"strategy": "fsdp"})
@@ -393,7 +430,7 @@ def test_fsdp_trains_a_lora_adapter_with_new_rows_like_one_process(tmp_path: Pat
 
     from .conftest import tiny_recipe, write_recipe
 
-    recipe = tiny_recipe(eval={})
+    recipe = tiny_recipe(eval={}, base={"model": str(STORIES), "dtype": "float32"})  # exact: no bf16 rounding
     recipe["stages"] = recipe["stages"][:3]
     recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, train="lora", adapter={"r": 4}, lr=1e-2,
                                       distributed={"strategy": "fsdp"})

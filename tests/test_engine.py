@@ -130,13 +130,15 @@ def test_cpt_and_finetune_changed_weights(finished_run) -> None:
 def test_scores_come_from_the_evaluated_model(finished_run) -> None:
     from workbench.evaluate.datasets import read_lines
     from workbench.evaluate.lm import score_texts
+    from workbench.models import pick_dtype
 
     path, _, result = finished_run
     recipe = load_recipe(path)
     texts = read_lines(recipe.eval.lm.sets, "srd_Latn", "dev")[:16]
     board = result.scoreboard
+    dtype = pick_dtype("cpu", recipe.base.dtype)  # the engine scores in the recipe's dtype (auto: bf16 if native)
     for stage, model_dir in (("base", STORIES), ("cpt", _artifact(result, "cpt") / "model")):
-        model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
         expected = score_texts(model, AutoTokenizer.from_pretrained(model_dir), texts).bits_per_byte
         got = next(r["value"] for r in board if r["stage"] == stage and r.get("language") == "srd_Latn"
                    and r["metric"] == "bits_per_byte")

@@ -21,6 +21,7 @@ from workbench.models import (
     cache_home,
     list_sources,
     load_model,
+    native_bfloat16,
     pick_device,
     pick_dtype,
     resolve_model,
@@ -50,7 +51,12 @@ def test_cache_home_follows_env(monkeypatch, tmp_path):
 def test_device_and_dtype():
     assert pick_device("cpu") == "cpu"
     assert pick_device() in {"cpu", "cuda", "mps"}
-    assert pick_dtype("cpu") == torch.float32
+    native = native_bfloat16("cpu")
+    has_bf16_units = any(flag in Path("/proc/cpuinfo").read_text().split() for flag in ("avx512_bf16", "amx_bf16")) \
+        if Path("/proc/cpuinfo").is_file() else native
+    assert native == has_bf16_units  # the CPU's own flags, read independently
+    assert pick_dtype("cpu") == (torch.bfloat16 if native else torch.float32)
+    assert pick_dtype("mps") == torch.float32
     assert pick_dtype("cpu", "bfloat16") == torch.bfloat16
     with pytest.raises(ModelSourceError, match="unknown dtype"):
         pick_dtype("cpu", "float8")

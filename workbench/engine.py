@@ -28,7 +28,7 @@ from .stages import STAGES
 from .stages.base import Artifact, Stage, StageContext
 from .store import RunStore
 
-SCORER_VERSION = "3"  # 2: failure detectors; 3: per-sentence files, surprisal, spBLEU, chat prompts
+SCORER_VERSION = "4"  # 2: detectors; 3: per-sentence files, surprisal, spBLEU, chat prompts; 4: bf16 where native
 FLOOR_VERSION = "1"
 CONTAMINATION_VERSION = "1"
 SCORING_KINDS = ("score", "floor", "contamination")  # steps that write scores, not artifacts

@@ -18,13 +18,15 @@ from .errors import DataError
 
 ModelLike = str | Path | tuple[Any, Any]
 
-_CACHE: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}
+_CACHE: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}
 
 
-def load(model: ModelLike | None, adapter: str | Path | None = None, device: str | None = None) -> tuple[Any, Any]:
+def load(model: ModelLike | None, adapter: str | Path | None = None, device: str | None = None,
+         dtype: str = "auto") -> tuple[Any, Any]:
     """``(model, tokenizer)`` for a model source (and adapter, merged into a copy of the model), on the best
     available device unless told; an already loaded pair is returned as is. ``model=None`` with an
-    adapter loads the base model recorded in the adapter's ``metadata.json``.
+    adapter loads the base model recorded in the adapter's ``metadata.json``. ``dtype``: ``auto`` (bfloat16
+    where the device has it natively, see :func:`workbench.models.pick_dtype`), ``float32``, ``bfloat16``...
 
     >>> model, tokenizer = wb.load(MODEL, device="cpu")
     >>> model.device.type
@@ -45,11 +47,12 @@ def load(model: ModelLike | None, adapter: str | Path | None = None, device: str
     from .stages.base import ModelRef
 
     device = pick_device(device)
-    key = (str(model), str(adapter) if adapter else None, device)
+    key = (str(model), str(adapter) if adapter else None, device, dtype)
     if key not in _CACHE:
         clear_model_cache()
         resolved = resolve_model(str(model))
-        _CACHE[key] = load_for_eval(ModelRef(resolved.path, Path(adapter) if adapter else None), device=device)
+        _CACHE[key] = load_for_eval(ModelRef(resolved.path, Path(adapter) if adapter else None), device=device,
+                                    dtype=dtype)
     return _CACHE[key]
 
 
@@ -75,7 +78,8 @@ def _texts(texts: str | Sequence[str] | Path, language: str, split: str) -> list
 
 def translate(model: ModelLike | None, texts: str | Sequence[str], src: str, tgt: str, *,
               adapter: str | Path | None = None, exemplars: Sequence[tuple[str, str]] = (), prompt: str = "auto",
-              max_new_tokens: int = 96, batch_size: int = 8, device: str | None = None) -> list[str]:
+              max_new_tokens: int = 96, batch_size: int = 8, device: str | None = None,
+              dtype: str = "auto") -> list[str]:
     """Greedy translations of ``texts`` from ``src`` to ``tgt`` (FLORES codes), one per text, with the
     same prompts the scorer uses (the chat template of instruct models, else plain few-shot with
     ``exemplars``).
@@ -88,14 +92,14 @@ def translate(model: ModelLike | None, texts: str | Sequence[str], src: str, tgt
 
     check_code(src)
     check_code(tgt)
-    loaded, tokenizer = load(model, adapter, device)
+    loaded, tokenizer = load(model, adapter, device, dtype)
     return generate(loaded, tokenizer, _texts(texts, src, "dev"), src, tgt, exemplars=exemplars,
                     batch_size=batch_size, max_new_tokens=max_new_tokens, prompt=prompt)
 
 
 def score_text(model: ModelLike | None, texts: str | Sequence[str] | Path, language: str, *,
                adapter: str | Path | None = None, split: str = "dev", max_texts: int | None = None,
-               batch_size: int = 16, device: str | None = None) -> pd.DataFrame:
+               batch_size: int = 16, device: str | None = None, dtype: str = "auto") -> pd.DataFrame:
     """Bits per byte and per character of each text under ``model`` (the scorer's tokenizer-independent
     measure), one row per text; ``frame.attrs`` holds the totals (Σ bits / Σ bytes, not a mean of rows).
     ``texts`` may also be an evaluation set, read for ``language``.
@@ -111,7 +115,7 @@ def score_text(model: ModelLike | None, texts: str | Sequence[str] | Path, langu
     items = _texts(texts, language, split)[:max_texts]
     if not items:
         raise DataError(f"no texts to score for {language}")
-    loaded, tokenizer = load(model, adapter, device)
+    loaded, tokenizer = load(model, adapter, device, dtype)
     each = score_each(loaded, tokenizer, items, batch_size=batch_size)
     rows = [{"language": language, "text": text, "bits": s.bits, "bytes": s.bytes, "chars": s.chars,
              "tokens": s.tokens, "bits_per_byte": s.bits_per_byte, "bits_per_char": s.bits_per_char}

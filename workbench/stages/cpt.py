@@ -98,7 +98,7 @@ class CPTConfig(TrainingConfig):
 
 class CPTStage(Stage):
     kind = "cpt"
-    version = "2"  # 2: document-aware packing, phases, adapters, embedding modes, curves, EMA
+    version = "3"  # 2: document-aware packing, phases, adapters, embedding modes, curves, EMA; 3: bf16 autocast
     Config = CPTConfig
     requires = ("crawl",)
     produces_model = True
@@ -120,15 +120,17 @@ class CPTStage(Stage):
         from ..distributed import World
         from ..modeling import peak_memory_mb, reset_peak_memory
         from ..train.ema import EMA
-        from ..train.loop import LoopSettings, train
+        from ..train.loop import LoopSettings, mixed_precision, precision_name, train
         from ..train.sharding import check_fsdp_support, full_state_dict, resolve_strategy
         from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
 
         cfg, world = self.config, World.current()
         source = ctx.latest_model()
         quantized = cfg.quantize == "4bit"
+        float_weights = cfg.train in ("full", "embeddings")  # trained in float32 (autocast where bf16 is native)
+        precision = mixed_precision(ctx.device, ctx.dtype) if float_weights and not quantized else None
         model, tokenizer = load_base(source.path, device=ctx.device, quantize=cfg.quantize,
-                                     dtype="float32" if cfg.train in ("full", "embeddings") else ctx.dtype,
+                                     dtype="float32" if float_weights else ctx.dtype,
                                      gradient_checkpointing=cfg.gradient_checkpointing)
         data = self._data(ctx, tokenizer)
         new_ids = _new_token_ids(ctx)
@@ -147,10 +149,11 @@ class CPTStage(Stage):
         if strategy == "fsdp":
             check_fsdp_support(trained.model, is_peft=trained.is_peft, quantized=quantized, ema=bool(cfg.ema),
                                new_rows_mask=embeddings == "new-rows")
-        callbacks, curves = self._callbacks(ctx, tokenizer, data, trained.model)
+        callbacks, curves = self._callbacks(ctx, tokenizer, data, trained.model, precision)
         settings = LoopSettings(steps=data.steps, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio, schedule=cfg.schedule,
                                 weight_decay=cfg.weight_decay, grad_accum=cfg.grad_accum,
-                                checkpoint_every=cfg.checkpoint_every, strategy=cfg.distributed.strategy)
+                                checkpoint_every=cfg.checkpoint_every, strategy=cfg.distributed.strategy,
+                                autocast=precision)
         ctx.log("cpt_data", steps=data.steps, packing_efficiency=round(data.efficiency, 4), embeddings=embeddings,
                 trainable=trained.trainable, **{f"tokens_{k}": v for k, v in data.realised.items()})
         reset_peak_memory(ctx.device)
@@ -188,6 +191,7 @@ class CPTStage(Stage):
             "trainable_parameters": trained.trainable, "total_parameters": trained.total, "train": cfg.train,
             "embeddings": embeddings, "new_rows": len(new_ids), "quantized": quantized,
             "processes": world.size, "strategy": strategy, "document_isolation": isolated,
+            "precision": precision_name(trained.model, precision),
             "curve_change": curves.summary()["change"] if curves else {},
         }
         outputs = {"curves": "curves.json"} | ({"curves_plot": "curves.png"} if curves else {})
@@ -214,7 +218,8 @@ class CPTStage(Stage):
         data.held_out = held_out
         return data
 
-    def _callbacks(self, ctx: StageContext, tokenizer: Any, data: TrainingData, model: Any) -> tuple[dict, Any]:
+    def _callbacks(self, ctx: StageContext, tokenizer: Any, data: TrainingData, model: Any,
+                   precision: Any = None) -> tuple[dict, Any]:
         from ..train.curves import CurveTracker
         from ..train.ema import EMA
 
@@ -223,7 +228,7 @@ class CPTStage(Stage):
         curves = None
         if sets:
             curves = CurveTracker(tokenizer, sets, every=self.config.eval_every, total_steps=data.steps,
-                                  max_length=max(self.config.block_size, 256), log=ctx.log)
+                                  max_length=max(self.config.block_size, 256), log=ctx.log, precision=precision)
             if not (ctx.out_dir / "checkpoints").is_dir():  # a resumed run restores its points instead
                 curves.measure(0, model, 0)
             callbacks["curves"] = curves

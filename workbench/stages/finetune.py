@@ -74,7 +74,7 @@ class FinetuneConfig(TrainingConfig):
 
 class FinetuneStage(Stage):
     kind = "finetune"
-    version = "3"  # 3: full and 4-bit (QLoRA) variants, training via workbench.train.trainable
+    version = "4"  # 3: full and 4-bit (QLoRA) variants, training via workbench.train.trainable; 4: bf16 where native
     Config = FinetuneConfig
     produces_model = True
     trains_on_data = True
@@ -158,7 +158,7 @@ class FinetuneStage(Stage):
         from ..evaluate.prompts import prompt_style
         from ..io import atomic_write_json
         from ..modeling import peak_memory_mb, reset_peak_memory, seed_everything
-        from ..train.loop import LoopSettings, train
+        from ..train.loop import LoopSettings, mixed_precision, precision_name, train
         from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
 
         seed_everything(ctx.seed)  # matched conditions: identical init noise and dropout per variant
@@ -182,8 +182,10 @@ class FinetuneStage(Stage):
             rows = [encoded[(start + i) % len(encoded)] for i in range(cfg.batch_size)]
             return _collate(rows, pad)
 
+        full_float = variant.method == "full" and variant.quantize == "none"  # float32 weights: autocast if bf16
         settings = LoopSettings(steps=cfg.steps, lr=variant.lr or cfg.lr, warmup_ratio=cfg.warmup_ratio,
-                                schedule=cfg.schedule, grad_accum=cfg.grad_accum, weight_decay=cfg.weight_decay)
+                                schedule=cfg.schedule, grad_accum=cfg.grad_accum, weight_decay=cfg.weight_decay,
+                                autocast=mixed_precision(ctx.device, ctx.dtype) if full_float else None)
         reset_peak_memory(ctx.device)
         started = time.time()
         state = train(model, batch_for, settings, param_groups=trained.param_groups, log=ctx.log,
@@ -202,7 +204,7 @@ class FinetuneStage(Stage):
             "trainable_parameters": trainable, "total_parameters": total, "steps": cfg.steps,
             "train_seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
             "final_loss": state["losses"][-1], "held_out_loss": held, "train_tokens": state["tokens"],
-            "prompt": style, **hashes,
+            "prompt": style, "precision": precision_name(model, settings.autocast), **hashes,
         })
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)

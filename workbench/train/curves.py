@@ -10,8 +10,8 @@ apart (:func:`workbench.train.loss.attention_stays_in_documents`, checked once),
 packed first-fit decreasing into rows of ``max_length`` with restarting ``position_ids``, like the
 training blocks, so no padding is computed; otherwise they run right-padded, longest first. Each
 point runs them through the training loss's chunked output layer
-(:func:`workbench.train.loss.causal_lm_loss_sum`) under ``torch.inference_mode``, so no batch's
-full-vocabulary logits are ever held.
+(:func:`workbench.train.loss.causal_lm_loss_sum`) under ``torch.inference_mode`` (and the training's
+autocast, when it mixes precisions), so no batch's full-vocabulary logits are ever held.
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ class CurveTracker:
     """A training-loop callback that scores the held-out sets every ``every`` steps."""
 
     def __init__(self, tokenizer: Any, sets: dict[str, HeldOut], *, every: int, total_steps: int,
-                 max_length: int = 1024, batch_size: int = 8, log: Any = None) -> None:
+                 max_length: int = 1024, batch_size: int = 8, log: Any = None,
+                 precision: torch.dtype | None = None) -> None:
         self.tokenizer, self.sets, self.every, self.total_steps = tokenizer, sets, every, total_steps
+        self.precision = precision  # autocast dtype, as the training steps (None: the weights' own)
         self.max_length, self.batch_size = max_length, batch_size
         self.log = log or (lambda *a, **k: None)
         self.points: list[dict[str, Any]] = []
@@ -75,7 +77,7 @@ class CurveTracker:
         model.eval()
         try:
             for code, (batches, size) in self._batches(self._packed).items():
-                bits = math.fsum(_batch_bits(model, batch) for batch in batches)
+                bits = math.fsum(_batch_bits(model, batch, self.precision) for batch in batches)
                 bpb[code] = round(bits / size, 5) if size else math.nan
         finally:
             model.train(was_training)
@@ -163,10 +165,13 @@ def _batch(rows: list[list[Any]], pad_id: int, packed: bool) -> tuple[torch.Tens
     return ids, (None if bool(mask.all()) else mask), labels, None
 
 
-def _batch_bits(model: torch.nn.Module, batch: tuple[torch.Tensor | None, ...]) -> float:
+def _batch_bits(model: torch.nn.Module, batch: tuple[torch.Tensor | None, ...],
+                precision: torch.dtype | None = None) -> float:
     """Σ −log₂ p of a batch's scored tokens (float32 log-softmax, as the scorer)."""
+    from .loop import autocast
+
     device = next(model.parameters()).device
     ids, mask, labels, positions = (t.to(device) if t is not None else None for t in batch)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         nats = causal_lm_loss_sum(model, ids, mask, labels, position_ids=positions)
     return float(nats) / math.log(2.0)

@@ -52,6 +52,7 @@ class LoopSettings:
     max_grad_norm: float = 1.0
     checkpoint_every: int = 0  # optimizer steps; 0 = never
     strategy: str = "auto"  # several processes: ddp | fsdp | auto (fsdp under accelerate launch --use_fsdp)
+    autocast: torch.dtype | None = None  # mixed precision: float32 weights, matmuls in this dtype (bfloat16)
 
 
 class Callback(Protocol):
@@ -109,7 +110,7 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     while state["step"] < settings.steps:
         started = time.time()
         loss, tokens, targets = _accumulate(loss_fn, batch_for, state["step"], settings.grad_accum, device, world,
-                                            every_rank=root is not None)
+                                            every_rank=root is not None, precision=settings.autocast)
         if strategy == "ddp":
             _all_reduce_grads(params)
         torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
@@ -145,6 +146,30 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     return state
 
 
+def mixed_precision(device: str, dtype: str) -> torch.dtype | None:
+    """The autocast dtype for training float32 weights on ``device`` when the recipe's ``dtype`` resolves to
+    bfloat16 there (``auto`` on hardware with native bf16, see :func:`workbench.models.native_bfloat16`), else
+    None: plain float32."""
+    from ..models import pick_dtype
+
+    return torch.bfloat16 if pick_dtype(device, dtype) == torch.bfloat16 else None
+
+
+def precision_name(model: torch.nn.Module, autocast: torch.dtype | None) -> str:
+    """How a model trains: its (first) floating weights' dtype, plus the autocast dtype if any
+    (``float32``, ``bfloat16``, ``float32+autocast:bfloat16``)."""
+    weights = str(next(p for p in model.parameters() if p.is_floating_point()).dtype).replace("torch.", "")
+    return f"{weights}+autocast:{str(autocast).replace('torch.', '')}" if autocast is not None else weights
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> Any:
+    """``torch.autocast`` to ``dtype`` on ``device`` (a no-op context when ``dtype`` is None): the forward pass
+    and its gradients run their matmuls in ``dtype`` while the weights, optimizer state and loss stay float32."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 def _adamw(groups: list[dict[str, Any]], settings: LoopSettings) -> torch.optim.Optimizer:
     """AdamW, fused (one kernel for all parameters: ~10x faster steps on CPU) where torch supports it."""
     params = [p for g in groups for p in g["params"]]
@@ -158,10 +183,12 @@ def _adamw(groups: list[dict[str, Any]], settings: LoopSettings) -> torch.optim.
 
 
 def _accumulate(loss_fn: Callable[..., torch.Tensor], batch_for: Callable[[int, int], Batch], step: int,
-                accum: int, device: torch.device, world: World, every_rank: bool = False) -> tuple[float, int, int]:
+                accum: int, device: torch.device, world: World, every_rank: bool = False,
+                precision: torch.dtype | None = None) -> tuple[float, int, int]:
     """Forward/backward ``accum`` micro-batches (this process's rows of each); the loss is averaged
     over all target tokens of the global batch. Returns (loss, input tokens, target tokens), global.
-    ``every_rank``: every process must run every micro-batch (FSDP's collectives)."""
+    ``every_rank``: every process must run every micro-batch (FSDP's collectives). ``precision``: the forward
+    pass runs under :func:`autocast` to that dtype (the backward pass follows the forward's dtypes)."""
     batches = [batch_for(step, micro) for micro in range(accum)]
     total_targets = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches) or 1
     tokens = sum(int(b["attention_mask"].sum()) if b.get("attention_mask") is not None else b["input_ids"].numel()
@@ -175,8 +202,9 @@ def _accumulate(loss_fn: Callable[..., torch.Tensor], batch_for: Callable[[int, 
                                  f"of {world.size} without rows: with fsdp, batch_size must be at least the "
                                  f"number of processes")
             continue
-        loss = loss_fn(part["input_ids"], part.get("attention_mask"), part["labels"],
-                       position_ids=part.get("position_ids")) / total_targets
+        with autocast(device, precision):
+            loss = loss_fn(part["input_ids"], part.get("attention_mask"), part["labels"],
+                           position_ids=part.get("position_ids")) / total_targets
         loss.backward()
         loss_sum += loss.detach().double().cpu()
     if world.size > 1:

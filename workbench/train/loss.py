@@ -93,20 +93,31 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 rows: int) -> torch.Tensor:
+        device = hidden.device.type
+        low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None  # mixed precision
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        matrix = weight.to(low) if low is not None else weight  # cast once, not at every chunk's matmuls
         for start in range(0, hidden.shape[0], rows):
             chunk, chunk_targets = hidden[start:start + rows], targets[start:start + rows]
-            logits = (chunk @ weight.t()).float()
+            if low is not None:
+                chunk = chunk.to(low)
+            logits = (chunk @ matrix.t()).float()
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, chunk_targets[:, None]).squeeze(1)).sum()
             probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
             probs[torch.arange(len(chunk_targets), device=probs.device), chunk_targets] -= 1.0
-            grad_logits = probs.to(hidden.dtype)
-            grad_hidden[start:start + rows] = grad_logits @ weight
-            if grad_weight is not None:
+            grad_logits = probs.to(low or hidden.dtype)
+            grad_hidden[start:start + rows] = grad_logits @ matrix
+            if grad_weight is None:
+                continue
+            if low is None:
                 grad_weight.addmm_(grad_logits.t().float(), chunk.float())
+            else:  # the product in the autocast dtype, accumulated in float32, a block of vocabulary rows at a time
+                step = max(1, CHUNK_LOGIT_ELEMENTS // max(1, weight.shape[1]))
+                for v in range(0, weight.shape[0], step):
+                    grad_weight[v:v + step] += grad_logits[:, v:v + step].t() @ chunk
         ctx.save_for_backward(grad_hidden, grad_weight if grad_weight is not None else torch.empty(0))
         ctx.has_weight_grad = grad_weight is not None
         return total

@@ -57,7 +57,7 @@ def load_base(path: Path, *, device: str, quantize: str = "none", dtype: str = "
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
 
-        compute = pick_dtype(device, "auto")
+        compute = pick_dtype(device, "auto" if dtype == "float32" else dtype)  # matmuls in bf16 where native
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=compute)
         model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=compute,
