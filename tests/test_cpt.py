@@ -130,8 +130,21 @@ def test_chunked_loss_gradient_equals_the_full_logits_gradient() -> None:
         assert float((a.grad - b.grad).abs().max()) <= 1e-5 * float(b.grad.abs().max()) + 1e-8, name
 
 
-def test_mixed_precision_loss_and_gradients_follow_float32() -> None:
-    """Under bf16 autocast (float32 weights) the fused loss and every gradient follow the float32 ones."""
+def test_a_second_backward_through_the_fused_loss_is_refused_not_wrong() -> None:
+    model = _stories().train()
+    ids = torch.randint(3, 500, (2, 16), generator=torch.Generator().manual_seed(0))
+    loss = causal_lm_loss_sum(model, ids, None, ids)
+    loss.backward(retain_graph=True)  # its gradients are scaled in place, once
+    with pytest.raises(RuntimeError, match="run backward once per forward"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("block_logits", [None, 1000])
+def test_mixed_precision_loss_and_gradients_follow_float32(monkeypatch, block_logits: int | None) -> None:
+    """Under bf16 autocast (float32 weights) the fused loss and every gradient follow the float32 ones, with
+    the vocabulary in one block or in many (1,000 logits: blocks of 5 columns, targets in every block)."""
+    if block_logits is not None:
+        monkeypatch.setattr("workbench.train.loss.CHUNK_LOGIT_ELEMENTS", block_logits)
     mixed, exact = _stories(), _stories()
     ids = torch.randint(3, 500, (4, 48), generator=torch.Generator().manual_seed(0))
     with autocast("cpu", torch.bfloat16):

@@ -100,7 +100,7 @@ def native_bfloat16(device: str) -> bool:
     and slower, so float32 stays)."""
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device != "cpu":
+    if device != "cpu" or not torch.backends.mkldnn.is_available():  # oneDNN runs the CPU's bf16 matmuls
         return False
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(check is not None and bool(check()) for check in checks)

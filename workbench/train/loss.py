@@ -86,48 +86,101 @@ def _plain_linear(head: torch.nn.Module) -> bool:
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
-    """Σ cross-entropy of ``hidden @ weight.T`` whose gradients are computed chunk by chunk in the
-    forward pass (softmax − one-hot, then two matmuls), so no chunk's logits outlive it and nothing
-    is recomputed in the backward pass (the approach of Liger's fused linear cross-entropy)."""
+    """Σ cross-entropy of ``hidden @ weight.T`` whose gradients are computed in the forward pass (softmax −
+    one-hot, then two matmuls), so no full logits outlive their block and nothing is recomputed in the
+    backward pass (the approach of Liger's fused linear cross-entropy).
+
+    In float32 the rows go through a chunk at a time and the weight gradient accumulates in place (GEMM
+    with beta=1). Under autocast (bf16 matmuls) the vocabulary goes through a block at a time instead
+    (:func:`_vocabulary_blocks`): a low-precision product cannot accumulate into the float32 weight
+    gradient in place, and adding a whole-vocabulary product per row chunk costs more than the matmuls."""
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 rows: int) -> torch.Tensor:
         device = hidden.device.type
         low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None  # mixed precision
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        matrix = weight.to(low) if low is not None else weight  # cast once, not at every chunk's matmuls
-        for start in range(0, hidden.shape[0], rows):
-            chunk, chunk_targets = hidden[start:start + rows], targets[start:start + rows]
-            if low is not None:
-                chunk = chunk.to(low)
-            logits = (chunk @ matrix.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, chunk_targets[:, None]).squeeze(1)).sum()
-            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
-            probs[torch.arange(len(chunk_targets), device=probs.device), chunk_targets] -= 1.0
-            grad_logits = probs.to(low or hidden.dtype)
-            grad_hidden[start:start + rows] = grad_logits @ matrix
-            if grad_weight is None:
-                continue
-            if low is None:
-                grad_weight.addmm_(grad_logits.t().float(), chunk.float())
-            else:  # the product in the autocast dtype, accumulated in float32, a block of vocabulary rows at a time
-                step = max(1, CHUNK_LOGIT_ELEMENTS // max(1, weight.shape[1]))
-                for v in range(0, weight.shape[0], step):
-                    grad_weight[v:v + step] += grad_logits[:, v:v + step].t() @ chunk
+        if low is not None:
+            total, grad_hidden, grad_weight = _vocabulary_blocks(hidden, weight, targets, low,
+                                                                 ctx.needs_input_grad[1])
+        else:
+            total, grad_hidden, grad_weight = _row_chunks(hidden, weight, targets, rows, ctx.needs_input_grad[1])
         ctx.save_for_backward(grad_hidden, grad_weight if grad_weight is not None else torch.empty(0))
         ctx.has_weight_grad = grad_weight is not None
         return total
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """Scales the stored gradients in place (no second vocabulary-sized copy at the peak): one backward
+        pass per forward, as the training loop does."""
+        if getattr(ctx, "consumed", False):
+            raise RuntimeError("the fused cross-entropy scales its stored gradients in place: run backward once per "
+                               "forward (retain_graph=True with a second backward is not supported)")
+        ctx.consumed = True
         grad_hidden, grad_weight = ctx.saved_tensors
-        scale = grad_output.to(grad_hidden.dtype)
-        weight_grad = (grad_weight * grad_output).to(grad_hidden.dtype) if ctx.has_weight_grad else None
-        return grad_hidden * scale, weight_grad, None, None
+        weight_grad = grad_weight.mul_(grad_output).to(grad_hidden.dtype) if ctx.has_weight_grad else None
+        return grad_hidden.mul_(grad_output.to(grad_hidden.dtype)), weight_grad, None, None
+
+
+Gradients = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+def _row_chunks(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int,
+                weight_grad: bool) -> Gradients:
+    """(loss, grad of hidden, grad of weight), ``rows`` rows of logits at a time, all in the weights' dtype."""
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    grad_hidden = torch.empty_like(hidden)
+    grad_weight = torch.zeros_like(weight, dtype=torch.float32) if weight_grad else None
+    for start in range(0, hidden.shape[0], rows):
+        chunk, chunk_targets = hidden[start:start + rows], targets[start:start + rows]
+        logits = (chunk @ weight.t()).float()
+        lse = torch.logsumexp(logits, dim=-1)
+        total += (lse - logits.gather(1, chunk_targets[:, None]).squeeze(1)).sum()
+        probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+        probs[torch.arange(len(chunk_targets), device=probs.device), chunk_targets] -= 1.0
+        grad_logits = probs.to(hidden.dtype)
+        grad_hidden[start:start + rows] = grad_logits @ weight
+        if grad_weight is not None:
+            grad_weight.addmm_(grad_logits.t().float(), chunk.float())
+    return total, grad_hidden, grad_weight
+
+
+def _vocabulary_blocks(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, low: torch.dtype,
+                       weight_grad: bool) -> Gradients:
+    """(loss, grad of hidden, grad of weight) with the matmuls in ``low`` and everything else in float32, a
+    block of vocabulary columns at a time (at most ``CHUNK_LOGIT_ELEMENTS`` logits). A first pass gets each
+    row's log-sum-exp (online, block by block) and target logit; a second recomputes each block's logits
+    and writes that block's weight gradient once (float32), adding its share to the hidden gradient."""
+    n, vocab = hidden.shape[0], weight.shape[0]
+    columns = max(1, CHUNK_LOGIT_ELEMENTS // max(1, n))
+    h, matrix = hidden.to(low), weight.to(low)  # cast once
+    running_max = torch.full((n,), float("-inf"), dtype=torch.float32, device=hidden.device)
+    running_sum = torch.zeros(n, dtype=torch.float32, device=hidden.device)
+    picked = torch.zeros(n, dtype=torch.float32, device=hidden.device)
+    blocks = []
+    for start in range(0, vocab, columns):
+        inside = ((targets >= start) & (targets < start + columns)).nonzero().squeeze(1)
+        blocks.append((start, inside, targets[inside] - start))
+    for start, inside, columns_hit in blocks:
+        logits = (h @ matrix[start:start + columns].t()).float()
+        picked[inside] = logits[inside, columns_hit]
+        new_max = torch.maximum(running_max, logits.amax(dim=1))
+        running_sum = running_sum * torch.exp(running_max - new_max) + logits.sub_(new_max[:, None]).exp_().sum(1)
+        running_max = new_max
+    lse = running_max + torch.log(running_sum)
+    total = (lse - picked).sum()
+    grad_hidden = torch.zeros_like(hidden, dtype=torch.float32)
+    grad_weight = torch.empty_like(weight, dtype=torch.float32) if weight_grad else None
+    for start, inside, columns_hit in blocks:
+        part = matrix[start:start + columns]
+        probs = (h @ part.t()).float().sub_(lse[:, None]).exp_()  # softmax of this block
+        probs[inside, columns_hit] -= 1.0
+        grad_logits = probs.to(low)
+        grad_hidden += grad_logits @ part
+        if grad_weight is not None:
+            grad_weight[start:start + columns] = grad_logits.t() @ h
+    return total, grad_hidden.to(hidden.dtype), grad_weight
 
 
 def _chunk_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
