@@ -5,7 +5,8 @@ for the loss) and autograd keeps them for the backward pass. Here the backbone's
 gathered at the positions that carry a label and only those rows go through the output layer, a
 chunk at a time. When training, a plain linear output layer goes through a fused linear
 cross-entropy: each chunk's gradients (softmax − one-hot, two matmuls) are computed in the forward
-pass, so the peak holds one chunk of logits, not the batch's, and nothing is recomputed. Another
+pass, so the peak holds one chunk of logits, not the batch's, and nothing is recomputed (under bf16
+autocast it goes through vocabulary blocks instead, recomputing each block's logits once). Another
 output layer (a peft wrapper, say) keeps its chunks' logits for the backward pass up to 256 MB in
 all and beyond that recomputes each chunk (activation checkpointing). For a
 262k-vocabulary model that is the largest single allocation of a training step.
