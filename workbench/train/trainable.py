@@ -46,7 +46,8 @@ class Trainable:
 
 def load_base(path: Path, *, device: str, quantize: str = "none", dtype: str = "float32",
               gradient_checkpointing: bool = False) -> tuple[Any, Any]:
-    """The model to train from ``path``: float weights, or 4-bit NF4 weights (bitsandbytes) for QLoRA."""
+    """The model to train from ``path``: float weights in ``dtype``, or 4-bit NF4 weights (bitsandbytes) for
+    QLoRA, whose matmuls then run in ``dtype`` (``auto``: bfloat16 where the hardware has it)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models import load_model, pick_dtype
@@ -57,7 +58,7 @@ def load_base(path: Path, *, device: str, quantize: str = "none", dtype: str = "
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
 
-        compute = pick_dtype(device, "auto" if dtype == "float32" else dtype)  # matmuls in bf16 where native
+        compute = pick_dtype(device, dtype)  # the 4-bit layers' matmul dtype (auto: bf16 where native)
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=compute)
         model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=compute,
