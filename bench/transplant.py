@@ -102,7 +102,7 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
         t0 = time.time()
         plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
                              keep=[*eng_corpus, *words] if mode == "trim" else (),  # replace: the target's only
-                             chat=chat_renderings(tokenizer))
+                             chat=chat_renderings(tokenizer), chat_template=tokenizer.chat_template)
         seconds = time.time() - t0
         if mode == "trim":
             init = f"words-{size}"  # the top-``size`` wordfreq words of each kept language (none for srd)

@@ -423,6 +423,28 @@ def test_reserved_placeholders_are_named_by_the_usual_conventions() -> None:
     assert reserved_placeholders(spec, needed="{{ '<unused0>' }}") == set(names[1:5])
 
 
+def test_a_placeholder_the_template_names_only_in_an_unrendered_branch_is_not_dropped(tmp_path) -> None:
+    base_dir = tmp_path / "base"
+    tokenizer = AutoTokenizer.from_pretrained(STORIES)
+    model = AutoModelForCausalLM.from_pretrained(STORIES)
+    tokenizer.add_special_tokens({"additional_special_tokens": [f"<unused{i}>" for i in range(4)]})
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['content'] }}{% endfor %}"
+                               "{% if tools %}<unused2>{{ tools }}{% endif %}")  # tool calls: not in renderings
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    chat = chat_renderings(tokenizer)
+    assert not any("<unused2>" in text for text in chat)
+    config = TransplantConfig(mode="trim", drop_reserved=True)
+    plan, _ = transplant(model, load_backend(base_dir, tokenizer), SRD[:300], config, chat=chat,
+                         chat_template=tokenizer.chat_template)
+    assert plan.dropped == ["<unused0>", "<unused1>", "<unused3>"]
+    save_model_dir(model, tokenizer, plan.spec, tmp_path / "out")
+    assert check_special_contract(tokenizer, tmp_path / "out", plan) == []
+    plan.dropped.append("<unused2>")  # had it been dropped, the contract check says so
+    assert any("named by the chat template" in p for p in check_special_contract(tokenizer, tmp_path / "out", plan))
+
+
 @pytest.mark.parametrize("mode", ["trim", "replace"])
 def test_trim_and_replace_drop_reserved_placeholders_on_request_unless_a_role_uses_them(mode, tmp_path) -> None:
     base_dir = tmp_path / "base"

@@ -93,7 +93,7 @@ class TokenizerStage(Stage):
                                    pad_to_multiple_of=cfg.pad_to_multiple_of, drop_reserved=cfg.drop_reserved,
                                    seed=ctx.seed)
         plan, init = transplant(model, spec, texts, options, protect=protect_texts, keep=keep_texts,
-                                chat=chat_renderings(tokenizer))
+                                chat=chat_renderings(tokenizer), chat_template=tokenizer.chat_template)
         out = ctx.out_dir / "model"
         save_model_dir(model, tokenizer, plan.spec, out)
         problems = check_special_contract(tokenizer, out, plan)

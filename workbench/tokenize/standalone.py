@@ -75,7 +75,8 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
         forms, word_counts = frequent_words(languages, keep_words)
         keep_texts += forms
     plan, init_report = transplant(model, spec, texts, config, protect=read_corpus(protect) if protect else (),
-                                   keep=keep_texts, chat=chat_renderings(tokenizer))
+                                   keep=keep_texts, chat=chat_renderings(tokenizer),
+                                   chat_template=tokenizer.chat_template)
     save_model_dir(model, tokenizer, plan.spec, out)
     problems = check_special_contract(tokenizer, out, plan)
     new_tokenizer = AutoTokenizer.from_pretrained(out)

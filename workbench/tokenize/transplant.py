@@ -49,24 +49,28 @@ def first_free_id(model: Any, spec: dict[str, Any]) -> int:
 
 
 def transplant(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
-               protect: Sequence[str] = (), keep: Sequence[str] = (),
-               chat: Sequence[str] = ()) -> tuple[VocabPlan, dict[str, Any]]:
+               protect: Sequence[str] = (), keep: Sequence[str] = (), chat: Sequence[str] = (),
+               chat_template: str | dict[str, str] | None = None) -> tuple[VocabPlan, dict[str, Any]]:
     """Give ``model`` a new vocabulary (in place); returns the plan and an initialization report.
 
     ``texts``: target-language corpus. ``protect`` (extend): text whose segmentation must not change.
     ``keep`` (trim): more text whose pieces are kept, besides ``texts`` (replay languages, English).
     ``chat``: the chat template's own text (:func:`chat_renderings`): its segmentation is kept in every mode
-    (role markers tokenize as in the base) and no reserved placeholder it uses is dropped.
+    (role markers tokenize as in the base) and no reserved placeholder it uses is dropped. ``chat_template``: the
+    template's source; a placeholder it names in any branch (tool calls, say) is never dropped either.
     """
-    plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep, chat=chat)
+    plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep, chat=chat,
+                     chat_template=chat_template)
     report = apply_plan(model, plan, base_spec, config, focus_texts=texts)
     return plan, report
 
 
 def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
-              protect: Sequence[str] = (), keep: Sequence[str] = (), chat: Sequence[str] = ()) -> VocabPlan:
+              protect: Sequence[str] = (), keep: Sequence[str] = (), chat: Sequence[str] = (),
+              chat_template: str | dict[str, str] | None = None) -> VocabPlan:
     """The vocabulary plan of ``config.mode`` (see :mod:`.vocab`), padded as configured."""
-    drop = set() if not config.drop_reserved else reserved_placeholders(base_spec, needed="\n".join(chat))
+    needed = "\n".join([*chat, template_source(chat_template)])  # what the template renders or names anywhere
+    drop = reserved_placeholders(base_spec, needed=needed) if config.drop_reserved else set()
     protect, keep = [*protect, *chat], [*keep, *chat]
     if config.mode == "extend":
         plan = extend_vocab(base_spec, texts, max_new_tokens=config.max_new_tokens or config.vocab_size,
@@ -85,6 +89,13 @@ def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], confi
 
 _TURNS = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
 CHAT_SAMPLES = ([{"role": "system", "content": ""}, *_TURNS], _TURNS)
+
+
+def template_source(template: str | dict[str, str] | None) -> str:
+    """A chat template's Jinja source; a tokenizer with several named templates gives them all."""
+    if isinstance(template, dict):
+        return "\n".join(map(str, template.values()))
+    return template or ""
 
 
 def chat_renderings(tokenizer: Any) -> list[str]:
@@ -232,6 +243,9 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path, plan: VocabPlan |
     dropped = set(plan.dropped) if plan is not None else set()
     fresh = plan is not None and bool(plan.stats.get("fresh"))
     problems = [f"dropped placeholder {text!r} is still a token" for text in sorted(dropped & set(new.get_vocab()))]
+    template = getattr(base_tokenizer, "chat_template", None)
+    problems += [f"dropped placeholder {text!r} is named by the chat template" for text in sorted(dropped)
+                 if text in template_source(template)]
     for content in base_tokenizer.added_tokens_decoder.values():
         text = str(content)
         if text in dropped:
@@ -246,7 +260,6 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path, plan: VocabPlan |
         old, now = base_tokenizer.tokenize(text), new.tokenize(text)
         if old != now:
             problems.append(f"the chat template's text {text!r} tokenizes as {now} instead of {old}")
-    template = getattr(base_tokenizer, "chat_template", None)
     if template:
         if getattr(new, "chat_template", None) != template:
             problems.append("the chat template was not carried over")
