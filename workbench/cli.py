@@ -316,18 +316,21 @@ def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_
               help="Labelled text: a FLORES-layout folder or one <code>.txt file per language.")
 @click.option("--languages", default=None, help="Comma-separated codes to evaluate (default: every file).")
 @click.option("--split", default="dev", show_default=True)
-@click.option("--min-score", type=float, default=0.5, show_default=True,  # workbench.crawl.pipeline.MIN_SCORE
-              help="Below this top score a line counts as rejected ('und'); 0.5 is the crawl stage's default "
-                   "min_score, so the report shows what a crawl keeps. 0 never rejects.")
+@click.option("--min-score", type=float, default=None,
+              help="Below this top score a line counts as rejected ('und'). Default: the crawl stage's "
+                   "min_score (0.5), so the report shows what a crawl keeps. 0 never rejects.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
-def lid_eval(model_path: str, sets_dir: Path, languages: str | None, split: str, min_score: float,
+def lid_eval(model_path: str, sets_dir: Path, languages: str | None, split: str, min_score: float | None,
              out: Path | None) -> None:
     """Per-language precision, recall and F1 of a language identifier on labelled SETS, and its confusions."""
     from rich.console import Console
     from rich.table import Table
 
     from .crawl.lid_eval import evaluate_identifier, load_identifier_model, read_labelled
+    from .crawl.pipeline import MIN_SCORE
     from .io import atomic_write_json
+
+    min_score = MIN_SCORE if min_score is None else min_score
 
     report = evaluate_identifier(load_identifier_model(model_path), read_labelled(sets_dir, _codes(languages) or None,
                                                                                  split), min_score=min_score)

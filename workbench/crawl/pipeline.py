@@ -424,7 +424,7 @@ def run_crawl(
     out_dir: Path,
     *,
     min_chars: int = 20,
-    min_score: float = 0.5,
+    min_score: float = MIN_SCORE,
     quality: QualityConfig | None = None,
     near_dedup: NearDeduplicator | None = None,
     exclude: Iterable[str] = (),
