@@ -128,7 +128,7 @@ class CPTStage(Stage):
         source = ctx.latest_model()
         quantized = cfg.quantize == "4bit"
         float_weights = cfg.train in ("full", "embeddings")  # trained in float32 (autocast where bf16 is native)
-        precision = mixed_precision(ctx.device, ctx.dtype) if float_weights and not quantized else None
+        precision = mixed_precision(ctx.device, ctx.dtype) if float_weights else None  # (4-bit needs an adapter)
         model, tokenizer = load_base(source.path, device=ctx.device, quantize=cfg.quantize,
                                      dtype="float32" if float_weights else ctx.dtype,
                                      gradient_checkpointing=cfg.gradient_checkpointing)

@@ -182,10 +182,9 @@ class FinetuneStage(Stage):
             rows = [encoded[(start + i) % len(encoded)] for i in range(cfg.batch_size)]
             return _collate(rows, pad)
 
-        full_float = variant.method == "full" and variant.quantize == "none"  # float32 weights: autocast if bf16
         settings = LoopSettings(steps=cfg.steps, lr=variant.lr or cfg.lr, warmup_ratio=cfg.warmup_ratio,
                                 schedule=cfg.schedule, grad_accum=cfg.grad_accum, weight_decay=cfg.weight_decay,
-                                autocast=mixed_precision(ctx.device, ctx.dtype) if full_float else None)
+                                autocast=mixed_precision(ctx.device, ctx.dtype) if variant.method == "full" else None)
         reset_peak_memory(ctx.device)
         started = time.time()
         state = train(model, batch_for, settings, param_groups=trained.param_groups, log=ctx.log,
