@@ -27,8 +27,8 @@ from workbench.evaluate.datasets import load_texts  # noqa: E402
 from workbench.evaluate.lm import score_each  # noqa: E402
 from workbench.models import load_model, resolve_model  # noqa: E402
 from workbench.tokenize.transplant import TransplantConfig, chat_renderings, save_model_dir, transplant  # noqa: E402
-from workbench.tokenize.vocab import load_backend  # noqa: E402
-from workbench.tokenize.wordlists import keep_words  # noqa: E402
+from workbench.tokenize.vocab import load_backend, row_budget  # noqa: E402
+from workbench.tokenize.wordlists import keep_words, word_weights  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "nllb_seed"
 FLORES = ROOT / "corpora" / "flores200" / "dev"
@@ -90,22 +90,27 @@ def run_model(name: str, args: argparse.Namespace, save=lambda entry: None) -> d
           f"eng {base['eng_Latn'][0]:.4f}", flush=True)
     rows = []
     runs = [(mode, size, init) for mode, size in (("replace", args.replace_size), ("extend", args.extend_size))
-            for init in args.inits] + [("trim", words, "-") for words in args.trim_words]
+            for init in args.inits] + [("trim", words, "-") for words in args.trim_words] + [
+        ("trim", rows, "rows") for rows in args.trim_rows]
     runs = [run for run in runs if run[0] in args.modes]
     for mode, size, init in runs:
         model, tokenizer = load_model(source, device="cpu", dtype="float32")
         base_rows = model.get_input_embeddings().weight.shape[0]
-        cfg = TransplantConfig(mode=mode, vocab_size=size if mode != "trim" else 8000,
-                               init=init if init != "-" else "subtoken", mix=args.mix,
+        budget = row_budget(size, base_rows) if init == "rows" else None  # trim to a row budget, filled by
+        cfg = TransplantConfig(mode=mode, vocab_size=size if mode != "trim" else 8000,  # word frequency
+                               init=init if mode != "trim" else "subtoken", mix=args.mix, max_rows=budget,
                                drop_reserved=mode == "trim")  # Gemma's 6,242 <unusedN> rows go too
-        words, word_counts = keep_words(["srd_Latn", "eng_Latn"], size) if mode == "trim" else ([], {})
+        words, word_counts = keep_words(["srd_Latn", "eng_Latn"], size) if init == "-" else ([], {})
+        fill, fill_counts = word_weights(["srd_Latn", "eng_Latn"]) if budget else ({}, {})
         t0 = time.time()
         plan, _ = transplant(model, load_backend(Path(source), tokenizer), srd_corpus, cfg, protect=eng_corpus,
                              keep=[*eng_corpus, *words] if mode == "trim" else (),  # replace: the target's only
-                             chat=chat_renderings(tokenizer), chat_template=tokenizer.chat_template)
+                             chat=chat_renderings(tokenizer), chat_template=tokenizer.chat_template, fill=fill)
         seconds = time.time() - t0
-        if mode == "trim":
+        if init == "-":
             init = f"words-{size}"  # the top-``size`` wordfreq words of each kept language (none for srd)
+        elif init == "rows":
+            init, word_counts = f"rows-{size:g}", {"fill": fill_counts}  # the budget, filled by word frequency
         out = Path(args.workdir) / f"{name}-{mode}-{init}"
         save_model_dir(model, tokenizer, plan.spec, out)
         model, new_tokenizer = load_model(out, device="cpu", dtype="float32")
@@ -153,6 +158,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=100)
     parser.add_argument("--trim-words", nargs="+", type=int, default=[0, 5000, 10000, 20000],
                         help="trim rows: keep the pieces of the top-N wordfreq words of each kept language")
+    parser.add_argument("--trim-rows", nargs="+", type=float, default=[0.2],
+                        help="trim to a row budget (share of the base's rows) filled by frequency-weighted word lists")
     parser.add_argument("--replace-size", type=int, default=24000,
                         help="replace vocabulary size; 24000 on the shipped 1 MB corpus is ~9.5k base pieces the "
                              "target uses + ~14k new ones (every merge seen twice), close to the issue's 16k new")

@@ -44,9 +44,9 @@ def run(source: str, texts: list[str], tmp_path, **options):
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source)
     rows = model.get_input_embeddings().weight.detach().clone()
-    protect, keep = options.pop("protect", ()), options.pop("keep", ())
+    protect, keep, fill = options.pop("protect", ()), options.pop("keep", ()), options.pop("fill", None)
     plan, _ = transplant(model, load_backend(source, tokenizer), texts, TransplantConfig(**options),
-                         protect=protect, keep=keep, chat=chat_renderings(tokenizer))
+                         protect=protect, keep=keep, chat=chat_renderings(tokenizer), fill=fill)
     out = tmp_path / "model"
     save_model_dir(model, tokenizer, plan.spec, out)
     return tokenizer, rows, plan, out
@@ -411,6 +411,69 @@ def test_cli_trim_keeps_the_pieces_of_frequent_words(tmp_path) -> None:
     misuse = subprocess.run([*args, "--keep-words", "300", "--out", str(tmp_path / "u")], capture_output=True,
                             text=True)
     assert misuse.returncode == 2 and "--keep-words needs" in misuse.stderr and "Traceback" not in misuse.stderr
+
+
+def test_a_trim_budget_is_filled_by_usage_mass_with_whole_merge_paths() -> None:
+    from tokenizers import Tokenizer
+
+    from workbench.tokenize.vocab import trim_vocab
+
+    spec = _tiny_bpe([["a", "b"], ["b", "c"], ["ab", "c"], ["c", "c"], ["cc", "c"]])
+    vocab = lambda plan: set(plan.spec["model"]["vocab"])  # noqa: E731
+    # "abc" (weight 1) needs b, c, ab, abc besides the corpus's "a": 5 rows; "ccc" needs cc and ccc on top
+    plan = trim_vocab(spec, ["a"], fill={"abc": 1.0, "ccc": 0.5}, max_rows=6)
+    assert vocab(plan) == {"a", "b", "c", "ab", "abc"}  # ccc's path (2 more rows) would pass the budget: skipped
+    assert plan.stats["filled_rows"] == 4 and not plan.stats["over_budget"]
+    assert Tokenizer.from_str(json.dumps(plan.spec)).encode("abcab").tokens == ["abc", "ab"]
+    plan = trim_vocab(spec, ["a"], fill={"abc": 0.1, "ccc": 0.5}, max_rows=6)
+    assert vocab(plan) == {"a", "c", "cc", "ccc"}  # the heavier word first; abc's 3 more rows do not fit
+    everything = set(spec["model"]["vocab"]) - {"bc"}  # "bc" is on no path the base takes
+    assert vocab(trim_vocab(spec, ["a"], fill={"abc": 1.0, "ccc": 0.5}, max_rows=8)) == everything
+    over = trim_vocab(spec, ["abc", "ccc"], fill={"b": 1.0}, max_rows=3)  # the corpora need 7 rows: all stay
+    assert len(vocab(over)) == 7 and over.stats["over_budget"]
+
+
+def test_a_trim_budget_reaches_held_out_text_better_than_whole_frequent_words(tmp_path) -> None:
+    pytest.importorskip("wordfreq")
+    from tokenizers import Tokenizer
+
+    from workbench.tokenize.wordlists import keep_words, word_weights
+
+    path = smollm2()
+    forms, _ = keep_words(["eng_Latn"], 3000)
+    _, _, words, _ = run(path, SRD[:500], tmp_path / "words", mode="trim", keep=forms)
+    fill, counts = word_weights(["srd_Latn", "eng_Latn"])
+    assert counts["srd_Latn"] == 0 and counts["eng_Latn"] > 100_000 and abs(sum(fill.values()) - 1) < 0.01
+    _, _, budget, _ = run(path, SRD[:500], tmp_path / "budget", mode="trim", fill=fill, max_rows=words.rows)
+    assert words.rows - 8 <= budget.rows <= words.rows  # filled to the budget, never past it
+    base = AutoTokenizer.from_pretrained(path).backend_tokenizer
+    trimmed = Tokenizer.from_str(json.dumps(budget.spec))
+    for old, new in zip(base.encode_batch(SRD[:500], add_special_tokens=False),
+                        trimmed.encode_batch(SRD[:500], add_special_tokens=False), strict=True):
+        assert new.tokens == old.tokens  # the corpus stays exact
+    held_out = " ".join(ENG_HELD_OUT)
+    by_words = len(Tokenizer.from_str(json.dumps(words.spec)).encode(held_out).ids)
+    assert len(base.encode(held_out).ids) < len(trimmed.encode(held_out).ids) < by_words
+
+
+def test_cli_trim_rows_fills_a_budget_and_says_when_the_corpus_needs_more(tmp_path) -> None:
+    pytest.importorskip("wordfreq")
+    args = [sys.executable, "-m", "workbench.cli", "transplant", "--model", str(STORIES),
+            "--corpus", str(ROOT / "corpora" / "nllb_seed" / "srd_Latn.txt"), "--mode", "trim", "--no-progress",
+            "--languages", "eng_Latn"]
+    rows = lambda path: AutoModelForCausalLM.from_pretrained(path).get_input_embeddings().weight.shape[0]  # noqa: E731
+    report = lambda path: json.loads((path / "transplant.json").read_text(encoding="utf-8"))  # noqa: E731
+    plain = subprocess.run([*args, "--out", str(tmp_path / "p")], capture_output=True, text=True)
+    done = subprocess.run([*args, "--trim-rows", "500", "--out", str(tmp_path / "t")], capture_output=True, text=True)
+    assert plain.returncode == 0 and done.returncode == 0, done.stderr
+    assert rows(tmp_path / "p") < 500 and rows(tmp_path / "t") == 500 == report(tmp_path / "t")["trim"]["max_rows"]
+    assert report(tmp_path / "t")["keep_words"]["fill"]["eng_Latn"] > 100_000
+    share = subprocess.run([*args, "--trim-rows", "0.5", "--out", str(tmp_path / "s")], capture_output=True, text=True)
+    assert share.returncode == 0 and "more than the budget of 256" in share.stdout  # 0.5 of stories260K's 512 rows
+    assert report(tmp_path / "s")["trim"]["over_budget"] and rows(tmp_path / "s") == rows(tmp_path / "p")
+    misuse = subprocess.run([*args[:-2], "--trim-rows", "0.9", "--out", str(tmp_path / "u")], capture_output=True,
+                            text=True)
+    assert misuse.returncode == 2 and "--trim-rows needs" in misuse.stderr and "Traceback" not in misuse.stderr
 
 
 def test_reserved_placeholders_are_named_by_the_usual_conventions() -> None:

@@ -248,6 +248,9 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
 @click.option("--keep-words", type=int, default=0, show_default=True,
               help="trim: also keep the pieces of the N most frequent words of each of --languages (wordfreq lists; "
                    "pip install 'workbench[wordlists]').")
+@click.option("--trim-rows", type=float, default=None, help="trim: row budget, a share of the base's rows (<= 1) "
+              "or a count, filled with the pieces the word lists of --languages use most (frequency-weighted; "
+              "the 'wordlists' extra). The corpora's own pieces always stay.")
 @click.option("--drop-reserved", is_flag=True, help="trim/replace: also drop the base's reserved placeholder tokens "
               "(Gemma's 6,242 <unusedN>, Llama-3 <|reserved_special_token_N|>) unless the chat template uses one.")
 @click.option("--min-frequency", type=int, default=2, show_default=True)
@@ -262,8 +265,8 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model directory.")
 @click.option("--progress/--no-progress", default=True)
 def transplant(source: str, corpus: tuple[Path, ...], mode: str, vocab_size: int, init: str,
-               protect: tuple[Path, ...], keep: tuple[Path, ...], keep_words: int, drop_reserved: bool,
-               min_frequency: int,
+               protect: tuple[Path, ...], keep: tuple[Path, ...], keep_words: int, trim_rows: float | None,
+               drop_reserved: bool, min_frequency: int,
                pad_to_multiple_of: int | None, eval_sets: str | None, languages: str | None, target: str | None,
                max_sentences: int, max_regression: float, gate_action: str, out: Path, progress: bool) -> None:
     """Give a model a target-language vocabulary; write a plain Hugging Face directory and transplant.json."""
@@ -274,10 +277,13 @@ def transplant(source: str, corpus: tuple[Path, ...], mode: str, vocab_size: int
     console = Console()
     if keep_words and (mode != "trim" or not languages):
         raise click.UsageError("--keep-words needs --mode trim and --languages (whose word lists are kept)")
+    if trim_rows is not None and (mode != "trim" or not languages or trim_rows <= 0):
+        raise click.UsageError("--trim-rows needs --mode trim, a positive budget and --languages (whose word lists "
+                               "fill it)")
     report = run_transplant(
         source, list(corpus), out, mode=mode, vocab_size=vocab_size, init=init, protect=list(protect),
-        keep=list(keep), keep_words=keep_words, drop_reserved=drop_reserved, min_frequency=min_frequency,
-        pad_to_multiple_of=pad_to_multiple_of,
+        keep=list(keep), keep_words=keep_words, trim_rows=trim_rows, drop_reserved=drop_reserved,
+        min_frequency=min_frequency, pad_to_multiple_of=pad_to_multiple_of,
         eval_sets=eval_sets, languages=_codes(languages), target=target, max_sentences=max_sentences,
         max_regression=max_regression, progress=progress, echo=lambda line: console.print(line, markup=False))
     failures = report.get("gate", {}).get("failures", [])

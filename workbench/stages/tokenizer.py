@@ -39,6 +39,10 @@ class TokenizerConfig(StrictModel):
     keep_words: int = Field(0, ge=0, description="trim: also keep the base pieces of the N most frequent words of "
                                                  "each replay language and English (wordfreq lists, the "
                                                  "'wordlists' extra), so they work beyond their corpora")
+    trim_rows: float | None = Field(None, gt=0, description="trim: the row budget, a share of the base's rows "
+                                    "(<= 1) or a count (> 1), filled with the pieces the wordfreq lists of the "
+                                    "target, replay languages and English use most, weighted by word frequency "
+                                    "(the 'wordlists' extra); the corpora's own pieces always stay")
     pad_to_multiple_of: int | None = Field(None, ge=1, description="pad the embedding rows (e.g. 64)")
     drop_reserved: bool = Field(False, description="trim/replace: also drop the base's reserved placeholder "
                                                    "tokens (Gemma <unusedN>, Llama-3 <|reserved_special_token_N|>) "
@@ -49,9 +53,9 @@ class TokenizerConfig(StrictModel):
 
 class TokenizerStage(Stage):
     kind = "tokenizer"
-    version = "6"  # 3: fertility report + records; 4: modes, continued-BPE extension, row matching on bytes;
+    version = "7"  # 3: fertility report + records; 4: modes, continued-BPE extension, row matching on bytes;
     # 5: trim keeps the merge path the base takes (exact on SentencePiece conversions), keep_words;
-    # 6: trim/replace can drop reserved placeholder tokens (drop_reserved)
+    # 6: trim/replace can drop reserved placeholder tokens (drop_reserved); 7: trim_rows
     Config = TokenizerConfig
     requires = ("crawl",)
     produces_model = True
@@ -65,7 +69,7 @@ class TokenizerStage(Stage):
             save_model_dir,
             transplant,
         )
-        from ..tokenize.vocab import load_backend
+        from ..tokenize.vocab import load_backend, row_budget
 
         cfg = self.config
         language = cfg.language or ctx.recipe.languages.target
@@ -84,16 +88,26 @@ class TokenizerStage(Stage):
 
             forms, word_counts = keep_words(dict.fromkeys([language, *others, "eng_Latn"]), cfg.keep_words)
             keep_texts += forms
+        fill: dict[str, float] = {}
+        if cfg.mode == "trim" and cfg.trim_rows:
+            from ..tokenize.wordlists import word_weights
+
+            fill, fill_counts = word_weights(dict.fromkeys([language, *others, "eng_Latn"]))
+            word_counts = {**word_counts, "fill": fill_counts}
         source = ctx.latest_model()
         model, tokenizer = load_model(source.path, device="cpu", dtype="float32")
         spec = load_backend(source.path, tokenizer)
+        base_rows = model.get_input_embeddings().weight.shape[0]
         options = TransplantConfig(mode=cfg.mode, vocab_size=cfg.vocab_size, max_new_tokens=cfg.max_new_tokens,
                                    min_frequency=cfg.min_frequency, init=cfg.init, neighbours=cfg.neighbours,
                                    mix=cfg.mix, shrink=cfg.shrink, fresh=cfg.fresh,
                                    pad_to_multiple_of=cfg.pad_to_multiple_of, drop_reserved=cfg.drop_reserved,
+                                   max_rows=row_budget(cfg.trim_rows, base_rows) if cfg.mode == "trim" else None,
                                    seed=ctx.seed)
         plan, init = transplant(model, spec, texts, options, protect=protect_texts, keep=keep_texts,
-                                chat=chat_renderings(tokenizer), chat_template=tokenizer.chat_template)
+                                chat=chat_renderings(tokenizer), chat_template=tokenizer.chat_template, fill=fill)
+        if plan.stats.get("over_budget"):
+            ctx.log("trim_over_budget", rows=plan.rows, max_rows=options.max_rows)
         out = ctx.out_dir / "model"
         save_model_dir(model, tokenizer, plan.spec, out)
         problems = check_special_contract(tokenizer, out, plan)
@@ -111,7 +125,9 @@ class TokenizerStage(Stage):
         ctx.write_json("new_tokens.json", [{"id": i, "piece": p} for i, p in sorted(plan.pieces.items())])
         stats = {"language": language, "training_texts": len(texts), "protected_texts": len(protect_texts),
                  "added_tokens": len(plan.pieces), "init": init, "fertility": fertility,
-                 **({"keep_words": word_counts} if word_counts else {})}
+                 **({"keep_words": word_counts} if word_counts else {}),
+                 **({"trim": {k: plan.stats[k] for k in ("max_rows", "filled_rows", "over_budget")}}
+                    if "max_rows" in plan.stats else {})}
         return {"models": [{"path": "model", "variant": None}],
                 "outputs": {"new_tokens": "new_tokens.json", "fertility": "fertility.json"},
                 "scores": "scores.json", "stats": stats}

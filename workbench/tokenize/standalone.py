@@ -45,11 +45,13 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
                    pad_to_multiple_of: int | None = None, eval_sets: str | None = None,
                    languages: Sequence[str] = (), target: str | None = None, max_sentences: int = 100,
                    max_regression: float = 0.05, keep_words: int = 0, drop_reserved: bool = False,
-                   progress: bool = True,
+                   trim_rows: float | None = None, progress: bool = True,
                    echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Transplant ``source`` onto a vocabulary for ``corpus``; save to ``out``; return the report.
 
     ``keep_words`` (trim): also keep the base pieces of the N most frequent words of each of ``languages``.
+    ``trim_rows`` (trim): row budget (share of the base's rows, or a count) filled with the pieces the word
+    lists of ``languages`` use most, weighted by frequency (:func:`.vocab.fill_by_weight`).
     """
     from transformers import AutoTokenizer
 
@@ -58,15 +60,16 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     from .fertility import fertility
     from .gate import gate_failures, gate_rows
     from .transplant import TransplantConfig, chat_renderings, check_special_contract, save_model_dir, transplant
-    from .vocab import load_backend
+    from .vocab import load_backend, row_budget
 
     texts = read_corpus(corpus)
     model, tokenizer = load_model(source, device="cpu", dtype="float32")
     eval_cfg = _gate_config(eval_sets, languages, max_sentences) if eval_sets else None
     before = _score(model, tokenizer, eval_cfg, progress) if eval_cfg else []
     spec = load_backend(Path(getattr(tokenizer, "name_or_path", "")), tokenizer)
+    max_rows = row_budget(trim_rows, model.get_input_embeddings().weight.shape[0]) if mode == "trim" else None
     config = TransplantConfig(mode=mode, vocab_size=vocab_size, init=init, min_frequency=min_frequency,
-                              pad_to_multiple_of=pad_to_multiple_of, drop_reserved=drop_reserved)
+                              pad_to_multiple_of=pad_to_multiple_of, drop_reserved=drop_reserved, max_rows=max_rows)
     keep_texts = read_corpus(keep) if keep else []
     word_counts: dict[str, int] = {}
     if mode == "trim" and keep_words:
@@ -74,9 +77,15 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
 
         forms, word_counts = frequent_words(languages, keep_words)
         keep_texts += forms
+    fill: dict[str, float] = {}
+    if max_rows is not None:
+        from .wordlists import word_weights
+
+        fill, fill_counts = word_weights(languages)
+        word_counts = {**word_counts, "fill": fill_counts}
     plan, init_report = transplant(model, spec, texts, config, protect=read_corpus(protect) if protect else (),
                                    keep=keep_texts, chat=chat_renderings(tokenizer),
-                                   chat_template=tokenizer.chat_template)
+                                   chat_template=tokenizer.chat_template, fill=fill)
     save_model_dir(model, tokenizer, plan.spec, out)
     problems = check_special_contract(tokenizer, out, plan)
     new_tokenizer = AutoTokenizer.from_pretrained(out)
@@ -84,11 +93,14 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     report: dict[str, Any] = {
         "source": source, "mode": mode, "corpus": [str(p) for p in corpus], "texts": len(texts),
         "transplant": init_report, "special_token_problems": problems, "keep_words": word_counts,
+        "trim": {k: plan.stats[k] for k in ("max_rows", "filled_rows", "over_budget") if k in plan.stats},
         "fertility": {"before": fertility(tokenizer, sample), "after": fertility(new_tokenizer, sample)},
     }
     echo(f"{mode}: {init_report['base_rows']} -> {plan.rows} embedding rows, {len(plan.pieces)} initialized "
          f"({init}); tokens per word on the corpus {report['fertility']['before']['tokens_per_word']:.3f} -> "
          f"{report['fertility']['after']['tokens_per_word']:.3f}")
+    if plan.stats.get("over_budget"):
+        echo(f"  the corpora alone need {plan.rows} rows, more than the budget of {max_rows}: all kept")
     if eval_cfg:
         model, new_tokenizer = load_model(out, device=None, dtype="auto")
         rows = gate_rows(before, _score(model, new_tokenizer, eval_cfg, progress))

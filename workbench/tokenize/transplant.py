@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ class TransplantConfig:
     drop_reserved: bool = False
     """trim/replace: drop the base's reserved placeholder tokens (``<unused12>``; see
     :func:`~.vocab.reserved_placeholders`); off by default, as every added token keeps its row otherwise."""
+    max_rows: int | None = None
+    """trim: fill the vocabulary up to this many rows with the pieces ``fill`` texts use most
+    (:func:`~.vocab.fill_by_weight`); ``None``: only what the corpora use."""
     seed: int = 0
 
 
@@ -50,7 +53,8 @@ def first_free_id(model: Any, spec: dict[str, Any]) -> int:
 
 def transplant(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
                protect: Sequence[str] = (), keep: Sequence[str] = (), chat: Sequence[str] = (),
-               chat_template: str | dict[str, str] | None = None) -> tuple[VocabPlan, dict[str, Any]]:
+               chat_template: str | dict[str, str] | None = None,
+               fill: Mapping[str, float] | None = None) -> tuple[VocabPlan, dict[str, Any]]:
     """Give ``model`` a new vocabulary (in place); returns the plan and an initialization report.
 
     ``texts``: target-language corpus. ``protect`` (extend): text whose segmentation must not change.
@@ -58,16 +62,18 @@ def transplant(model: Any, base_spec: dict[str, Any], texts: Sequence[str], conf
     ``chat``: the chat template's own text (:func:`chat_renderings`): its segmentation is kept in every mode
     (role markers tokenize as in the base) and no reserved placeholder it uses is dropped. ``chat_template``: the
     template's source; a placeholder it names in any branch (tool calls, say) is never dropped either.
+    ``fill`` (trim with ``config.max_rows``): weighted text (:func:`~.wordlists.word_weights`) whose most used
+    pieces fill the row budget.
     """
     plan = make_plan(model, base_spec, texts, config, protect=protect, keep=keep, chat=chat,
-                     chat_template=chat_template)
+                     chat_template=chat_template, fill=fill)
     report = apply_plan(model, plan, base_spec, config, focus_texts=texts)
     return plan, report
 
 
 def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], config: TransplantConfig, *,
               protect: Sequence[str] = (), keep: Sequence[str] = (), chat: Sequence[str] = (),
-              chat_template: str | dict[str, str] | None = None) -> VocabPlan:
+              chat_template: str | dict[str, str] | None = None, fill: Mapping[str, float] | None = None) -> VocabPlan:
     """The vocabulary plan of ``config.mode`` (see :mod:`.vocab`), padded as configured."""
     needed = "\n".join([*chat, template_source(chat_template)])  # what the template renders or names anywhere
     drop = reserved_placeholders(base_spec, needed=needed) if config.drop_reserved else set()
@@ -80,7 +86,7 @@ def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], confi
         plan = replace_vocab(base_spec, texts, config.vocab_size, config.min_frequency, keep=keep,
                              fresh=config.fresh, drop=drop, protect=chat)
     elif config.mode == "trim":
-        plan = trim_vocab(base_spec, [*texts, *keep], drop=drop)
+        plan = trim_vocab(base_spec, [*texts, *keep], drop=drop, fill=fill, max_rows=config.max_rows)
     else:
         raise ValueError(f"unknown transplant mode '{config.mode}'; choose extend, replace or trim")
     plan.pad_to_multiple(config.pad_to_multiple_of)

@@ -15,7 +15,8 @@ must be initialized. New pieces are always ordinary BPE vocabulary entries with 
 - **trim**: only the base entries the given corpora use (with the intermediate pieces of the merge path
   the base takes to build them, the byte alphabet and the specials), renumbered densely; the corpora
   tokenize exactly as before. Frequent-word lists (:mod:`.wordlists`) extend that to a language's
-  common words beyond the corpora.
+  common words beyond the corpora; a row budget (``max_rows``) is filled with the pieces a frequency-weighted
+  word list uses most.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import heapq
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import regex
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.trainers import BpeTrainer
 
@@ -460,12 +462,16 @@ def _merge_word(units: list[list[str]], index: int, pair: tuple[str, str], count
 
 
 def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Iterable[str] = (),
-               drop: Iterable[str] = ()) -> VocabPlan:
+               drop: Iterable[str] = (), fill: Mapping[str, float] | None = None,
+               max_rows: int | None = None) -> VocabPlan:
     """The base entries ``texts`` use (and ``keep_pieces``), the pieces on the merge path that builds them
     (:func:`merge_closure`), the byte alphabet (or byte-fallback tokens) and every special/added token
     except those in ``drop`` (see :func:`reserved_placeholders`), renumbered in base order.
 
-    ``texts`` tokenize exactly as with the base; other text may take more pieces.
+    ``texts`` tokenize exactly as with the base; other text may take more pieces. With ``max_rows``, the
+    vocabulary is then filled up to that many rows with the base pieces ``fill`` uses most (text -> weight,
+    e.g. word forms weighted by frequency: :func:`~.wordlists.word_weights`), see :func:`fill_by_weight`;
+    when ``texts`` alone need more rows than ``max_rows``, they are all kept (stats ``over_budget``).
     """
     tokenizer = Tokenizer.from_str(json.dumps(spec))
     vocab: dict[str, int] = spec["model"]["vocab"]
@@ -482,7 +488,13 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
             batch = []
     used.update(t["content"] for t in spec.get("added_tokens", []) if t["content"] in vocab)
     used.update(_alphabet(spec))
-    keep = merge_closure(spec, [p for p in used if p in vocab]) - dropped
+    paths = MergePaths(spec)
+    keep = paths.closure(p for p in used if p in vocab) - dropped
+    floor = len(keep)
+    extra_rows = sum(1 for t in spec.get("added_tokens", [])
+                     if t["content"] not in vocab and t["content"] not in dropped)
+    if max_rows is not None:  # added tokens outside the model vocabulary take rows too
+        keep = fill_by_weight(spec, keep, fill or {}, max_rows - extra_rows, paths) - dropped
     kept = sorted(keep, key=vocab.get)
     new = json.loads(json.dumps(spec))
     new["added_tokens"] = [t for t in new.get("added_tokens", []) if t["content"] not in dropped]
@@ -497,7 +509,56 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
     sources: list[int | None] = [base_ids[piece] for piece in sorted(new_vocab, key=new_vocab.get)]
     stats = {"kept_rows": len(sources), "new_rows": 0, "base_entries": len(vocab),
              "used_by_corpora": len((used - dropped) & set(vocab)), "reserved_dropped": len(dropped)}
+    if max_rows is not None:
+        stats.update(max_rows=max_rows, filled_rows=len(keep) - floor, over_budget=floor + extra_rows > max_rows)
     return VocabPlan("trim", new, sources, {}, stats, dropped=sorted(dropped))
+
+
+def row_budget(rows: float | None, base_rows: int) -> int | None:
+    """A trim row budget as a count: ``rows`` <= 1 is a share of ``base_rows``, above 1 a number of rows."""
+    if rows is None:
+        return None
+    if rows <= 0:
+        raise ValueError(f"a trim row budget must be positive (got {rows})")
+    return max(1, round(rows * base_rows)) if rows <= 1 else int(rows)
+
+
+FILL_SYMBOLS = regex.compile(r"[\p{P}\p{S}\p{N}\p{Zs}]")
+"""Single characters a row budget keeps first (below U+3000): punctuation, symbols, digits and spaces no word
+list contains, whose loss would send ``[`` or ``%`` to byte fallback."""
+
+
+def fill_by_weight(spec: dict[str, Any], keep: set[str], fill: Mapping[str, float], max_pieces: int,
+                   paths: MergePaths | None = None) -> set[str]:
+    """``keep`` grown to at most ``max_pieces`` base entries: first the single-character punctuation, symbols
+    and digits (:data:`FILL_SYMBOLS`), then the pieces with the largest usage mass, where a piece's mass is
+    the summed weight of the ``fill`` texts whose base tokenization contains it (once per occurrence). Each
+    piece comes with its merge path (:class:`MergePaths`); a piece whose path would pass the budget is skipped.
+
+    Frequency-weighted pieces beat whole frequent words under a budget: a subword shared by many rare words
+    (``paul`` in *tarpaulin*, *Pauline*...) keeps them all in the segmentation the model knows.
+    """
+    paths = paths or MergePaths(spec)
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    keep = set(keep)
+    mass: Counter = Counter()
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    texts, weights = list(fill), list(fill.values())
+    for start in range(0, len(texts), 8192):
+        encodings = tokenizer.encode_batch(texts[start:start + 8192], add_special_tokens=False)
+        for encoding, weight in zip(encodings, weights[start:start + 8192], strict=True):
+            for piece in encoding.tokens:
+                mass[piece] += weight
+    symbols = [p for p in vocab if len(p) == 1 and ord(p) < 0x3000 and FILL_SYMBOLS.fullmatch(p)]
+    order = [*sorted(symbols, key=vocab.get), *(piece for piece, _ in mass.most_common() if piece in vocab)]
+    for piece in order:
+        if len(keep) >= max_pieces:
+            break
+        if piece not in keep:
+            path = paths.closure([piece]) - keep
+            if len(keep) + len(path) <= max_pieces:
+                keep |= path
+    return keep
 
 
 RESERVED_PLACEHOLDER = re.compile(r"<unused\d+>|\[unused\d+\]|<\|reserved_special_token_\d+\|>|<\|reserved_\d+\|>")
@@ -515,33 +576,44 @@ def reserved_placeholders(spec: dict[str, Any], needed: str = "") -> set[str]:
 
 
 def merge_closure(spec: dict[str, Any], pieces: Iterable[str]) -> set[str]:
-    """``pieces`` plus every intermediate piece the base BPE forms on its way to each of them.
+    """``pieces`` plus every intermediate piece the base BPE forms on its way to each of them
+    (:meth:`MergePaths.closure`)."""
+    return MergePaths(spec).closure(pieces)
 
-    A piece that ends up a token inside a word was built by the same merges, in the same order, as when the
-    piece is tokenized alone, so this path is what the trimmed tokenizer needs. SentencePiece conversions
-    list several merges with the same result (Gemma: 515k merges for 262k entries); only the path the
-    lowest-ranked merges take counts, not whichever pair happens to spell the piece.
-    """
-    vocab: dict[str, int] = spec["model"]["vocab"]
-    ranks = {pair: rank for rank, pair in reversed(list(enumerate(_merge_pairs(spec["model"]["merges"]))))}
-    atomic = {t["content"] for t in spec.get("added_tokens", [])}  # specials are never built by merges
-    keep: set[str] = set()
-    for piece in pieces:
-        if piece in keep:
-            continue
-        keep.add(piece)
-        if piece in atomic or byte_token(piece) is not None:
-            continue
-        units = list(piece)
-        keep.update(u for u in units if u in vocab)
-        while len(units) > 1:
-            _, at = min(((ranks[pair], i) for i, pair in enumerate(pairwise(units)) if pair in ranks),
-                        default=(None, None))
-            if at is None:
-                break
-            units[at:at + 2] = [units[at] + units[at + 1]]
-            keep.add(units[at])
-    return keep
+
+class MergePaths:
+    """The merge paths of a BPE vocabulary (the merge ranks are indexed once, for many lookups)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.vocab: dict[str, int] = spec["model"]["vocab"]
+        self.ranks = {pair: rank for rank, pair in reversed(list(enumerate(_merge_pairs(spec["model"]["merges"]))))}
+        self.atomic = {t["content"] for t in spec.get("added_tokens", [])}  # specials are never built by merges
+
+    def closure(self, pieces: Iterable[str]) -> set[str]:
+        """``pieces`` plus every intermediate piece the base BPE forms on its way to each of them.
+
+        A piece that ends up a token inside a word was built by the same merges, in the same order, as when the
+        piece is tokenized alone, so this path is what the trimmed tokenizer needs. SentencePiece conversions
+        list several merges with the same result (Gemma: 515k merges for 262k entries); only the path the
+        lowest-ranked merges take counts, not whichever pair happens to spell the piece.
+        """
+        keep: set[str] = set()
+        for piece in pieces:
+            if piece in keep:
+                continue
+            keep.add(piece)
+            if piece in self.atomic or byte_token(piece) is not None:
+                continue
+            units = list(piece)
+            keep.update(u for u in units if u in self.vocab)
+            while len(units) > 1:
+                _, at = min(((self.ranks[pair], i) for i, pair in enumerate(pairwise(units)) if pair in self.ranks),
+                            default=(None, None))
+                if at is None:
+                    break
+                units[at:at + 2] = [units[at] + units[at + 1]]
+                keep.add(units[at])
+        return keep
 
 
 def _alphabet(spec: dict[str, Any]) -> set[str]:

@@ -81,3 +81,41 @@ def keep_words(languages: Iterable[str], n: int) -> tuple[list[str], dict[str, A
         counts[code] = len(found)
         forms += word_forms(found)
     return forms, counts
+
+
+FORM_WEIGHTS = (0.7, 0.2, 0.1)
+"""Shares of a word's frequency given to `` word``, `` Word`` and ``Word`` (sentence start) by
+:func:`word_weights`: wordfreq counts are casefolded, and mid-sentence lowercase is the common form."""
+
+
+def word_weights(languages: Iterable[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Every word form of each language's whole wordfreq list, weighted by the word's frequency (each
+    language's weights sum to about 1, so languages count alike), and the per-language word counts.
+
+    A row budget filled from these (:func:`~.vocab.fill_by_weight`) keeps the pieces the languages use most,
+    rare words' subwords included. Languages without a list add nothing.
+    """
+    try:
+        import wordfreq
+    except ImportError:
+        raise DataError("filling a trim budget needs the wordfreq package: pip install 'workbench[wordlists]'") \
+            from None
+    weights: dict[str, float] = {}
+    counts: dict[str, Any] = {}
+    for code in languages:
+        language = wordfreq_language(code)
+        if language is None:
+            counts[code] = 0
+            continue
+        script = code.split("_", 1)[1] if "_" in code else None
+        words = {w: f for w, f in wordfreq.get_frequency_dict(language, wordlist="best").items()
+                 if _in_script(w, script)}
+        total = sum(words.values()) or 1.0
+        counts[code] = len(words)
+        for word, frequency in words.items():
+            capital = word[:1].upper() + word[1:]
+            forms = [" " + word, " " + capital, capital] if capital != word else [" " + word, word]
+            shares = FORM_WEIGHTS if capital != word else (FORM_WEIGHTS[0] + FORM_WEIGHTS[1], FORM_WEIGHTS[2])
+            for form, share in zip(forms, shares, strict=True):
+                weights[form] = weights.get(form, 0.0) + share * frequency / total
+    return weights, counts
