@@ -600,3 +600,23 @@ def test_new_merges_never_change_the_chat_template_text(mode, tmp_path) -> None:
         outcomes[bool(chat)] = check_special_contract(tokenizer, out, plan)
     assert outcomes[True] == []
     assert any("chat template's text" in problem for problem in outcomes[False])
+
+
+def test_tokenizer_stage_trims_to_a_row_budget(tmp_path) -> None:
+    pytest.importorskip("wordfreq")
+    from workbench.engine import run_recipe
+    from workbench.recipe import load_recipe
+
+    from .conftest import tiny_recipe, write_recipe
+
+    recipe = tiny_recipe()
+    recipe["stages"] = [recipe["stages"][0], {"tokenizer": {"mode": "trim", "trim_rows": 500,
+                                                             "gate": {"action": "warn"}}}]
+    path = write_recipe(tmp_path / "tiny.yaml", recipe)
+    run_recipe(load_recipe(path), tmp_path / "runs", device="cpu", progress=False, echo=lambda _: None)
+    stage = next((tmp_path / "runs" / "tiny" / "stages").glob("tokenizer-*"))
+    stats = json.loads((stage / "artifact.json").read_text(encoding="utf-8"))["stats"]
+    model = AutoModelForCausalLM.from_pretrained(stage / "model")
+    assert stats["trim"]["max_rows"] == 500 and not stats["trim"]["over_budget"] and stats["trim"]["filled_rows"] > 0
+    assert model.get_input_embeddings().weight.shape[0] == 500
+    assert stats["keep_words"]["fill"]["eng_Latn"] > 100_000 and stats["keep_words"]["fill"]["srd_Latn"] == 0
