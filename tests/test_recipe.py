@@ -129,3 +129,12 @@ def test_cli_not_yaml_and_not_found(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-m", "workbench.cli", "plan", str(path)], capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_trim_options_outside_trim_mode_are_refused(tmp_path: Path) -> None:
+    recipe = tiny_recipe()
+    recipe["stages"][1]["tokenizer"] = {"mode": "extend", "trim_rows": 0.2}
+    message = _error(tmp_path, recipe)
+    assert "stages[1].tokenizer" in message and "trim_rows" in message and "mode: trim" in message
+    recipe["stages"][1]["tokenizer"] = {"mode": "trim", "trim_rows": 0}
+    assert "trim_rows" in _error(tmp_path, recipe)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..errors import DataError
 from ..recipe import LanguageCode, StrictModel
@@ -49,6 +49,13 @@ class TokenizerConfig(StrictModel):
                                                    "unless the chat template uses one")
     language: LanguageCode | None = Field(None, description="corpus language to train on (default: target)")
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @model_validator(mode="after")
+    def _trim_only(self) -> TokenizerConfig:
+        if self.mode != "trim" and (self.keep_words or self.trim_rows is not None):
+            raise ValueError(f"keep_words and trim_rows choose what trim keeps; with mode: {self.mode} they do "
+                             "nothing: remove them or set mode: trim")
+        return self
 
 
 class TokenizerStage(Stage):
