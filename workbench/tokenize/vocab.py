@@ -535,8 +535,9 @@ def fill_by_weight(spec: dict[str, Any], keep: set[str], fill: Mapping[str, floa
     the summed weight of the ``fill`` texts whose base tokenization contains it (once per occurrence). Each
     piece comes with its merge path (:class:`MergePaths`); a piece whose path would pass the budget is skipped.
 
-    Frequency-weighted pieces beat whole frequent words under a budget: a subword shared by many rare words
-    (``paul`` in *tarpaulin*, *Pauline*...) keeps them all in the segmentation the model knows.
+    Pieces rather than whole words: a subword shared by many rare words (``paul`` in *tarpaulin*,
+    *Pauline*...) counts for all of them, so held-out text needs fewer pieces than with the whole
+    most-frequent words at the same number of rows (tested on SmolLM2).
     """
     paths = paths or MergePaths(spec)
     vocab: dict[str, int] = spec["model"]["vocab"]
