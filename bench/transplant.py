@@ -156,9 +156,9 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["replace", "extend", "trim"])
     parser.add_argument("--train-modes", nargs="+", default=["replace", "extend"])
     parser.add_argument("--train-steps", type=int, default=100)
-    parser.add_argument("--trim-words", nargs="+", type=int, default=[0, 5000, 10000, 20000],
+    parser.add_argument("--trim-words", nargs="*", type=int, default=[0, 5000, 10000, 20000],
                         help="trim rows: keep the pieces of the top-N wordfreq words of each kept language")
-    parser.add_argument("--trim-rows", nargs="+", type=float, default=[0.2],
+    parser.add_argument("--trim-rows", nargs="*", type=float, default=[0.2],
                         help="trim to a row budget (share of the base's rows) filled by frequency-weighted word lists")
     parser.add_argument("--replace-size", type=int, default=24000,
                         help="replace vocabulary size; 24000 on the shipped 1 MB corpus is ~9.5k base pieces the "
