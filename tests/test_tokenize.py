@@ -368,6 +368,12 @@ def test_word_lists_follow_language_and_script() -> None:
     serbian = top_words("srp_Cyrl", 200)  # wordfreq's Serbo-Croatian list is Latin script: digits only
     assert serbian and not any(c.isalpha() for word in serbian for c in word)
     assert word_forms(["monday", "的"]) == [" monday", "Monday", " Monday", " 的", "的"]
+    from workbench.tokenize.wordlists import word_weights
+
+    weights, counts = word_weights(["zho_Hans", "eng_Latn", "amh_Ethi"])
+    assert counts["amh_Ethi"] == 0 and abs(sum(weights.values()) - 2) < 0.01  # each listed language sums to 1
+    assert weights["的"] > weights[" 的"] > 0  # no spaces between Chinese words: the bare form is the usual one
+    assert weights[" the"] > weights[" The"] > weights["The"] > 0
 
 
 @pytest.mark.parametrize("source", ["stories", "smollm2"])

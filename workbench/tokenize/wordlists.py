@@ -83,9 +83,13 @@ def keep_words(languages: Iterable[str], n: int) -> tuple[list[str], dict[str, A
     return forms, counts
 
 
+UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]")
+"""Scripts written without spaces between words: there a word's bare form is the common one."""
+
 FORM_WEIGHTS = (0.7, 0.2, 0.1)
 """Shares of a word's frequency given to `` word``, `` Word`` and ``Word`` (sentence start) by
-:func:`word_weights`: wordfreq counts are casefolded, and mid-sentence lowercase is the common form."""
+:func:`word_weights`: wordfreq counts are casefolded, and mid-sentence lowercase is the common form. Words
+without case get 0.9 for their usual form (`` word``; bare in :data:`UNSPACED` scripts) and 0.1 for the other."""
 
 
 def word_weights(languages: Iterable[str]) -> tuple[dict[str, float], dict[str, Any]]:
@@ -114,8 +118,12 @@ def word_weights(languages: Iterable[str]) -> tuple[dict[str, float], dict[str, 
         counts[code] = len(words)
         for word, frequency in words.items():
             capital = word[:1].upper() + word[1:]
-            forms = [" " + word, " " + capital, capital] if capital != word else [" " + word, word]
-            shares = FORM_WEIGHTS if capital != word else (FORM_WEIGHTS[0] + FORM_WEIGHTS[1], FORM_WEIGHTS[2])
+            if capital != word:
+                forms, shares = [" " + word, " " + capital, capital], FORM_WEIGHTS
+            elif UNSPACED.match(word):  # Chinese, Japanese, Thai...: words run on without spaces
+                forms, shares = [word, " " + word], (0.9, 0.1)
+            else:
+                forms, shares = [" " + word, word], (0.9, 0.1)
             for form, share in zip(forms, shares, strict=True):
                 weights[form] = weights.get(form, 0.0) + share * frequency / total
     return weights, counts
