@@ -89,18 +89,13 @@ class TokenizerStage(Stage):
         protect = cfg.protect if cfg.protect is not None else others
         protect_texts = [t for code in protect for t in corpus_texts(crawl.path, crawl.record, code)]
         keep_texts = [t for code in others for t in corpus_texts(crawl.path, crawl.record, code)]
-        word_counts: dict[str, int] = {}
-        if cfg.mode == "trim" and cfg.keep_words:
-            from ..tokenize.wordlists import keep_words
+        forms, fill, word_counts = [], {}, {}
+        if cfg.mode == "trim" and (cfg.keep_words or cfg.trim_rows is not None):
+            from ..tokenize.wordlists import trim_words
 
-            forms, word_counts = keep_words(dict.fromkeys([language, *others, "eng_Latn"]), cfg.keep_words)
-            keep_texts += forms
-        fill: dict[str, float] = {}
-        if cfg.mode == "trim" and cfg.trim_rows:
-            from ..tokenize.wordlists import word_weights
-
-            fill, fill_counts = word_weights(dict.fromkeys([language, *others, "eng_Latn"]))
-            word_counts = {**word_counts, "fill": fill_counts}
+            forms, fill, word_counts = trim_words(dict.fromkeys([language, *others, "eng_Latn"]), cfg.keep_words,
+                                                  fill=cfg.trim_rows is not None)
+        keep_texts += forms
         source = ctx.latest_model()
         model, tokenizer = load_model(source.path, device="cpu", dtype="float32")
         spec = load_backend(source.path, tokenizer)

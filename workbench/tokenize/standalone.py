@@ -71,18 +71,12 @@ def run_transplant(source: str, corpus: Sequence[Path], out: Path, *, mode: str,
     config = TransplantConfig(mode=mode, vocab_size=vocab_size, init=init, min_frequency=min_frequency,
                               pad_to_multiple_of=pad_to_multiple_of, drop_reserved=drop_reserved, max_rows=max_rows)
     keep_texts = read_corpus(keep) if keep else []
-    word_counts: dict[str, int] = {}
-    if mode == "trim" and keep_words:
-        from .wordlists import keep_words as frequent_words
+    forms, fill, word_counts = [], {}, {}
+    if mode == "trim" and (keep_words or max_rows is not None):
+        from .wordlists import trim_words
 
-        forms, word_counts = frequent_words(languages, keep_words)
-        keep_texts += forms
-    fill: dict[str, float] = {}
-    if max_rows is not None:
-        from .wordlists import word_weights
-
-        fill, fill_counts = word_weights(languages)
-        word_counts = {**word_counts, "fill": fill_counts}
+        forms, fill, word_counts = trim_words(languages, keep_words, fill=max_rows is not None)
+    keep_texts += forms
     plan, init_report = transplant(model, spec, texts, config, protect=read_corpus(protect) if protect else (),
                                    keep=keep_texts, chat=chat_renderings(tokenizer),
                                    chat_template=tokenizer.chat_template, fill=fill)

@@ -250,8 +250,9 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path, plan: VocabPlan |
     fresh = plan is not None and bool(plan.stats.get("fresh"))
     problems = [f"dropped placeholder {text!r} is still a token" for text in sorted(dropped & set(new.get_vocab()))]
     template = getattr(base_tokenizer, "chat_template", None)
+    source = template_source(template)
     problems += [f"dropped placeholder {text!r} is named by the chat template" for text in sorted(dropped)
-                 if text in template_source(template)]
+                 if text in source]
     for content in base_tokenizer.added_tokens_decoder.values():
         text = str(content)
         if text in dropped:

@@ -465,7 +465,7 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
                drop: Iterable[str] = (), fill: Mapping[str, float] | None = None,
                max_rows: int | None = None) -> VocabPlan:
     """The base entries ``texts`` use (and ``keep_pieces``), the pieces on the merge path that builds them
-    (:func:`merge_closure`), the byte alphabet (or byte-fallback tokens) and every special/added token
+    (:meth:`MergePaths.closure`), the byte alphabet (or byte-fallback tokens) and every special/added token
     except those in ``drop`` (see :func:`reserved_placeholders`), renumbered in base order.
 
     ``texts`` tokenize exactly as with the base; other text may take more pieces. With ``max_rows``, the
@@ -494,7 +494,7 @@ def trim_vocab(spec: dict[str, Any], texts: Iterable[str], *, keep_pieces: Itera
     extra_rows = sum(1 for t in spec.get("added_tokens", [])
                      if t["content"] not in vocab and t["content"] not in dropped)
     if max_rows is not None:  # added tokens outside the model vocabulary take rows too
-        keep = fill_by_weight(spec, keep, fill or {}, max_rows - extra_rows, paths) - dropped
+        keep = fill_by_weight(spec, keep, fill or {}, max_rows - extra_rows, paths, tokenizer) - dropped
     kept = sorted(keep, key=vocab.get)
     new = json.loads(json.dumps(spec))
     new["added_tokens"] = [t for t in new.get("added_tokens", []) if t["content"] not in dropped]
@@ -529,7 +529,7 @@ list contains, whose loss would send ``[`` or ``%`` to byte fallback."""
 
 
 def fill_by_weight(spec: dict[str, Any], keep: set[str], fill: Mapping[str, float], max_pieces: int,
-                   paths: MergePaths | None = None) -> set[str]:
+                   paths: MergePaths | None = None, tokenizer: Tokenizer | None = None) -> set[str]:
     """``keep`` grown to at most ``max_pieces`` base entries: first the single-character punctuation, symbols
     and digits (:data:`FILL_SYMBOLS`), then the pieces with the largest usage mass, where a piece's mass is
     the summed weight of the ``fill`` texts whose base tokenization contains it (once per occurrence). Each
@@ -543,7 +543,7 @@ def fill_by_weight(spec: dict[str, Any], keep: set[str], fill: Mapping[str, floa
     vocab: dict[str, int] = spec["model"]["vocab"]
     keep = set(keep)
     mass: Counter = Counter()
-    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    tokenizer = tokenizer or Tokenizer.from_str(json.dumps(spec))  # the base's own segmentation
     texts, weights = list(fill), list(fill.values())
     for start in range(0, len(texts), 8192):
         encodings = tokenizer.encode_batch(texts[start:start + 8192], add_special_tokens=False)
@@ -574,12 +574,6 @@ def reserved_placeholders(spec: dict[str, Any], needed: str = "") -> set[str]:
     """
     return {t["content"] for t in spec.get("added_tokens", [])
             if RESERVED_PLACEHOLDER.fullmatch(t["content"]) and t["content"] not in needed}
-
-
-def merge_closure(spec: dict[str, Any], pieces: Iterable[str]) -> set[str]:
-    """``pieces`` plus every intermediate piece the base BPE forms on its way to each of them
-    (:meth:`MergePaths.closure`)."""
-    return MergePaths(spec).closure(pieces)
 
 
 class MergePaths:

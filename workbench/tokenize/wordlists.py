@@ -29,6 +29,18 @@ def wordfreq_language(code: str) -> str | None:
     return langcodes.closest_supported_match(code.replace("_", "-"), available, max_distance=MAX_DISTANCE)
 
 
+def _wordfreq(purpose: str) -> Any:
+    try:
+        import wordfreq
+    except ImportError:
+        raise DataError(f"{purpose} needs the wordfreq package: pip install 'workbench[wordlists]'") from None
+    return wordfreq
+
+
+def _script(code: str) -> str | None:
+    return code.split("_", 1)[1] if "_" in code else None
+
+
 def top_words(code: str, n: int) -> list[str]:
     """The ``n`` most frequent words of language ``code`` (empty when wordfreq has no list for it).
 
@@ -37,17 +49,11 @@ def top_words(code: str, n: int) -> list[str]:
     """
     if n <= 0:
         return []
-    try:
-        import wordfreq
-    except ImportError:
-        raise DataError("keeping frequent words needs the wordfreq package: pip install 'workbench[wordlists]' "
-                        "(or set keep_words to 0)") from None
+    wordfreq = _wordfreq("keeping frequent words (keep_words)")
     language = wordfreq_language(code)
     if language is None:
         return []
-    listed = wordfreq.top_n_list(language, n, wordlist="best")
-    script = code.split("_", 1)[1] if "_" in code else None
-    return [w for w in listed if _in_script(w, script)]
+    return [w for w in wordfreq.top_n_list(language, n, wordlist="best") if _in_script(w, _script(code))]
 
 
 def _in_script(word: str, script: str | None) -> bool:
@@ -59,17 +65,27 @@ def _in_script(word: str, script: str | None) -> bool:
         return True
 
 
+UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]")
+"""Scripts written without spaces between words: there a word's bare form is the common one."""
+
+
+def weighted_forms(word: str) -> list[tuple[str, float]]:
+    """How a word appears in text, each form with its share of the word's frequency: `` word`` (0.7, inside
+    a sentence), ``Word`` (0.1, starting one) and `` Word`` (0.2) for scripts with case; `` word`` and the bare
+    ``word`` otherwise, 0.9 to the usual one (the bare form in :data:`UNSPACED` scripts). wordfreq counts are
+    casefolded, and mid-sentence lowercase is the common form. Lowercase forms without the word-initial
+    marker are left out where there is case: they are rare in text and cost many rows (measured on Gemma-3
+    with 10k English words: +4.5k rows for 0.3% fewer tokens on FLORES)."""
+    capital = word[:1].upper() + word[1:]
+    if capital != word:
+        return [(" " + word, 0.7), (capital, 0.1), (" " + capital, 0.2)]
+    bare = 0.9 if UNSPACED.match(word) else 0.1  # Chinese, Japanese, Thai...: words run on without spaces
+    return [(" " + word, 1.0 - bare), (word, bare)]
+
+
 def word_forms(words: Iterable[str]) -> list[str]:
-    """Each word as it starts a word inside a sentence (`` word``) and as it starts a sentence (``Word``,
-    ``word`` in scripts without case), plus `` Word`` for scripts with case. Lowercase forms without the
-    word-initial marker are left out: they are rare in text and cost many rows (measured on Gemma-3 with
-    10k English words: +4.5k rows for 0.3% fewer tokens on FLORES).
-    """
-    forms: list[str] = []
-    for word in words:
-        capital = word[:1].upper() + word[1:]
-        forms += [" " + word, capital] + ([" " + capital] if capital != word else [])
-    return forms
+    """Every form of each word (:func:`weighted_forms`)."""
+    return [form for word in words for form, _ in weighted_forms(word)]
 
 
 def keep_words(languages: Iterable[str], n: int) -> tuple[list[str], dict[str, Any]]:
@@ -83,47 +99,38 @@ def keep_words(languages: Iterable[str], n: int) -> tuple[list[str], dict[str, A
     return forms, counts
 
 
-UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]")
-"""Scripts written without spaces between words: there a word's bare form is the common one."""
-
-FORM_WEIGHTS = (0.7, 0.2, 0.1)
-"""Shares of a word's frequency given to `` word``, `` Word`` and ``Word`` (sentence start) by
-:func:`word_weights`: wordfreq counts are casefolded, and mid-sentence lowercase is the common form. Words
-without case get 0.9 for their usual form (`` word``; bare in :data:`UNSPACED` scripts) and 0.1 for the other."""
-
-
 def word_weights(languages: Iterable[str]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Every word form of each language's whole wordfreq list, weighted by the word's frequency (each
-    language's weights sum to about 1, so languages count alike), and the per-language word counts.
+    """Every word form of each language's whole wordfreq list, weighted by the word's frequency
+    (:func:`weighted_forms`; each language's weights sum to about 1, so languages count alike), and the
+    per-language word counts.
 
     A row budget filled from these (:func:`~.vocab.fill_by_weight`) keeps the pieces the languages use most,
     rare words' subwords included. Languages without a list add nothing.
     """
-    try:
-        import wordfreq
-    except ImportError:
-        raise DataError("filling a trim budget needs the wordfreq package: pip install 'workbench[wordlists]'") \
-            from None
+    wordfreq = _wordfreq("filling a trim budget (trim_rows)")
     weights: dict[str, float] = {}
     counts: dict[str, Any] = {}
     for code in languages:
         language = wordfreq_language(code)
-        if language is None:
-            counts[code] = 0
-            continue
-        script = code.split("_", 1)[1] if "_" in code else None
-        words = {w: f for w, f in wordfreq.get_frequency_dict(language, wordlist="best").items()
-                 if _in_script(w, script)}
+        words = {} if language is None else {
+            w: f for w, f in wordfreq.get_frequency_dict(language, wordlist="best").items()
+            if _in_script(w, _script(code))}
         total = sum(words.values()) or 1.0
         counts[code] = len(words)
         for word, frequency in words.items():
-            capital = word[:1].upper() + word[1:]
-            if capital != word:
-                forms, shares = [" " + word, " " + capital, capital], FORM_WEIGHTS
-            elif UNSPACED.match(word):  # Chinese, Japanese, Thai...: words run on without spaces
-                forms, shares = [word, " " + word], (0.9, 0.1)
-            else:
-                forms, shares = [" " + word, word], (0.9, 0.1)
-            for form, share in zip(forms, shares, strict=True):
+            for form, share in weighted_forms(word):
                 weights[form] = weights.get(form, 0.0) + share * frequency / total
     return weights, counts
+
+
+def trim_words(languages: Iterable[str], keep: int, fill: bool) -> tuple[list[str], dict[str, float], dict[str, Any]]:
+    """What trim takes from word lists (the stage and ``workbench transplant`` alike): the forms of each
+    language's ``keep`` most frequent words (:func:`keep_words`), the weighted forms that fill a row budget
+    when ``fill`` (:func:`word_weights`), and the per-language word counts (``fill``'s under ``"fill"``)."""
+    languages = list(languages)
+    forms, counts = keep_words(languages, keep) if keep else ([], {})
+    weights: dict[str, float] = {}
+    if fill:
+        weights, fill_counts = word_weights(languages)
+        counts = {**counts, "fill": fill_counts}
+    return forms, weights, counts
