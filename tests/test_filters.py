@@ -73,6 +73,47 @@ def test_ngram_shares_by_hand():
     assert check(spam, DEFAULT).startswith("max_top_ngram")
 
 
+def _regex_counts(text: str) -> tuple[int, int, int]:
+    """Letters, characters of unspaced scripts and words without a letter, by the Unicode regexes the
+    filters' character table stands for (an independent computation)."""
+    import regex
+
+    unspaced = r"\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}"
+    words = regex.findall(f"[{unspaced}]|[\\p{{L}}\\p{{M}}\\p{{N}}]+", text)
+    no_letter = sum(1 for w in words if not regex.search(f"[\\p{{L}}{unspaced}]", w))
+    return len(regex.findall(r"\p{L}", text)), len(regex.findall(f"[{unspaced}]", text)), no_letter
+
+
+@pytest.mark.parametrize("text", [
+    "Plain ASCII, 42 words and 7 numbers 2024.",
+    "Sa limba sarda est una limba romanza: 1.000.000 de faeddadores (2006).",
+    "हिन्दी में १२३ शब्द और मात्राएँ हैं।",  # Devanagari: vowel signs are marks, ١٢٣-style digits
+    "ภาษาไทย ๑๒๓ ไม่มีช่องว่าง",  # Thai: unspaced, with marks
+    "今天是2024年，天气很好😀👍🏽 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𠀀𠀁",  # Han, emoji and astral letters
+    "١٢٣ العربية ٤٥٦ ‎—‎ 123",
+])
+def test_character_table_counts_equal_the_unicode_regexes(text):
+    from workbench.crawl.filters import _WORD, _Doc
+
+    doc = _Doc(text, _WORD.findall(text), text.splitlines())
+    assert (doc.letters(), doc.unspaced(), doc.no_letter_words()) == _regex_counts(text)
+
+
+def test_duplicate_ngram_rules_stop_early_only_when_every_later_rule_passes():
+    from workbench.crawl.filters import _Doc, _ngram_rules
+
+    limits = FilterThresholds(max_top_ngram=None)
+    words = [f"w{i}" for i in range(60)]
+    for repeat in (0, 5, 7, 9, 12):  # one block of `repeat` words said twice: the share falls as n grows
+        text = " ".join(words + words[:repeat])
+        doc = _Doc(text, text.split(), [text])
+        brute = next((f"max_duplicate_ngrams_{n}" for n, limit in sorted(limits.max_duplicate_ngrams.items())
+                      if duplicate_ngram_share(doc.words, n) > limit), None)
+        assert _ngram_rules(doc, limits) == brute
+    shares = [duplicate_ngram_share(words + words[:9], n) for n in range(5, 11)]
+    assert shares == sorted(shares, reverse=True)  # the monotonicity the early stop relies on
+
+
 def test_per_language_thresholds():
     config = QualityConfig(languages={"srd_Latn": {"min_words": 100}})
     sentence = flores("srd_Latn")[0]

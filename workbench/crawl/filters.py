@@ -32,6 +32,7 @@ word and character rules only: tiny corpora of sentences are not wiped out by ru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import regex
@@ -39,12 +40,11 @@ from pydantic import Field
 
 from ..recipe import StrictModel
 
-_WORD = regex.compile(
-    r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]"
-    r"|[\p{L}\p{M}\p{N}]+"
-)
-_UNSPACED = regex.compile(r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]")
-_NON_LETTERS = regex.compile(r"\P{L}+")
+_UNSPACED_SCRIPTS = r"\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}"
+_LETTER, _UNSPACED_CHAR = 1, 2  # bits of a character's class, and the characters outside each class:
+_NOT_IN_CLASS = ((_LETTER, regex.compile(r"\P{L}")), (_UNSPACED_CHAR, regex.compile(f"[^{_UNSPACED_SCRIPTS}]")))
+_WORD = regex.compile(f"[{_UNSPACED_SCRIPTS}]|[\\p{{L}}\\p{{M}}\\p{{N}}]+")
+_ASCII_NON_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
 _BULLETS = ("•", "●", "○", "▪", "‣", "⁃", "◦", "-", "*", "–", "—", "·")
 _TERMINAL = (".", "!", "?", '"', "'", "”", "’", "»", "。", "！", "？", "।", "॥", "።", "؟", "܀", "…", ")")
 _ELLIPSIS = ("...", "…")
@@ -85,11 +85,73 @@ class QualityConfig(StrictModel):
         return FilterThresholds.model_validate({**self.default.model_dump(), **override})
 
 
-@dataclass(frozen=True)
+@lru_cache(maxsize=1)
+def _bmp_classes() -> np.ndarray:
+    """Class bits of every Basic Multilingual Plane code point (built once, from the Unicode tables of
+    ``regex``)."""
+    table = np.zeros(0x10000, dtype=np.uint8)
+    chars = "".join(map(chr, range(1, 0x10000)))
+    for bit, outside in _NOT_IN_CLASS:
+        table[1:][_codepoints(outside.sub("\x00", chars)) != 0] |= bit
+    return table
+
+
+@lru_cache(maxsize=4096)
+def _class_of(char: str) -> int:
+    return sum(bit for bit, outside in _NOT_IN_CLASS if not outside.match(char))
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _char_classes(text: str) -> np.ndarray:
+    """Class bits (letter, character of a script written without spaces) of every character of ``text``."""
+    codepoints = _codepoints(text)
+    astral = codepoints >= 0x10000
+    if not astral.any():
+        return _bmp_classes()[codepoints]
+    out = np.empty(len(codepoints), dtype=np.uint8)
+    out[~astral] = _bmp_classes()[codepoints[~astral]]
+    distinct, inverse = np.unique(codepoints[astral], return_inverse=True)
+    out[astral] = np.array([_class_of(chr(c)) for c in distinct.tolist()], dtype=np.uint8)[inverse]
+    return out
+
+
+@dataclass
 class _Doc:
     text: str
     words: list[str]
     lines: list[str]
+    _classes: np.ndarray | None = None
+
+    @property
+    def classes(self) -> np.ndarray:
+        if self._classes is None:
+            self._classes = _char_classes(self.text)
+        return self._classes
+
+    def letters(self) -> int:
+        """Characters that are letters (Unicode category L)."""
+        if self.text.isascii():
+            return len(self.text.encode("ascii").translate(None, _ASCII_NON_LETTERS))
+        return int(np.count_nonzero(self.classes & _LETTER))
+
+    def unspaced(self) -> int:
+        """Characters of scripts written without spaces (each is a word of its own)."""
+        return 0 if self.text.isascii() else int(np.count_nonzero(self.classes & _UNSPACED_CHAR))
+
+    def no_letter_words(self) -> int:
+        """Words without a letter (numbers...); in ASCII text those are the words made of digits."""
+        if self.text.isascii():
+            return sum(map(str.isdigit, self.words))
+        if not self.words:
+            return 0
+        joined = "\x00".join(self.words)  # \x00 has no class bit: it only marks where a word ends
+        classes = _char_classes(joined)
+        word_of = np.cumsum(_codepoints(joined) == 0)
+        lettered = np.bincount(word_of, weights=(classes != 0), minlength=len(self.words))
+        return int(np.count_nonzero(lettered == 0))
 
 
 def _line_share(lines: list[str], test) -> float:
@@ -174,14 +236,6 @@ def check(text: str, limits: FilterThresholds) -> str | None:
     return None
 
 
-_NO_LETTER_WORD = regex.compile(r"(?<![\p{L}\p{M}\p{N}])[\p{M}\p{N}]+(?![\p{L}\p{M}\p{N}])")
-
-
-def _no_letter_words(doc: _Doc, ascii_text: bool) -> int:
-    """Words without a letter (numbers...); in ASCII text those are the words made of digits."""
-    return sum(map(str.isdigit, doc.words)) if ascii_text else len(_NO_LETTER_WORD.findall(doc.text))
-
-
 def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     n = len(doc.words)
     if t.min_words is not None and n < t.min_words:
@@ -190,27 +244,21 @@ def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
         return "max_words"
     if not n:
         return None
-    ascii_text = doc.text.isascii()
-    unspaced = 0 if ascii_text else len(_UNSPACED.findall(doc.text))  # each such character is a word of its own
+    unspaced = doc.unspaced()
     spaced = n - unspaced
     if t.mean_word_length is not None and spaced >= max(1, n // 2):
         mean = (sum(map(len, doc.words)) - unspaced) / spaced
         if not t.mean_word_length[0] <= mean <= t.mean_word_length[1]:
             return "mean_word_length"
-    if t.min_alpha_words is not None and (n - _no_letter_words(doc, ascii_text)) / n < t.min_alpha_words:
+    if t.min_alpha_words is not None and (n - doc.no_letter_words()) / n < t.min_alpha_words:
         return "min_alpha_words"
     return None
 
 
-_SPACE = regex.compile(r"\s+")
-
-
 def _character_rules(doc: _Doc, t: FilterThresholds) -> str | None:
-    visible = len(_SPACE.sub("", doc.text))
-    if t.min_letter_ratio is not None and visible:
-        letters = len(_NON_LETTERS.sub("", doc.text))  # one string of the letters, not a list of them
-        if letters / visible < t.min_letter_ratio:
-            return "min_letter_ratio"
+    visible = len("".join(doc.text.split()))  # non-space characters (str.isspace)
+    if t.min_letter_ratio is not None and visible and doc.letters() / visible < t.min_letter_ratio:
+        return "min_letter_ratio"
     if t.max_symbol_ratio is not None and doc.words:
         symbols = doc.text.count("#") + doc.text.count("…") + doc.text.count("...")
         if symbols / len(doc.words) > t.max_symbol_ratio:
@@ -251,7 +299,13 @@ def _ngram_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     for n, limit in sorted((t.max_top_ngram or {}).items()):
         if _top_share(ids, lengths, n) > limit:
             return f"max_top_ngram_{n}"
-    for n, limit in sorted((t.max_duplicate_ngrams or {}).items()):
-        if _duplicate_share(ids, lengths, n) > limit:
+    limits = sorted((t.max_duplicate_ngrams or {}).items())
+    for k, (n, limit) in enumerate(limits):
+        share = _duplicate_share(ids, lengths, n)
+        if share > limit:
             return f"max_duplicate_ngrams_{n}"
+        # the words inside repeated (n+1)-grams are inside repeated n-grams, so the share only falls as n
+        # grows: once it is within every later limit, the later rules pass (and need no pass of their own)
+        if k + 1 < len(limits) and share <= min(later for _, later in limits[k + 1:]):
+            break
     return None

@@ -222,6 +222,8 @@ class CrawlSettings:
     min_hit_rate: float = 0.0
     chunk_score: float = 0.9  # a paragraph chunk this sure stands for its lines (1.0: every line on its own)
     chunk_chars: int = 1000  # longest chunk (characters); fastText reads at most 1,000
+    batch_docs: int = 64  # documents identified together (the identifier's per-call work is shared) ...
+    batch_chars: int = 500_000  # ... or fewer, once their text reaches this many characters
 
 
 class ShardProcessor:
@@ -237,6 +239,8 @@ class ShardProcessor:
         self.read = 0
         self.samples: dict[str, list[str]] = {}
         self._handles: dict[str, IO[str]] = {}
+        self._pending: list[tuple[tuple[str, int, str | None], str]] = []  # ((source, offset, url), text)
+        self._pending_chars = 0
 
     def document_text(self, doc: RawDocument) -> str | None:
         if doc.html is None:
@@ -251,16 +255,24 @@ class ShardProcessor:
         return None
 
     def spans(self, text: str) -> list[Span]:
-        segments = split_segments(text)
-        predictions = self.identify(segments)
-        labels = []
-        for i, (_, segment) in enumerate(segments):
-            label, score, top = label_prediction(segment, predictions.get(i), self.languages, self.settings.min_chars,
-                                                 self.settings.min_score, self.settings.min_scores)
-            if top is not None:
-                self.identified[top] += 1
-            labels.append((label, score))
-        return group_spans(segments, labels, self.dropped)
+        """The kept-language spans of one document's text."""
+        return self.spans_many([text])[0]
+
+    def spans_many(self, texts: list[str]) -> list[list[Span]]:
+        """:meth:`spans` of several documents, their segments identified in one batch."""
+        documents = [split_segments(text) for text in texts]
+        out = []
+        for segments, predictions in zip(documents, self.identify_many(documents), strict=True):
+            labels = []
+            for i, (_, segment) in enumerate(segments):
+                label, score, top = label_prediction(segment, predictions.get(i), self.languages,
+                                                     self.settings.min_chars, self.settings.min_score,
+                                                     self.settings.min_scores)
+                if top is not None:
+                    self.identified[top] += 1
+                labels.append((label, score))
+            out.append(group_spans(segments, labels, self.dropped))
+        return out
 
     def identify(self, segments: list[tuple[str, str]]) -> dict[int, Prediction]:
         """The prediction of every segment of at least ``min_chars`` characters, by index, chunk first: the
@@ -268,23 +280,34 @@ class ShardProcessor:
         and a chunk whose top language scores at least ``chunk_score`` (and its language's own threshold)
         gives its prediction to each of its lines. The lines of an uncertain chunk, a paragraph that mixes
         scripts, single-line paragraphs and every line of a text without blank lines are identified one by one."""
+        return self.identify_many([segments])[0]
+
+    def identify_many(self, documents: list[list[tuple[str, str]]]) -> list[dict[int, Prediction]]:
+        """:meth:`identify` of several documents' segments: the chunks of all of them go to the identifier in
+        one call, then the lines still unidentified in another (the identifier's per-call work is shared)."""
         settings = self.settings
-        long = [i for i, (_, segment) in enumerate(segments) if len(segment) >= settings.min_chars]
-        scripts = dict(zip(long, dominant_scripts([segments[i][1] for i in long]), strict=True))
-        # without any blank line (WET, trafilatura, one-paragraph-per-line text) a line is the only paragraph
-        # evidence there is: every line is identified on its own
-        paragraphs = any(sep == "\n\n" for sep, _ in segments[1:])
-        chunks = (paragraph_chunks(segments, long, scripts, settings.chunk_chars)
-                  if settings.chunk_score < 1 and paragraphs else [])
-        predictions: dict[int, Prediction] = {}
-        texts = [" ".join(segments[i][1] for i in chunk) for chunk in chunks]
-        for chunk, prediction in zip(chunks, predict_batch(self.identifier, texts, [scripts[c[0]] for c in chunks]),
-                                     strict=True):
+        longs = [[i for i, (_, segment) in enumerate(segments) if len(segment) >= settings.min_chars]
+                 for segments in documents]
+        found = iter(dominant_scripts([documents[d][i][1] for d, long in enumerate(longs) for i in long]))
+        scripts = [{i: next(found) for i in long} for long in longs]
+        chunks: list[tuple[int, list[int]]] = []
+        for d, segments in enumerate(documents):
+            # without any blank line (WET, trafilatura, one-paragraph-per-line text) a line is the only
+            # paragraph evidence there is: every line is identified on its own
+            if settings.chunk_score < 1 and any(sep == "\n\n" for sep, _ in segments[1:]):
+                chunks += [(d, chunk) for chunk in paragraph_chunks(segments, longs[d], scripts[d],
+                                                                    settings.chunk_chars)]
+        predictions: list[dict[int, Prediction]] = [{} for _ in documents]
+        texts = [" ".join(documents[d][i][1] for i in chunk) for d, chunk in chunks]
+        chunk_scripts = [scripts[d][chunk[0]] for d, chunk in chunks]
+        for (d, chunk), prediction in zip(chunks, predict_batch(self.identifier, texts, chunk_scripts), strict=True):
             if self.chunk_is_clear(prediction):
-                predictions.update(dict.fromkeys(chunk, prediction))
-        rest = [i for i in long if i not in predictions]
-        predictions.update(zip(rest, predict_batch(self.identifier, [segments[i][1] for i in rest],
-                                                   [scripts[i] for i in rest]), strict=True))
+                predictions[d].update(dict.fromkeys(chunk, prediction))
+        rest = [(d, i) for d, long in enumerate(longs) for i in long if i not in predictions[d]]
+        rest_predictions = predict_batch(self.identifier, [documents[d][i][1] for d, i in rest],
+                                         [scripts[d][i] for d, i in rest])
+        for (d, i), prediction in zip(rest, rest_predictions, strict=True):
+            predictions[d][i] = prediction
         return predictions
 
     def chunk_is_clear(self, prediction: Prediction) -> bool:
@@ -296,6 +319,7 @@ class ShardProcessor:
         return score >= max(self.settings.chunk_score, bar)
 
     def process(self, doc: RawDocument) -> None:
+        """Extract ``doc`` now; identify and filter it with the next batch (:meth:`flush`, :meth:`close`)."""
         self.read += 1
         text = self.document_text(doc)
         if not text or not text.strip():
@@ -304,20 +328,32 @@ class ShardProcessor:
         if self.settings.wordlist and hit_rate(text, self.settings.wordlist) < self.settings.min_hit_rate:
             self.dropped["prefilter"] += 1  # too few target words to be worth identifying line by line
             return
-        for span in self.spans(text):
-            span_text = span.text
-            quality = self.settings.quality
-            rule = check(span_text, quality.for_language(span.language)) if quality is not None else None
-            if rule is not None:
-                reason = f"quality:{rule}"
-                self.dropped[reason] += 1
-                kept = self.samples.setdefault(f"{span.language}|{reason}", [])
-                if len(kept) < self.settings.dropped_samples:
-                    kept.append(span_text[:400])
-                continue
-            record = {"text": span_text, "language": span.language, "score": round(span.score, 4),
-                      "source": doc.source, "offset": doc.offset, "url": doc.url}
-            self._sink(span.language).write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._pending.append(((doc.source, doc.offset, doc.url), text))
+        self._pending_chars += len(text)
+        if len(self._pending) >= self.settings.batch_docs or self._pending_chars >= self.settings.batch_chars:
+            self.flush()
+
+    def flush(self) -> None:
+        """Identify, filter and write the documents waiting for a batch, in the order they came."""
+        pending, self._pending, self._pending_chars = self._pending, [], 0
+        if not pending:
+            return
+        quality = self.settings.quality
+        for ((source, offset, url), _), spans in zip(pending, self.spans_many([text for _, text in pending]),
+                                                     strict=True):
+            for span in spans:
+                span_text = span.text
+                rule = check(span_text, quality.for_language(span.language)) if quality is not None else None
+                if rule is not None:
+                    reason = f"quality:{rule}"
+                    self.dropped[reason] += 1
+                    kept = self.samples.setdefault(f"{span.language}|{reason}", [])
+                    if len(kept) < self.settings.dropped_samples:
+                        kept.append(span_text[:400])
+                    continue
+                record = {"text": span_text, "language": span.language, "score": round(span.score, 4),
+                          "source": source, "offset": offset, "url": url}
+                self._sink(span.language).write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def _sink(self, code: str) -> IO[str]:
         if code not in self._handles:
@@ -325,6 +361,13 @@ class ShardProcessor:
         return self._handles[code]
 
     def close(self) -> None:
+        """Process the last batch, then close the output files and the extractor."""
+        try:
+            self.flush()
+        finally:
+            self._close_files()
+
+    def _close_files(self) -> None:
         for handle in self._handles.values():
             handle.flush()
             os.fsync(handle.fileno())
