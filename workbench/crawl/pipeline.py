@@ -39,7 +39,7 @@ from ..errors import DataError
 from ..io import atomic_write_json
 from ..languages import check_code
 from .card import CardBuilder
-from .dedup import ExactDeduplicator, NearDeduplicator
+from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .extract import make_extractor
 from .filters import QualityConfig, check
 from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
@@ -50,6 +50,9 @@ DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_conf
                 "near_duplicate")
 RECORD_FIELDS = ("text", "language", "score", "source", "offset", "url")
 _WORDS = re.compile(r"\w+", re.UNICODE)
+_BLANK_LINE = re.compile(r"\n[ \t\u00a0\r\f\v]*\n")
+_INLINE_SPACE = re.compile(r"[^\S\n]+")  # whitespace (str.isspace) other than a line break
+_LINE = re.compile(r"^ ?([^ \n](?:[^\n]*[^ \n])?) ?$", re.MULTILINE)  # a non-empty line, without its edge space
 _SHORT, _OTHER, _LOW = "too_short", "other_language", "low_confidence"
 
 
@@ -75,13 +78,11 @@ def split_segments(text: str) -> list[tuple[str, str]]:
     """Non-empty lines with whitespace collapsed, each with the separator that preceded it:
     ``"\\n\\n"`` at a paragraph break, ``"\\n"`` inside a paragraph."""
     out: list[tuple[str, str]] = []
-    for block in re.split(r"\n[ \t\u00a0\r\f\v]*\n", text):
-        first = True
-        for line in block.split("\n"):
-            line = " ".join(line.split())
-            if line:
-                out.append(("\n\n" if first else "\n", line))
-                first = False
+    for block in _BLANK_LINE.split(text):
+        lines = _LINE.findall(_INLINE_SPACE.sub(" ", block))  # whitespace runs collapsed, lines stripped, in C
+        if lines:
+            out.append(("\n\n", lines[0]))
+            out += [("\n", line) for line in lines[1:]]
     return out
 
 
@@ -435,11 +436,12 @@ class _Merge:
 
     def drop_reason(self, text: str, language: str) -> str | None:
         """Why a candidate is not kept (exclusion list, exact duplicate, near duplicate), or None."""
-        if self.excluded and self.dedup.key(text) in self.excluded:
+        norm = normalize_for_dedup(text, self.dedup.ignore_punctuation)  # once, for all three checks
+        if self.excluded and self.dedup.key(norm, normalized=True) in self.excluded:
             return "excluded"
-        if self.dedup.seen(text):
+        if self.dedup.seen(norm, normalized=True):
             return "duplicate"
-        if self.near is not None and self.near.duplicate_of(text, language) is not None:
+        if self.near is not None and self.near.duplicate_of(norm, language, normalized=True) is not None:
             return "near_duplicate"
         return None
 
