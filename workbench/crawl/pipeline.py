@@ -18,6 +18,11 @@ characters) are identified together, and only a chunk that is not clearly one la
 languages still yields its target-language lines. Paragraphs are never merged: a Sardinian paragraph in an
 Italian page is always identified on its own. Text without blank lines (WET records, trafilatura output,
 one-paragraph-per-line files) has no paragraph structure, so there every line is identified on its own.
+A line identified on its own that is longer than ``prefix_chars`` is identified on its beginning first, and
+again on the whole line only if the beginning is not clear by the same test: the identifiers' cost grows with
+the characters they read, and a sentence or two settles the language of most lines. Chunks are always read
+whole, so a paragraph whose later lines change language is still caught. Documents are identified in
+batches of ``batch_docs``, so the identifiers' per-call work is shared.
 """
 
 from __future__ import annotations
@@ -51,8 +56,6 @@ DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_conf
 RECORD_FIELDS = ("text", "language", "score", "source", "offset", "url")
 _WORDS = re.compile(r"\w+", re.UNICODE)
 _BLANK_LINE = re.compile(r"\n[ \t\u00a0\r\f\v]*\n")
-_INLINE_SPACE = re.compile(r"[^\S\n]+")  # whitespace (str.isspace) other than a line break
-_LINE = re.compile(r"^ ?([^ \n](?:[^\n]*[^ \n])?) ?$", re.MULTILINE)  # a non-empty line, without its edge space
 _SHORT, _OTHER, _LOW = "too_short", "other_language", "low_confidence"
 
 
@@ -79,10 +82,12 @@ def split_segments(text: str) -> list[tuple[str, str]]:
     ``"\\n\\n"`` at a paragraph break, ``"\\n"`` inside a paragraph."""
     out: list[tuple[str, str]] = []
     for block in _BLANK_LINE.split(text):
-        lines = _LINE.findall(_INLINE_SPACE.sub(" ", block))  # whitespace runs collapsed, lines stripped, in C
-        if lines:
-            out.append(("\n\n", lines[0]))
-            out += [("\n", line) for line in lines[1:]]
+        first = True
+        for line in block.split("\n"):
+            line = " ".join(line.split())
+            if line:
+                out.append(("\n\n" if first else "\n", line))
+                first = False
     return out
 
 
@@ -108,6 +113,13 @@ def paragraph_chunks(segments: list[tuple[str, str]], long: list[int], scripts: 
     if current:
         chunks.append(current)
     return [chunk for chunk in chunks if len(chunk) > 1]
+
+
+def cut_at_space(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text``, shortened to the last space in their final quarter (no
+    broken word at the end); text without such a space (Chinese, Thai...) is cut at ``limit``."""
+    space = text.rfind(" ", limit * 3 // 4, limit + 1)
+    return text[:space] if space > 0 else text[:limit]
 
 
 def label_prediction(text: str, prediction: list[tuple[str, float]] | None, languages: frozenset[str],
@@ -223,6 +235,7 @@ class CrawlSettings:
     min_hit_rate: float = 0.0
     chunk_score: float = 0.9  # a paragraph chunk this sure stands for its lines (1.0: every line on its own)
     chunk_chars: int = 1000  # longest chunk (characters); fastText reads at most 1,000
+    prefix_chars: int = 160  # a longer line is identified on its beginning first (0: always whole)
     batch_docs: int = 64  # documents identified together (the identifier's per-call work is shared) ...
     batch_chars: int = 500_000  # ... or fewer, once their text reaches this many characters
 
@@ -280,7 +293,8 @@ class ShardProcessor:
         long lines of a paragraph (up to ``chunk_chars`` characters, all in one script) are identified together,
         and a chunk whose top language scores at least ``chunk_score`` (and its language's own threshold)
         gives its prediction to each of its lines. The lines of an uncertain chunk, a paragraph that mixes
-        scripts, single-line paragraphs and every line of a text without blank lines are identified one by one."""
+        scripts, single-line paragraphs and every line of a text without blank lines are identified one by one
+        (a line longer than ``prefix_chars`` on its beginning first, see the module docstring)."""
         return self.identify_many([segments])[0]
 
     def identify_many(self, documents: list[list[tuple[str, str]]]) -> list[dict[int, Prediction]]:
@@ -305,10 +319,19 @@ class ShardProcessor:
             if self.chunk_is_clear(prediction):
                 predictions[d].update(dict.fromkeys(chunk, prediction))
         rest = [(d, i) for d, long in enumerate(longs) for i in long if i not in predictions[d]]
-        rest_predictions = predict_batch(self.identifier, [documents[d][i][1] for d, i in rest],
-                                         [scripts[d][i] for d, i in rest])
-        for (d, i), prediction in zip(rest, rest_predictions, strict=True):
-            predictions[d][i] = prediction
+        prefix = settings.prefix_chars
+        texts = [documents[d][i][1] for d, i in rest]
+        heads = [cut_at_space(text, prefix) if prefix and len(text) > prefix else text for text in texts]
+        unclear = []
+        for k, prediction in enumerate(predict_batch(self.identifier, heads, [scripts[d][i] for d, i in rest])):
+            if heads[k] is texts[k] or self.chunk_is_clear(prediction):
+                predictions[rest[k][0]][rest[k][1]] = prediction
+            else:
+                unclear.append(k)  # its beginning did not settle it: identified again on the whole line
+        again = predict_batch(self.identifier, [texts[k] for k in unclear],
+                              [scripts[rest[k][0]][rest[k][1]] for k in unclear])
+        for k, prediction in zip(unclear, again, strict=True):
+            predictions[rest[k][0]][rest[k][1]] = prediction
         return predictions
 
     def chunk_is_clear(self, prediction: Prediction) -> bool:
