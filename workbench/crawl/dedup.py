@@ -106,7 +106,7 @@ class NearDeduplicator:
         self._make_lsh = lambda: MinHashLSH(num_perm=num_perm, params=params)
         from datasketch import MinHash
 
-        template = MinHash(num_perm=num_perm, seed=seed)
+        template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
         self._permutations, self._scheme = template.permutations, template.scheme  # drawn once, not per document
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
@@ -132,7 +132,7 @@ class NearDeduplicator:
         return np.unique(keys & np.uint64(0xFFFFFFFF))
 
     def signature(self, text: str, normalized: bool = False):
-        """The MinHash of ``text``'s shingles (see :meth:`shingle_hashes`)."""
+        """The MinHash (datasketch) of ``text``'s shingles (see :meth:`shingle_hashes`)."""
         from datasketch import MinHash
 
         minhash = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=int, permutations=self._permutations,

@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -255,6 +256,7 @@ class ShardProcessor:
         self._handles: dict[str, IO[str]] = {}
         self._pending: list[tuple[tuple[str, int, str | None], str]] = []  # ((source, offset, url), text)
         self._pending_chars = 0
+        self.seconds: Counter = Counter()  # time spent per phase: extract, identify, filter (and write)
 
     def document_text(self, doc: RawDocument) -> str | None:
         if doc.html is None:
@@ -345,7 +347,9 @@ class ShardProcessor:
     def process(self, doc: RawDocument) -> None:
         """Extract ``doc`` now; identify and filter it with the next batch (:meth:`flush`, :meth:`close`)."""
         self.read += 1
+        start = time.perf_counter()
         text = self.document_text(doc)
+        self.seconds["extract"] += time.perf_counter() - start
         if not text or not text.strip():
             self.dropped["no_text"] += 1
             return
@@ -363,8 +367,11 @@ class ShardProcessor:
         if not pending:
             return
         quality = self.settings.quality
-        for ((source, offset, url), _), spans in zip(pending, self.spans_many([text for _, text in pending]),
-                                                     strict=True):
+        start = time.perf_counter()
+        batch = self.spans_many([text for _, text in pending])
+        self.seconds["identify"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for ((source, offset, url), _), spans in zip(pending, batch, strict=True):
             for span in spans:
                 span_text = span.text
                 rule = check(span_text, quality.for_language(span.language)) if quality is not None else None
@@ -378,6 +385,7 @@ class ShardProcessor:
                 record = {"text": span_text, "language": span.language, "score": round(span.score, 4),
                           "source": source, "offset": offset, "url": url}
                 self._sink(span.language).write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.seconds["filter"] += time.perf_counter() - start
 
     def _sink(self, code: str) -> IO[str]:
         if code not in self._handles:
@@ -415,7 +423,8 @@ class ShardProcessor:
         skipped = dict(reader.skipped) if shard.part == 0 else {}
         return {"source": shard.path, "part": shard.part, "parts": shard.parts, "documents_read": self.read,
                 "dropped": dict(self.dropped), "identified": dict(self.identified), "skipped": skipped,
-                "bad_input": bad, "dropped_samples": self.samples}
+                "bad_input": bad, "dropped_samples": self.samples,
+                "seconds": {phase: round(value, 3) for phase, value in self.seconds.items()}}
 
 
 @dataclass
@@ -534,12 +543,13 @@ def run_crawl(
     merge = _Merge(sorted(set(languages)), near_dedup, frozenset(ExactDeduplicator().key(t) for t in exclude),
                    CardBuilder(seed=seed))
     sinks = _JsonlSinks(out_dir, sorted(set(languages)))
+    start = time.perf_counter()
     try:
         merge.run(results, sinks)
         sinks.commit()
     finally:
         sinks.abort()
-    stats = _stats(settings, identifier, merge, results, inputs, executor)
+    stats = _stats(settings, identifier, merge, results, inputs, executor, time.perf_counter() - start)
     atomic_write_json(out_dir / "stats.json", stats)
     merge.card.write(out_dir, stats)
     if shard_dir is None:
@@ -548,7 +558,7 @@ def run_crawl(
 
 
 def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merge, results: list[ShardResult],
-           inputs: list[Path], executor: str) -> dict:
+           inputs: list[Path], executor: str, dedup_seconds: float) -> dict:
     empty = {"docs": 0, "chars": 0, "bytes": 0, "words": 0}
     read: Counter = Counter()
     for result in results:
@@ -571,4 +581,7 @@ def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merg
         "identified": dict(merge_counters(results, "identified").most_common()),
         "skipped_records": dict(sorted(merge_counters(results, "skipped").items())),
         "bad_input": merge_bad_input(results),
+        # where the time went, summed over shards (a reused shard reports the time it took when it ran)
+        "seconds": {**{phase: round(value, 2) for phase, value in merge_counters(results, "seconds").items()},
+                    "dedup": round(dedup_seconds, 2)},
     }
