@@ -65,6 +65,16 @@ _SCRIPT_TABLE = np.zeros(0x110000, dtype=np.uint8)  # code point -> index in _SC
 _PAGE_BITS = 8
 _PAGE_DONE = np.zeros(0x110000 >> _PAGE_BITS, dtype=bool)
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
+_LATIN1_LETTER = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff]")
+
+
+def _is_latin1(text: str) -> bool:
+    """True if every character of ``text`` is below U+0100."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _script_ids(codepoints: np.ndarray) -> np.ndarray:
@@ -101,6 +111,8 @@ def dominant_scripts(texts: Sequence[str], sample: int = 400) -> list[str | None
         head = text[: sample * 10]
         if head.isascii():
             out[i] = "Latn" if _ASCII_LETTER.search(head) else None
+        elif _is_latin1(head) and "\u00b5" not in head:  # German, French...: letters below U+0100 are Latin
+            out[i] = "Latn" if _LATIN1_LETTER.search(head) else None  # (but the micro sign)
         else:
             wide.append(i)
     if not wide:
@@ -218,6 +230,7 @@ class CharNgramIdentifier:
         meta: dict | None = None,
     ) -> None:
         self.languages = list(languages)
+        self._language_array = np.array(self.languages, dtype=object)
         self.full_length = int(full_length)
         self.alphabet = np.asarray(alphabet, dtype=np.uint32)
         self.keys = np.asarray(keys, dtype=np.uint64)
@@ -339,9 +352,10 @@ class CharNgramIdentifier:
         return [(self.languages[i], float(p[i])) for i in order]
 
     def predict_batch(self, texts: Sequence[str], scripts: Sequence[str | None] | None = None,
-                      max_chars: int = 50_000) -> list[Prediction]:
+                      max_chars: int = 50_000, top: int | None = None) -> list[Prediction]:
         """:meth:`predict` of every text, the n-grams of many texts looked up together (``scripts`` is
-        not needed); at most about ``max_chars`` characters per numpy pass."""
+        not needed); at most about ``max_chars`` characters per numpy pass. ``top``: only the best ``top``
+        languages of each text (None: all)."""
         norms = [normalize_for_ngrams(text) for text in texts]
         out: list[Prediction] = []
         start = 0
@@ -354,9 +368,11 @@ class CharNgramIdentifier:
             z = means * self.temperature
             p = np.exp(z - z.max(axis=1, keepdims=True))
             p /= p.sum(axis=1, keepdims=True)
-            order = np.argsort(-p, axis=1, kind="stable")
-            for row, (probs, ranks) in enumerate(zip(p.tolist(), order.tolist(), strict=True)):
-                out.append([] if np.isnan(means[row, 0]) else [(self.languages[i], probs[i]) for i in ranks])
+            order = np.argsort(-p, axis=1, kind="stable")[:, :top]
+            names = self._language_array[order].tolist()
+            ranked = np.take_along_axis(p, order, axis=1).tolist()
+            known = ~np.isnan(means[:, 0])
+            out += [list(zip(n, r, strict=True)) if ok else [] for n, r, ok in zip(names, ranked, known, strict=True)]
             start = end
         return out
 
@@ -701,6 +717,8 @@ class TargetAwareIdentifier:
     model is not run.
     """
 
+    SEED_TOP = 5  # seed-model languages kept per text (the best ones), like fastText's k
+
     def __init__(
         self,
         seed_identifier: LanguageIdentifier,
@@ -754,7 +772,9 @@ class TargetAwareIdentifier:
                 continue
             pending.append((len(out), outside, share))
             out.append(None)
-        seeds = predict_batch(self.seed, [texts[row] for row, _, _ in pending])
+        seed_texts = [texts[row] for row, _, _ in pending]
+        seeds = (self.seed.predict_batch(seed_texts, top=self.SEED_TOP) if isinstance(self.seed, CharNgramIdentifier)
+                 else predict_batch(self.seed, seed_texts))
         for (row, outside, share), seed in zip(pending, seeds, strict=True):
             out[row] = sorted([(c, s * share) for c, s in seed] + outside, key=lambda kv: -kv[1])
         return out  # type: ignore[return-value]
