@@ -135,6 +135,16 @@ def test_near_dedup_clusters_edited_copies():
     assert near.cluster_histogram() == {"1": 2, "3": 1}
 
 
+def test_word_hashes_depend_on_the_word_not_its_position():
+    from workbench.crawl.dedup import _word_hashes
+
+    hashes = _word_hashes("su sardu e su sardu sardu")
+    assert len(hashes) == 6 and hashes[0] == hashes[3] and hashes[1] == hashes[4] == hashes[5]
+    assert len({int(h) for h in hashes}) == 3
+    assert _word_hashes("ab ba")[0] != _word_hashes("ab ba")[1]  # order of the characters counts
+    assert len(_word_hashes("")) == 0
+
+
 def test_near_dedup_signature_estimates_shingle_jaccard():
     near = NearDeduplicator()
     lines = flores("srd_Latn")

@@ -107,6 +107,7 @@ def _bmp_classes() -> np.ndarray:
 
 @lru_cache(maxsize=4096)
 def _class_of(char: str) -> int:
+    """Class bits of one character (those beyond the Basic Multilingual Plane: emoji, rare Han...)."""
     bits = sum(bit for bit, outside in _NOT_IN_CLASS if not outside.match(char))
     differs = bool(re.match(r"[^\W_]", char)) != bool(regex.match(r"[\p{L}\p{N}]", char))
     return bits | (_RE_DIFFERS if differs else 0)
@@ -126,7 +127,7 @@ def _codepoints(text: str) -> np.ndarray:
 
 
 def _char_classes(text: str) -> np.ndarray:
-    """Class bits (letter, character of a script written without spaces) of every character of ``text``."""
+    """Class bits (letter, unspaced script, mark, engines disagree) of every character of ``text``."""
     codepoints = _codepoints(text)
     astral = codepoints >= 0x10000
     if not astral.any():

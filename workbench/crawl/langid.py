@@ -111,8 +111,9 @@ def dominant_scripts(texts: Sequence[str], sample: int = 400) -> list[str | None
         head = text[: sample * 10]
         if head.isascii():
             out[i] = "Latn" if _ASCII_LETTER.search(head) else None
-        elif _is_latin1(head) and "\u00b5" not in head:  # German, French...: letters below U+0100 are Latin
-            out[i] = "Latn" if _LATIN1_LETTER.search(head) else None  # (but the micro sign)
+        elif _is_latin1(head) and "\u00b5" not in head:
+            # German, French...: every letter below U+0100 is Latin, except the micro sign (left to numpy)
+            out[i] = "Latn" if _LATIN1_LETTER.search(head) else None
         else:
             wide.append(i)
     if not wide:

@@ -302,39 +302,49 @@ class ShardProcessor:
     def identify_many(self, documents: list[list[tuple[str, str]]]) -> list[dict[int, Prediction]]:
         """:meth:`identify` of several documents' segments: the chunks of all of them go to the identifier in
         one call, then the lines still unidentified in another (the identifier's per-call work is shared)."""
-        settings = self.settings
-        longs = [[i for i, (_, segment) in enumerate(segments) if len(segment) >= settings.min_chars]
+        longs = [[i for i, (_, segment) in enumerate(segments) if len(segment) >= self.settings.min_chars]
                  for segments in documents]
         found = iter(dominant_scripts([documents[d][i][1] for d, long in enumerate(longs) for i in long]))
         scripts = [{i: next(found) for i in long} for long in longs]
+        predictions: list[dict[int, Prediction]] = [{} for _ in documents]
+        self._identify_chunks(documents, longs, scripts, predictions)
+        rest = [(d, i) for d, long in enumerate(longs) for i in long if i not in predictions[d]]
+        lines = self._identify_lines([documents[d][i][1] for d, i in rest], [scripts[d][i] for d, i in rest])
+        for (d, i), prediction in zip(rest, lines, strict=True):
+            predictions[d][i] = prediction
+        return predictions
+
+    def _identify_chunks(self, documents: list[list[tuple[str, str]]], longs: list[list[int]],
+                         scripts: list[dict[int, str | None]], predictions: list[dict[int, Prediction]]) -> None:
+        """Give each line of a clear paragraph chunk the chunk's prediction (into ``predictions``)."""
+        if self.settings.chunk_score >= 1:
+            return
         chunks: list[tuple[int, list[int]]] = []
         for d, segments in enumerate(documents):
             # without any blank line (WET, trafilatura, one-paragraph-per-line text) a line is the only
             # paragraph evidence there is: every line is identified on its own
-            if settings.chunk_score < 1 and any(sep == "\n\n" for sep, _ in segments[1:]):
+            if any(sep == "\n\n" for sep, _ in segments[1:]):
                 chunks += [(d, chunk) for chunk in paragraph_chunks(segments, longs[d], scripts[d],
-                                                                    settings.chunk_chars)]
-        predictions: list[dict[int, Prediction]] = [{} for _ in documents]
+                                                                    self.settings.chunk_chars)]
         texts = [" ".join(documents[d][i][1] for i in chunk) for d, chunk in chunks]
         chunk_scripts = [scripts[d][chunk[0]] for d, chunk in chunks]
         for (d, chunk), prediction in zip(chunks, predict_batch(self.identifier, texts, chunk_scripts), strict=True):
             if self.chunk_is_clear(prediction):
                 predictions[d].update(dict.fromkeys(chunk, prediction))
-        rest = [(d, i) for d, long in enumerate(longs) for i in long if i not in predictions[d]]
-        prefix = settings.prefix_chars
-        texts = [documents[d][i][1] for d, i in rest]
-        heads = [cut_at_space(text, prefix) if prefix and len(text) > prefix else text for text in texts]
-        unclear = []
-        for k, prediction in enumerate(predict_batch(self.identifier, heads, [scripts[d][i] for d, i in rest])):
-            if heads[k] is texts[k] or self.chunk_is_clear(prediction):
-                predictions[rest[k][0]][rest[k][1]] = prediction
-            else:
-                unclear.append(k)  # its beginning did not settle it: identified again on the whole line
-        again = predict_batch(self.identifier, [texts[k] for k in unclear],
-                              [scripts[rest[k][0]][rest[k][1]] for k in unclear])
+
+    def _identify_lines(self, texts: list[str], scripts: list[str | None]) -> list[Prediction]:
+        """Each line on its own; one longer than ``prefix_chars`` on its beginning first, and again whole only
+        if its beginning is not clear (:meth:`chunk_is_clear`)."""
+        prefix = self.settings.prefix_chars
+        cut = [bool(prefix) and len(text) > prefix for text in texts]
+        heads = [cut_at_space(text, prefix) if long else text for text, long in zip(texts, cut, strict=True)]
+        out = predict_batch(self.identifier, heads, scripts)
+        unclear = [k for k, (long, prediction) in enumerate(zip(cut, out, strict=True))
+                   if long and not self.chunk_is_clear(prediction)]
+        again = predict_batch(self.identifier, [texts[k] for k in unclear], [scripts[k] for k in unclear])
         for k, prediction in zip(unclear, again, strict=True):
-            predictions[rest[k][0]][rest[k][1]] = prediction
-        return predictions
+            out[k] = prediction
+        return out
 
     def chunk_is_clear(self, prediction: Prediction) -> bool:
         """True if a chunk's prediction is confident enough to stand for each of its lines."""
