@@ -71,6 +71,44 @@ def test_ngram_shares_by_hand():
     assert duplicate_ngram_share(words, 2) == pytest.approx(4 / 7)
     spam = " ".join(["compra oe su prodotu nostru a preju bonu"] * 10)
     assert check(spam, DEFAULT).startswith("max_top_ngram")
+    # a tie between the most frequent 2-grams goes to the first in the text (as collections.Counter does):
+    # "xx y" (3 characters) and "z w" (2) both occur twice, of 10 characters
+    assert top_ngram_share(["xx", "y", "xx", "y", "z", "w", "z", "w"], 2) == pytest.approx(6 / 10)
+    assert top_ngram_share(["z", "w", "z", "w", "xx", "y", "xx", "y"], 2) == pytest.approx(4 / 10)
+
+
+def test_batched_ngram_rules_equal_each_document_judged_alone():
+    """The n-gram rules of many documents (two languages' thresholds, short and repetitive documents mixed)
+    run together give each document the verdict of its own rules applied one by one without shortcut."""
+    import random
+
+    from workbench.crawl.filters import _ngram_verdicts, check_many
+
+    rng = random.Random(7)
+    other = FilterThresholds(max_top_ngram={3: 0.08}, max_duplicate_ngrams={5: 0.3, 7: 0.05, 12: 0.02})
+    docs = []
+    for _ in range(400):
+        vocabulary = [f"w{i}" * rng.randint(1, 3) for i in range(rng.choice([4, 12, 40, 400]))]
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 300))]
+        if rng.random() < 0.3:  # a block said again
+            cut = rng.randint(0, len(words))
+            words += words[cut : cut + rng.randint(1, 40)]
+        docs.append((words, rng.choice([DEFAULT, other])))
+
+    def alone(words, t):
+        for n, limit in sorted((t.max_top_ngram or {}).items()):
+            if top_ngram_share(words, n) > limit:
+                return f"max_top_ngram_{n}"
+        for n, limit in sorted((t.max_duplicate_ngrams or {}).items()):
+            if duplicate_ngram_share(words, n) > limit:
+                return f"max_duplicate_ngrams_{n}"
+        return None
+
+    expected = [alone(words, t) for words, t in docs]
+    assert _ngram_verdicts(docs) == expected
+    assert len(set(expected)) >= 6  # passes and several different rules are exercised
+    texts = [". ".join(" ".join(words[i : i + 12]) for i in range(0, len(words), 12)) + "." for words, _ in docs]
+    assert check_many(texts, [t for _, t in docs]) == [check(text, t) for text, (_, t) in zip(texts, docs)]
 
 
 def _regex_counts(text: str) -> tuple[int, int, int]:

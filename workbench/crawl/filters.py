@@ -32,6 +32,7 @@ word and character rules only: tiny corpora of sentences are not wiped out by ru
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -225,9 +226,9 @@ def _top_share(ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
     if len(ids) < n:
         return 0.0
     _, first, counts = np.unique(_ngram_keys(ids, n), return_index=True, return_counts=True)
-    best = int(np.argmax(counts))
-    start = int(first[best])
-    return float(counts[best] * lengths[start : start + n].sum() / (lengths.sum() or 1))
+    top = int(counts.max())
+    start = int(first[counts == top].min())  # of the most frequent n-grams, the first in the text
+    return float(top * lengths[start : start + n].sum() / (lengths.sum() or 1))
 
 
 def _duplicate_share(ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
@@ -249,13 +250,24 @@ def _duplicate_share(ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
 
 def check(text: str, limits: FilterThresholds) -> str | None:
     """The first rule ``text`` fails (its name), or ``None`` if it passes every rule."""
-    classes = None if text.isascii() else _char_classes(text)
-    doc = _Doc(text, _words(text, classes), [line.strip() for line in text.splitlines() if line.strip()], classes)
-    for rule in (_word_rules, _character_rules, _line_rules, _ngram_rules):
-        reason = rule(doc, limits)
-        if reason:
-            return reason
-    return None
+    return check_many([text], [limits])[0]
+
+
+def check_many(texts: Sequence[str], limits: Sequence[FilterThresholds]) -> list[str | None]:
+    """:func:`check` of every text with its thresholds; the n-gram rules of all the texts that reach them
+    run together, one numpy pass per rule (the per-call cost of numpy is paid once per batch, not per text)."""
+    verdicts: list[str | None] = []
+    waiting: list[tuple[int, list[str], FilterThresholds]] = []
+    for i, (text, t) in enumerate(zip(texts, limits, strict=True)):
+        classes = None if text.isascii() else _char_classes(text)
+        doc = _Doc(text, _words(text, classes), [line.strip() for line in text.splitlines() if line.strip()],
+                   classes)
+        verdicts.append(_word_rules(doc, t) or _character_rules(doc, t) or _line_rules(doc, t))
+        if verdicts[-1] is None and len(doc.words) >= t.min_words_for_ngram_rules:
+            waiting.append((i, doc.words, t))
+    for i, reason in zip((i for i, _, _ in waiting), _ngram_verdicts([(w, t) for _, w, t in waiting]), strict=True):
+        verdicts[i] = reason
+    return verdicts
 
 
 def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
@@ -317,17 +329,90 @@ def _line_rules(doc: _Doc, t: FilterThresholds) -> str | None:
 def _ngram_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     if len(doc.words) < t.min_words_for_ngram_rules:
         return None
-    ids, lengths = _encode("\x00".join(doc.words).casefold().split("\x00"))  # encoded once for every n
-    for n, limit in sorted((t.max_top_ngram or {}).items()):
-        if _top_share(ids, lengths, n) > limit:
-            return f"max_top_ngram_{n}"
-    limits = sorted((t.max_duplicate_ngrams or {}).items())
-    for k, (n, limit) in enumerate(limits):
-        share = _duplicate_share(ids, lengths, n)
-        if share > limit:
-            return f"max_duplicate_ngrams_{n}"
-        # the words inside repeated (n+1)-grams are inside repeated n-grams, so the share only falls as n
-        # grows: once it is within every later limit, the later rules pass (and need no pass of their own)
-        if k + 1 < len(limits) and share <= min(later for _, later in limits[k + 1:]):
-            break
-    return None
+    return _ngram_verdicts([(doc.words, t)])[0]
+
+
+def _ngram_verdicts(docs: Sequence[tuple[list[str], FilterThresholds]]) -> list[str | None]:
+    """The first n-gram rule each document (its words and thresholds) fails, or None.
+
+    Each document's rules run in its own order (top n-grams by n, then duplicate n-grams by n), all documents
+    still undecided at a rule together. Words inside repeated (n+1)-grams are inside repeated n-grams, so the
+    duplicate share only falls as n grows: once it is within every later limit, the later rules pass and need
+    no pass of their own."""
+    verdicts: list[str | None] = [None] * len(docs)
+    if not docs:
+        return verdicts
+    words = ["\x00".join(w).casefold().split("\x00") for w, _ in docs]  # casefolded once for every n
+    ids, lengths = _encode([word for doc in words for word in doc])  # one vocabulary: ids are global
+    doc_of = np.repeat(np.arange(len(docs)), [len(doc) for doc in words])
+    steps = sorted({("top", n) for _, t in docs for n in (t.max_top_ngram or {})}) + \
+        sorted({("duplicate", n) for _, t in docs for n in (t.max_duplicate_ngrams or {})})
+    undecided = set(range(len(docs)))
+    for kind, n in steps:
+        rules = [(d, (docs[d][1].max_top_ngram if kind == "top" else docs[d][1].max_duplicate_ngrams) or {})
+                 for d in sorted(undecided)]
+        rules = [(d, limits) for d, limits in rules if n in limits]
+        if not rules:
+            continue
+        chosen = np.array([d for d, _ in rules])
+        keep = np.isin(doc_of, chosen)
+        shares = (_top_shares if kind == "top" else _duplicate_shares)(
+            ids[keep], lengths[keep], np.searchsorted(chosen, doc_of[keep]), len(chosen), n)
+        for (d, limits), share in zip(rules, shares.tolist(), strict=True):
+            if share > limits[n]:
+                verdicts[d] = f"max_{kind}_ngram{'s' if kind == 'duplicate' else ''}_{n}"
+                undecided.discard(d)
+            elif kind == "duplicate" and share <= min((v for m, v in limits.items() if m > n), default=1.0):
+                undecided.discard(d)
+    return verdicts
+
+
+_DOCUMENT_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _ngram_groups(ids: np.ndarray, doc_of: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The word n-grams of several documents (ids concatenated, ``doc_of``: each word's document, in order),
+    none across two documents, grouped by (document, n-gram): each group's first start position and size, and
+    each n-gram's start position whose occurrence is not its group's first."""
+    if len(ids) < n:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    keys = _ngram_keys(ids, n)
+    inside = np.flatnonzero(doc_of[: len(keys)] == doc_of[n - 1 :])
+    with np.errstate(over="ignore"):
+        keys = keys[inside] * _DOCUMENT_MIX + doc_of[inside].astype(np.uint64)  # one key per (document, n-gram)
+    _, group, counts = np.unique(keys, return_inverse=True, return_counts=True)  # (no stable sort needed)
+    first = np.full(len(counts), len(keys))
+    np.minimum.at(first, group, np.arange(len(keys)))
+    later = np.ones(len(keys), dtype=bool)
+    later[first] = False
+    return inside[first], counts, inside[later]
+
+
+def _top_shares(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray, docs: int, n: int) -> np.ndarray:
+    """:func:`_top_share` of each document."""
+    firsts, counts, _ = _ngram_groups(ids, doc_of, n)
+    shares = np.zeros(docs)
+    if not len(firsts):
+        return shares
+    group_doc = doc_of[firsts]
+    best = np.zeros(docs, dtype=np.int64)
+    np.maximum.at(best, group_doc, counts)
+    tied = counts == best[group_doc]
+    start = np.full(docs, len(ids), dtype=np.int64)
+    np.minimum.at(start, group_doc[tied], firsts[tied])  # of the most frequent n-grams, the first in the text
+    has = start < len(ids)
+    ends = np.concatenate([[0], np.cumsum(lengths)])
+    shares[has] = best[has] * (ends[start[has] + n] - ends[start[has]])
+    return shares / np.maximum(np.bincount(doc_of, weights=lengths, minlength=docs), 1)
+
+
+def _duplicate_shares(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray, docs: int, n: int) -> np.ndarray:
+    """:func:`_duplicate_share` of each document."""
+    repeated = _ngram_groups(ids, doc_of, n)[2]  # every occurrence of an n-gram but its first
+    cover = np.zeros(len(ids) + 1, dtype=np.int64)
+    cover[repeated] += 1  # distinct starts, and distinct starts + n: plain fancy indexing adds correctly
+    cover[repeated + n] -= 1
+    covered = np.cumsum(cover[:-1]) > 0
+    totals = np.bincount(doc_of, weights=lengths, minlength=docs)
+    return np.bincount(doc_of, weights=lengths * covered, minlength=docs) / np.maximum(totals, 1)

@@ -47,7 +47,7 @@ from ..languages import check_code
 from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .extract import make_extractor
-from .filters import QualityConfig, check
+from .filters import QualityConfig, check_many
 from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_counters, plan_shards, run_shards
@@ -381,20 +381,20 @@ class ShardProcessor:
         batch = self.spans_many([text for _, text in pending])
         self.seconds["identify"] += time.perf_counter() - start
         start = time.perf_counter()
-        for ((source, offset, url), _), spans in zip(pending, batch, strict=True):
-            for span in spans:
-                span_text = span.text
-                rule = check(span_text, quality.for_language(span.language)) if quality is not None else None
-                if rule is not None:
-                    reason = f"quality:{rule}"
-                    self.dropped[reason] += 1
-                    kept = self.samples.setdefault(f"{span.language}|{reason}", [])
-                    if len(kept) < self.settings.dropped_samples:
-                        kept.append(span_text[:400])
-                    continue
-                record = {"text": span_text, "language": span.language, "score": round(span.score, 4),
-                          "source": source, "offset": offset, "url": url}
-                self._sink(span.language).write(json.dumps(record, ensure_ascii=False) + "\n")
+        found = [(where, span, span.text) for (where, _), spans in zip(pending, batch, strict=True) for span in spans]
+        rules = (check_many([text for _, _, text in found], [quality.for_language(s.language) for _, s, _ in found])
+                 if quality is not None else [None] * len(found))
+        for ((source, offset, url), span, span_text), rule in zip(found, rules, strict=True):
+            if rule is not None:
+                reason = f"quality:{rule}"
+                self.dropped[reason] += 1
+                kept = self.samples.setdefault(f"{span.language}|{reason}", [])
+                if len(kept) < self.settings.dropped_samples:
+                    kept.append(span_text[:400])
+                continue
+            record = {"text": span_text, "language": span.language, "score": round(span.score, 4),
+                      "source": source, "offset": offset, "url": url}
+            self._sink(span.language).write(json.dumps(record, ensure_ascii=False) + "\n")
         self.seconds["filter"] += time.perf_counter() - start
 
     def _sink(self, code: str) -> IO[str]:
