@@ -338,6 +338,26 @@ def test_seed_model_batch_equals_one_by_one(char_model) -> None:
     assert one[0][0][0] == "srd_Latn" and one[30][0][0] == "ita_Latn"
 
 
+def test_seed_model_key_index_finds_exactly_the_known_ngrams() -> None:
+    """The hash table the seed model looks n-grams up in agrees with a binary search of the sorted keys, for
+    keys it holds, keys it does not hold and keys that had to move away from their home slot."""
+    import numpy as np
+
+    from workbench.crawl.langid import _KeyIndex
+
+    rng = np.random.default_rng(0)
+    keys = np.unique(np.concatenate([rng.integers(0, 2**63, 20_000, dtype=np.uint64) * np.uint64(2),
+                                     np.arange(300, dtype=np.uint64)]))
+    queries = np.concatenate([keys, keys + np.uint64(1), rng.integers(0, 2**64 - 1, 5_000, dtype=np.uint64)])
+    rng.shuffle(queries)
+    position = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
+    expected = np.where(keys[position] == queries, position, -1)
+    index = _KeyIndex(keys)
+    assert index.probes > 2  # slots were contended: some keys sit past their home slot
+    assert np.array_equal(index.find(queries), expected)
+    assert np.array_equal(_KeyIndex(keys[:0]).find(queries[:10]), np.full(10, -1))
+
+
 class CountingIdentifier:
     """Passes through to an identifier, remembering how many texts it was asked about."""
 

@@ -108,7 +108,7 @@ def test_batched_ngram_rules_equal_each_document_judged_alone():
     assert _ngram_verdicts(docs) == expected
     assert len(set(expected)) >= 6  # passes and several different rules are exercised
     texts = [". ".join(" ".join(words[i : i + 12]) for i in range(0, len(words), 12)) + "." for words, _ in docs]
-    assert check_many(texts, [t for _, t in docs]) == [check(text, t) for text, (_, t) in zip(texts, docs)]
+    assert check_many(texts, [t for _, t in docs]) == [check(text, t) for text, (_, t) in zip(texts, docs, strict=True)]
 
 
 def _regex_counts(text: str) -> tuple[int, int, int]:
