@@ -56,8 +56,12 @@ def html_to_text(html: bytes, charset: str | None = None) -> str:
         form_fields=False,
         noscript=False,
     )
-    text = _TRAILING_SPACE.sub("\n", text.replace("\r", "").replace("\ufeff", ""))
-    return _MANY_NEWLINES.sub("\n\n", text).strip()
+    text = text.replace("\r", "").replace("\ufeff", "")
+    if " \n" in text or "\t\n" in text or "\xa0\n" in text:  # (a substring test is cheaper than a regex scan)
+        text = _TRAILING_SPACE.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
 
 
 # --------------------------------------------------------------------------- extractors
