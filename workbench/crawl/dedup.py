@@ -75,7 +75,10 @@ class ExactDeduplicator:
     def seen(self, text: str, normalized: bool = False) -> bool:
         """True if an equivalent text was seen before; otherwise remember it and return False
         (``normalized``: ``text`` is :func:`normalize_for_dedup` output for this deduplicator)."""
-        key = self.key(text, normalized)
+        return self.seen_key(self.key(text, normalized))
+
+    def seen_key(self, key: bytes) -> bool:
+        """:meth:`seen` for a digest computed by :meth:`key` (e.g. by a shard worker)."""
         if key in self._seen:
             return True
         self._seen.add(key)
@@ -111,6 +114,12 @@ class NearDeduplicator:
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
 
+    @property
+    def hashing(self) -> tuple[int, int, int]:
+        """``(num_perm, shingle, seed)``: what a signature depends on (a shard worker computing signatures for
+        this deduplicator needs the same; the threshold only matters when signatures are compared)."""
+        return self.num_perm, self.shingle, self.seed
+
     def shingle_hashes(self, text: str, normalized: bool = False) -> np.ndarray:
         """32-bit hashes of the distinct shingles of ``text`` (normalised as for exact dedup, punctuation
         removed; ``normalized``: ``text`` is :func:`normalize_for_dedup` output already): a word
@@ -143,10 +152,22 @@ class NearDeduplicator:
     def duplicate_of(self, text: str, language: str = "", normalized: bool = False) -> str | None:
         """The id of a kept near-duplicate of ``text`` (its cluster grows), or ``None`` after keeping
         ``text`` as a new cluster (``normalized``: ``text`` is :func:`normalize_for_dedup` output)."""
+        return self.duplicate_of_signature(self.signature(text, normalized), language)
+
+    def duplicate_of_signature(self, signature, language: str = "") -> str | None:
+        """:meth:`duplicate_of` for a text's :meth:`signature`, or its ``hashvalues`` array (computed
+        elsewhere, e.g. by a shard worker, with the same :attr:`hashing`)."""
+        if isinstance(signature, np.ndarray):
+            from datasketch import MinHash
+
+            if len(signature) != self.num_perm:
+                raise ValueError(f"a signature of {len(signature)} values, this deduplicator uses {self.num_perm}")
+            signature = MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=signature,
+                                permutations=self._permutations, scheme=self._scheme)
         lsh = self._lsh.get(language)
         if lsh is None:
             lsh = self._lsh[language] = self._make_lsh()
-        minhash = self.signature(text, normalized)
+        minhash = signature
         matches = lsh.query(minhash)
         if matches:
             first = min(matches, key=lambda key: int(key.split(":", 1)[1]))

@@ -256,18 +256,28 @@ def check(text: str, limits: FilterThresholds) -> str | None:
 def check_many(texts: Sequence[str], limits: Sequence[FilterThresholds]) -> list[str | None]:
     """:func:`check` of every text with its thresholds; the n-gram rules of all the texts that reach them
     run together, one numpy pass per rule (the per-call cost of numpy is paid once per batch, not per text)."""
-    verdicts: list[str | None] = []
+    return [rule for rule, _ in judge_many(texts, limits)]
+
+
+def judge_many(texts: Sequence[str], limits: Sequence[FilterThresholds]) -> list[tuple[str | None, int]]:
+    """:func:`check_many`, with each text's word count (:func:`count_words`, found on the way)."""
+    verdicts: list[tuple[str | None, int]] = []
     waiting: list[tuple[int, list[str], FilterThresholds]] = []
     for i, (text, t) in enumerate(zip(texts, limits, strict=True)):
         classes = None if text.isascii() else _char_classes(text)
         doc = _Doc(text, _words(text, classes), [line.strip() for line in text.splitlines() if line.strip()],
                    classes)
-        verdicts.append(_word_rules(doc, t) or _character_rules(doc, t) or _line_rules(doc, t))
-        if verdicts[-1] is None and len(doc.words) >= t.min_words_for_ngram_rules:
+        verdicts.append((_word_rules(doc, t) or _character_rules(doc, t) or _line_rules(doc, t), len(doc.words)))
+        if verdicts[-1][0] is None and len(doc.words) >= t.min_words_for_ngram_rules:
             waiting.append((i, doc.words, t))
     for i, reason in zip((i for i, _, _ in waiting), _ngram_verdicts([(w, t) for _, w, t in waiting]), strict=True):
-        verdicts[i] = reason
+        verdicts[i] = (reason, verdicts[i][1])
     return verdicts
+
+
+def count_words(text: str) -> int:
+    """Unicode words of ``text``, as the rules count them (see the module docstring)."""
+    return len(_words(text, None if text.isascii() else _char_classes(text)))
 
 
 def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:

@@ -3,8 +3,10 @@ line, keep the spans in the wanted languages, apply the quality filters
 (:mod:`workbench.crawl.filters`), then drop excluded documents, exact and near duplicates
 (MinHash-LSH), write one JSONL file per language and a data card (:mod:`workbench.crawl.card`).
 
-The first part runs per shard (:mod:`workbench.crawl.shards`: in-process, local processes or Ray);
-deduplication runs over the shards' outputs in order, so the result does not depend on the executor.
+The first part runs per shard (:mod:`workbench.crawl.shards`: in-process, local processes or Ray), and so
+does the costly part of deduplication: each candidate record carries its normalised-text digest, its MinHash
+signature and its word count (``MERGE_FIELD``). Deduplication itself (comparing those) runs over the shards'
+outputs in order, so the result does not depend on the executor, and that serial pass stays light.
 
 Units: ``too_short``, ``other_language`` and ``low_confidence`` count segments (non-empty
 lines of a document); ``no_text``, ``duplicate``, ``quality:<rule>``, ``near_duplicate`` and
@@ -27,6 +29,7 @@ batches of ``batch_docs``, so the identifiers' per-call work is shared.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
@@ -47,7 +51,7 @@ from ..languages import check_code
 from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .extract import make_extractor
-from .filters import QualityConfig, check_many
+from .filters import QualityConfig, count_words, judge_many
 from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_counters, plan_shards, run_shards
@@ -55,6 +59,7 @@ from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_cou
 DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
                 "near_duplicate")
 RECORD_FIELDS = ("text", "language", "score", "source", "offset", "url")
+MERGE_FIELD = "_merge"  # in a shard's candidate records only: {"key", "words"[, "minhash"]} (see the docstring)
 _WORDS = re.compile(r"\w+", re.UNICODE)
 _BLANK_LINE = re.compile(r"\n[ \t\u00a0\r\f\v]*\n")
 _SHORT, _OTHER, _LOW = "too_short", "other_language", "low_confidence"
@@ -239,6 +244,7 @@ class CrawlSettings:
     prefix_chars: int = 160  # a longer line is identified on its beginning first (0: always whole)
     batch_docs: int = 64  # documents identified together (the identifier's per-call work is shared) ...
     batch_chars: int = 500_000  # ... or fewer, once their text reaches this many characters
+    near_dedup: tuple[int, int, int] | None = None  # signatures to compute: NearDeduplicator.hashing (None: none)
 
 
 class ShardProcessor:
@@ -256,7 +262,12 @@ class ShardProcessor:
         self._handles: dict[str, IO[str]] = {}
         self._pending: list[tuple[tuple[str, int, str | None], str]] = []  # ((source, offset, url), text)
         self._pending_chars = 0
-        self.seconds: Counter = Counter()  # time spent per phase: extract, identify, filter (and write)
+        self.seconds: Counter = Counter()  # time spent per phase: extract, identify, filter (and write), dedup
+        self.exact = ExactDeduplicator()
+        self.near = None
+        if settings.near_dedup is not None:
+            num_perm, shingle, seed = settings.near_dedup
+            self.near = NearDeduplicator(num_perm=num_perm, shingle=shingle, seed=seed)
 
     def document_text(self, doc: RawDocument) -> str | None:
         if doc.html is None:
@@ -382,20 +393,40 @@ class ShardProcessor:
         self.seconds["identify"] += time.perf_counter() - start
         start = time.perf_counter()
         found = [(where, span, span.text) for (where, _), spans in zip(pending, batch, strict=True) for span in spans]
-        rules = (check_many([text for _, _, text in found], [quality.for_language(s.language) for _, s, _ in found])
-                 if quality is not None else [None] * len(found))
-        for ((source, offset, url), span, span_text), rule in zip(found, rules, strict=True):
+        texts = [text for _, _, text in found]
+        judged = (judge_many(texts, [quality.for_language(span.language) for _, span, _ in found])
+                  if quality is not None else [(None, count_words(text)) for text in texts])
+        kept = []
+        for ((source, offset, url), span, span_text), (rule, words) in zip(found, judged, strict=True):
             if rule is not None:
                 reason = f"quality:{rule}"
                 self.dropped[reason] += 1
-                kept = self.samples.setdefault(f"{span.language}|{reason}", [])
-                if len(kept) < self.settings.dropped_samples:
-                    kept.append(span_text[:400])
+                samples = self.samples.setdefault(f"{span.language}|{reason}", [])
+                if len(samples) < self.settings.dropped_samples:
+                    samples.append(span_text[:400])
                 continue
-            record = {"text": span_text, "language": span.language, "score": round(span.score, 4),
-                      "source": source, "offset": offset, "url": url}
-            self._sink(span.language).write(json.dumps(record, ensure_ascii=False) + "\n")
+            kept.append(({"text": span_text, "language": span.language, "score": round(span.score, 4),
+                          "source": source, "offset": offset, "url": url}, words))
         self.seconds["filter"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for record, words in kept:
+            record[MERGE_FIELD] = self.merge_hashes(record["text"], words)
+        self.seconds["dedup"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for record, _ in kept:
+            self._sink(record["language"]).write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.seconds["filter"] += time.perf_counter() - start
+
+    def merge_hashes(self, text: str, words: int) -> dict:
+        """What the deduplication pass needs of a kept text, computed here, in parallel with other shards:
+        the digest of its normalised text, its MinHash signature (base64 of little-endian uint32 values; if
+        near dedup is on) and its word count."""
+        norm = normalize_for_dedup(text)
+        out = {"key": self.exact.key(norm, normalized=True).hex(), "words": words}
+        if self.near is not None:
+            values = self.near.signature(norm, normalized=True).hashvalues.astype("<u4")
+            out["minhash"] = base64.b64encode(values.tobytes()).decode("ascii")
+        return out
 
     def _sink(self, code: str) -> IO[str]:
         if code not in self._handles:
@@ -462,7 +493,8 @@ class _Merge:
 
     def add(self, record: dict, sinks: _JsonlSinks) -> None:
         text, code = record["text"], record["language"]
-        reason = self.drop_reason(text, code)
+        hashes = record.pop(MERGE_FIELD, None)
+        reason = self.drop_reason(text, code, hashes)
         if reason is not None:
             self.dropped[reason] += 1
             self.card.drop(code, reason, text)
@@ -473,19 +505,32 @@ class _Merge:
         entry["docs"] += 1
         entry["chars"] += len(text)
         entry["bytes"] += len(text.encode("utf-8"))
-        entry["words"] += len(_WORDS.findall(text))
+        entry["words"] += hashes["words"] if hashes is not None else count_words(text)
         self.kept_per_input[record["source"]] += 1
 
-    def drop_reason(self, text: str, language: str) -> str | None:
-        """Why a candidate is not kept (exclusion list, exact duplicate, near duplicate), or None."""
-        norm = normalize_for_dedup(text, self.dedup.ignore_punctuation)  # once, for all three checks
-        if self.excluded and self.dedup.key(norm, normalized=True) in self.excluded:
+    def drop_reason(self, text: str, language: str, hashes: dict | None = None) -> str | None:
+        """Why a candidate is not kept (exclusion list, exact duplicate, near duplicate), or None; ``hashes``:
+        its digest and signature computed by the shard worker (:meth:`ShardProcessor.merge_hashes`), if any."""
+        norm = None
+        if hashes is not None and not self.dedup.ignore_punctuation:
+            key = bytes.fromhex(hashes["key"])
+        else:
+            norm = normalize_for_dedup(text, self.dedup.ignore_punctuation)  # once, for all three checks
+            key = self.dedup.key(norm, normalized=True)
+        if self.excluded and key in self.excluded:
             return "excluded"
-        if self.dedup.seen(norm, normalized=True):
+        if self.dedup.seen_key(key):
             return "duplicate"
-        if self.near is not None and self.near.duplicate_of(norm, language, normalized=True) is not None:
-            return "near_duplicate"
-        return None
+        if self.near is None:
+            return None
+        encoded = hashes.get("minhash") if hashes is not None else None
+        values = np.frombuffer(base64.b64decode(encoded), dtype="<u4") if encoded is not None else None
+        if values is not None and len(values) == self.near.num_perm:
+            duplicate = self.near.duplicate_of_signature(values.astype(np.uint32), language)
+        else:
+            norm = norm if norm is not None else normalize_for_dedup(text, self.dedup.ignore_punctuation)
+            duplicate = self.near.duplicate_of(norm, language, normalized=True)
+        return "near_duplicate" if duplicate is not None else None
 
 
 def _check_arguments(inputs: list[Path], languages: list[str], min_chars: int, min_score: float) -> None:
@@ -544,7 +589,8 @@ def run_crawl(
     settings = CrawlSettings(tuple(languages), min_chars, min_score, quality, extractor, extract_timeout,
                              min_scores=dict(min_scores or {}),
                              wordlist=prefilter[0] if prefilter else frozenset(),
-                             min_hit_rate=prefilter[1] if prefilter else 0.0, chunk_score=chunk_score)
+                             min_hit_rate=prefilter[1] if prefilter else 0.0, chunk_score=chunk_score,
+                             near_dedup=near_dedup.hashing if near_dedup is not None else None)
     shards = plan_shards(inputs, max_shard_bytes)
     shard_root = Path(shard_dir) if shard_dir is not None else out_dir / ".shards"
     with tqdm(total=len(shards), desc="crawl", unit="shard", disable=not progress) as bar:
@@ -574,6 +620,8 @@ def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merg
     for result in results:
         read[result.shard.path] += result.stats.get("documents_read", 0)
     dropped = merge_counters(results, "dropped") + merge.dropped
+    seconds = merge_counters(results, "seconds")
+    seconds["dedup"] += dedup_seconds  # the shards' share (digests, signatures) and the deduplication pass
     return {
         "settings": {"languages": list(settings.languages), "min_chars": settings.min_chars,
                      "min_score": settings.min_score, "min_scores": settings.min_scores,
@@ -592,6 +640,5 @@ def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merg
         "skipped_records": dict(sorted(merge_counters(results, "skipped").items())),
         "bad_input": merge_bad_input(results),
         # where the time went, summed over shards (a reused shard reports the time it took when it ran)
-        "seconds": {**{phase: round(value, 2) for phase, value in merge_counters(results, "seconds").items()},
-                    "dedup": round(dedup_seconds, 2)},
+        "seconds": {phase: round(value, 2) for phase, value in seconds.items()},
     }
