@@ -173,6 +173,33 @@ def test_near_dedup_clusters_edited_copies():
     assert near.cluster_histogram() == {"1": 2, "3": 1}
 
 
+def test_dedup_pass_gives_the_same_verdicts_from_hashes_computed_in_the_shard(tmp_path):
+    """The serial deduplication pass, fed each record's digest and signature computed by the shard worker,
+    drops exactly what it drops computing them itself (exclusions, exact and near duplicates, clusters)."""
+    from workbench.crawl.card import CardBuilder
+    from workbench.crawl.dedup import ExactDeduplicator
+    from workbench.crawl.pipeline import MERGE_FIELD, CrawlSettings, ShardProcessor, _Merge
+
+    lines = flores("srd_Latn")
+    base = [" ".join(lines[i : i + 4]) for i in range(0, 80, 4)]
+    texts = [*base, base[0].upper(), base[1].replace(",", ""), base[2] + " Ajo!", base[3], "un'àtera cosa"]
+    texts += [base[5][: len(base[5]) * 3 // 4]]  # a shortened copy: below the near-duplicate threshold or not
+    near = NearDeduplicator(threshold=0.7)
+    worker = ShardProcessor(CrawlSettings(("srd_Latn",), near_dedup=near.hashing), None, tmp_path)
+    excluded = frozenset([ExactDeduplicator().key(base[7])])
+    verdicts = []
+    for hashed in (True, False):
+        merge = _Merge(["srd_Latn"], NearDeduplicator(threshold=0.7), excluded, CardBuilder())
+        hashes = [worker.merge_hashes(text, 0) if hashed else None for text in texts]
+        verdicts.append(([merge.drop_reason(t, "srd_Latn", h) for t, h in zip(texts, hashes, strict=True)],
+                         merge.near.cluster_sizes))
+    assert verdicts[0] == verdicts[1]
+    reasons = verdicts[0][0]
+    assert reasons[7] == "excluded" and reasons[20] == reasons[23] == "duplicate"
+    assert reasons[21] == reasons[22] == "near_duplicate" and reasons[24] is None
+    assert sorted(worker.merge_hashes(texts[0], 5)) == ["key", "minhash", "words"] and MERGE_FIELD == "_merge"
+
+
 def test_word_hashes_depend_on_the_word_not_its_position():
     from workbench.crawl.dedup import _word_hashes
 
