@@ -477,6 +477,34 @@ def test_mixed_document_yields_the_sardinian_span(tmp_path, identifier, seed_spl
     assert stats["dropped"]["other_language"] == 2 and stats["dropped"]["too_short"] == 1
 
 
+def test_parquet_copies_hold_the_same_records_as_the_jsonl_corpora(tmp_path, identifier) -> None:
+    import pyarrow.parquet as pq
+
+    from workbench.crawl.parquet import jsonl_to_parquet
+
+    texts = tmp_path / "docs.jsonl"  # a text input: its records have no URL (a null in Parquet)
+    texts.write_text(json.dumps({"text": flores("srd_Latn")[5]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    languages = ["srd_Latn", *WARC_LANGUAGES]
+    run_crawl([WARC, texts], languages, identifier, out, progress=False, parquet=True)
+    rows = 0
+    for code in languages:
+        records = [json.loads(x) for x in (out / f"{code}.jsonl").read_text(encoding="utf-8").splitlines()]
+        table = pq.read_table(out / f"{code}.parquet")
+        assert table.column_names == list(RECORD_FIELDS)
+        assert table.to_pylist() == records, code
+        rows += len(records)
+    assert rows > 5 and pq.read_table(out / "srd_Latn.parquet").column("url").to_pylist() == [None]
+    # row groups bound the memory of big corpora; a torn JSONL line is an error that names the file and line
+    jsonl_to_parquet(out / "deu_Latn.jsonl", tmp_path / "small-groups.parquet", rows_per_group=2)
+    assert pq.ParquetFile(tmp_path / "small-groups.parquet").metadata.num_row_groups > 1
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "a"}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"broken.jsonl, line 2"):
+        jsonl_to_parquet(broken, tmp_path / "broken.parquet")
+    assert not list(tmp_path.glob("*broken.parquet*"))  # nothing half-written left behind
+
+
 def test_pipeline_outputs_and_stats_schema(tmp_path, identifier, seed_split) -> None:
     srd = seed_split[1]["srd_Latn"]
     lines = [{"text": srd[0], "id": 1}, {"text": srd[0].upper()}, {"text": "  " + srd[0] + " "},

@@ -571,6 +571,7 @@ def run_crawl(
     seed: int = 0,
     progress: bool = True,
     chunk_score: float = 0.9,
+    parquet: bool = False,
 ) -> dict:
     """Crawl ``inputs`` into ``out_dir/<code>.jsonl`` (one per code in ``languages``, possibly
     empty), ``out_dir/stats.json`` and the data card ``out_dir/card.{json,md}``; returns the stats.
@@ -580,7 +581,8 @@ def run_crawl(
     as for exact dedup. Shards run on ``executor`` (``serial``, ``local`` with ``processes`` workers,
     ``ray``); with ``shard_dir`` their outputs survive a crash and finished shards are not redone.
     ``chunk_score``: how sure the identifier must be of a paragraph for its lines not to be identified one
-    by one (1.0: every line on its own).
+    by one (1.0: every line on its own). ``parquet``: also write ``out_dir/<code>.parquet``, the same records
+    (:mod:`workbench.crawl.parquet`).
     """
     inputs = [Path(p) for p in inputs]
     _check_arguments(inputs, languages, min_chars, min_score)
@@ -605,6 +607,11 @@ def run_crawl(
         sinks.commit()
     finally:
         sinks.abort()
+    if parquet:
+        from .parquet import jsonl_to_parquet
+
+        for code in sorted(set(languages)):
+            jsonl_to_parquet(out_dir / f"{code}.jsonl", out_dir / f"{code}.parquet")
     stats = _stats(settings, identifier, merge, results, inputs, executor, time.perf_counter() - start)
     atomic_write_json(out_dir / "stats.json", stats)
     merge.card.write(out_dir, stats)

@@ -54,11 +54,13 @@ class CrawlConfig(StrictModel):
         "local", description="where shards run: this process, local worker processes, or a Ray cluster")
     processes: int | None = Field(None, ge=1, description="workers (default: the CPU count, at most one per shard)")
     max_shard_mb: int = Field(64, ge=1, description="input files above this are split into parts that run apart")
+    parquet: bool = Field(False, description="also write corpus/<code>.parquet (the same records as the JSONL)")
 
 
 class CrawlStage(Stage):
     kind = "crawl"
-    version = "2"  # 2: quality filters, near dedup, data card, exclusion list, corpus sizes in the scoreboard
+    version = "3"  # 2: quality filters, near dedup, data card, exclusion list, corpus sizes in the scoreboard;
+    # 3: corpus words are Unicode words (as the quality filters count them), optional Parquet copies
     Config = CrawlConfig
     trains_on_data = True
     key_exclude = frozenset({"executor", "processes"})  # where shards run does not change the result
@@ -105,13 +107,15 @@ class CrawlStage(Stage):
                           prefilter=self._prefilter(), executor=executor,
                           processes=processes,
                           shard_dir=ctx.out_dir / "checkpoints" / "shards", max_shard_bytes=cfg.max_shard_mb * 2**20,
-                          seed=ctx.seed, progress=ctx.progress)
+                          seed=ctx.seed, progress=ctx.progress, parquet=cfg.parquet)
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
         written = ctx.out_dir / "corpus"
         corpus = {code: f"corpus/{code}.jsonl" for code in languages if (written / f"{code}.jsonl").exists()}
+        parquet = {code: f"corpus/{code}.parquet" for code in corpus if (written / f"{code}.parquet").exists()}
         ctx.log("corpus_written", languages={c: stats.get("languages", {}).get(c, {}) for c in corpus})
         ctx.write_json("scores.json", corpus_records(ctx.step_id, stats))
-        return {"models": [], "outputs": {"corpus": corpus, "stats": "corpus/stats.json", "card": "corpus/card.md"},
+        outputs = {"corpus": corpus, "stats": "corpus/stats.json", "card": "corpus/card.md"}
+        return {"models": [], "outputs": {**outputs, **({"parquet": parquet} if parquet else {})},
                 "scores": "scores.json", "stats": stats}
 
     def _prefilter(self) -> tuple[frozenset[str], float] | None:
