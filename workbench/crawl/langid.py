@@ -622,6 +622,12 @@ class FastTextFileIdentifier:
         return out
 
 
+@lru_cache(maxsize=4096)
+def _iso(code: str) -> str:
+    """The language part of a FLORES code (``srd_Latn`` -> ``srd``)."""
+    return code.split("_")[0]
+
+
 @lru_cache(maxsize=65536)
 def _label_code(raw: str, script: str | None) -> str | None:
     if _FLORES_CODE.fullmatch(raw):
@@ -801,13 +807,13 @@ class TargetAwareIdentifier:
             if text_script is not None and text_script not in self.seed_scripts:
                 out.append(general)
                 continue
-            outside = [(c, s) for c, s in general if c.split("_")[0] not in self.protected]
-            top = general[0][0].split("_")[0] if general else None
+            top = _iso(general[0][0]) if general else None
             if general and general[0][1] >= self.threshold and (top not in self.seed_iso or top not in self.confusable):
                 # confident in a language the seed model has no text for (French...), or in a seed language
                 # the general model does not confuse with the target (English): its verdict stands
                 out.append(general)
                 continue
+            outside = [(c, s) for c, s in general if _iso(c) not in self.protected]
             share = max(0.0, 1.0 - sum(s for _, s in outside))
             if outside and outside[0][1] > share:
                 # an unrelated language holds more than the seed languages could share among them: the seed
