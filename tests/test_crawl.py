@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,43 @@ def test_truncated_warc_gz_keeps_records_before_the_cut(tmp_path, warc_docs, mem
     assert [(d.offset, d.html) for d in docs] == [(d.offset, d.html) for d in warc_docs[:member]]
     assert stats.bad_input_by_kind == {"truncated_file": 1}
     assert stats.bad_input[0]["source"] == str(path) and stats.bad_input[0]["offset"] is not None
+
+
+def read_by_ranges(path: Path, cuts: list[int]) -> tuple[list, CrawlStats]:
+    """The documents of ``path`` read range by range, ``cuts`` the range boundaries, and the ranges' stats."""
+    stats, docs = CrawlStats(), []
+    bounds = [0, *cuts, path.stat().st_size]
+    for start, end in pairwise(bounds):
+        docs += list(iter_documents(path, stats, (start, end)))
+    return docs, stats
+
+
+def test_byte_ranges_of_a_warc_gz_read_every_record_once(tmp_path, warc_docs) -> None:
+    """Ranges cut anywhere (on a member start, one byte after it, inside a payload, in the gzip magic of a
+    member) give the file's documents once each, in order; a truncated file is reported once, by the range
+    that reaches its end. Only per-record gzip files are read by range."""
+    import random
+
+    from workbench.crawl.readers import record_ranges_possible
+
+    expected = [(d.offset, d.html) for d in warc_docs]
+    starts = [d.offset for d in warc_docs]
+    size = WARC.stat().st_size
+    cut_sets = [[starts[3]], [starts[3] + 1], [starts[5] - 1, starts[5] + 2], [size // 3, 2 * size // 3],
+                sorted(random.Random(1).sample(range(1, size), 12)), [1, 2, 3]]
+    for cuts in cut_sets:
+        docs, stats = read_by_ranges(WARC, cuts)
+        assert [(d.offset, d.html) for d in docs] == expected, cuts
+        assert stats.bad_input_total == 0 and stats.docs_read[str(WARC)] == len(expected)
+    cut = tmp_path / "cut.warc.gz"
+    cut.write_bytes(WARC.read_bytes()[: starts[10] + 500])
+    docs, stats = read_by_ranges(cut, [starts[4] + 7, starts[8] + 1])
+    assert [(d.offset, d.html) for d in docs] == expected[:10]
+    assert stats.bad_input_by_kind == {"truncated_file": 1}
+    assert record_ranges_possible(WARC)
+    single = tmp_path / "one-member.warc.gz"  # one gzip stream for the whole file: not splittable
+    single.write_bytes(gzip.compress(gzip.decompress(WARC.read_bytes())))
+    assert not record_ranges_possible(single) and not record_ranges_possible(tmp_path / "x.txt")
 
 
 def test_truncated_uncompressed_warc(tmp_path, warc_docs) -> None:

@@ -62,6 +62,11 @@ def test_big_files_split_into_parts_give_the_same_documents(serial, identifier, 
         assert sorted(texts[code]) == sorted(serial[1][code]), code
     assert stats["documents_read"] == serial[0]["documents_read"]
     assert stats["bad_input"]["total"] == serial[0]["bad_input"]["total"]  # read problems counted once
+    from workbench.crawl.shards import plan_shards
+
+    # the (per-record gzip) WARC file is cut into byte ranges; text and the bz2 dump are interleaved slices
+    assert {(Path(s.path).suffix, s.ranged) for s in plan_shards(INPUTS, 20_000)} == {
+        (".gz", True), (".txt", False), (".bz2", False)}
 
 
 def test_rerun_skips_finished_shards(identifier, tmp_path, monkeypatch):

@@ -451,9 +451,10 @@ class ShardProcessor:
             close()
 
     def stats(self, shard, reader: CrawlStats) -> dict:
-        """Counters of this shard; problems found while reading the file are reported by part 0 only
-        (every part of a file reads all of it)."""
-        parts = ([reader] if shard.part == 0 else []) + [self.bad]
+        """Counters of this shard; problems found while reading the file are reported by part 0 only when
+        every part reads all of it (interleaved parts), by each part when parts are byte ranges."""
+        own_reader = shard.part == 0 or shard.ranged
+        parts = ([reader] if own_reader else []) + [self.bad]
         by_kind: Counter = Counter()
         for part in parts:
             by_kind.update(part.bad_input_by_kind)
@@ -461,7 +462,7 @@ class ShardProcessor:
         locations = [entry for part in parts for entry in part.bad_input][: self.bad.max_logged]
         bad = {"total": total, "by_kind": dict(sorted(by_kind.items())), "locations": locations,
                "locations_truncated": total > len(locations)}
-        skipped = dict(reader.skipped) if shard.part == 0 else {}
+        skipped = dict(reader.skipped) if own_reader else {}
         return {"source": shard.path, "part": shard.part, "parts": shard.parts, "documents_read": self.read,
                 "dropped": dict(self.dropped), "identified": dict(self.identified), "skipped": skipped,
                 "bad_input": bad, "dropped_samples": self.samples,

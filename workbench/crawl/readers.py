@@ -5,6 +5,11 @@ document per paragraph, or per line if the file has no blank line), ``.jsonl[.gz
 ``text``, optional ``url`` and ``id``), ``.xml[.bz2]`` Wikipedia dumps (one document per article,
 markup stripped: :mod:`workbench.crawl.wikipedia`). Bad input never stops a crawl: it is counted and
 logged with its location in :class:`CrawlStats` and skipped.
+
+A gzipped WARC/WET file written one gzip member per record (as Common Crawl's are) can be read by byte
+range: the records that *start* inside ``[start, end)``, found by moving from ``start`` to the next gzip
+member that holds a WARC record (:func:`record_ranges_possible`, :func:`iter_documents` ``byte_range``).
+Every range reads only its own part of the file, so big files split into ranges cost one read in total.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -92,8 +98,11 @@ def input_format(path: Path) -> str:
     raise DataError(f"input '{path}' has an unsupported type; expected one of {expected}")
 
 
-def iter_documents(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
-    """Stream the documents of one input file; bad input is counted in ``stats`` and skipped."""
+def iter_documents(path: Path, stats: CrawlStats,
+                   byte_range: tuple[int, int] | None = None) -> Iterator[RawDocument]:
+    """Stream the documents of one input file; bad input is counted in ``stats`` and skipped.
+    ``byte_range``: only the records starting in ``[start, end)`` (gzipped WARC/WET files for which
+    :func:`record_ranges_possible` holds)."""
     path = Path(path)
     kind = input_format(path)
     source = str(path)
@@ -105,9 +114,12 @@ def iter_documents(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
     if size == 0:
         stats.bad("empty_file", source, 0, "file is empty")
         return
+    if byte_range is not None and kind != "warc":
+        raise ValueError(f"{path}: only WARC/WET files are read by byte range")
     reader = {"warc": _iter_warc, "text": _iter_text, "jsonl": _iter_jsonl, "wiki": _iter_wiki}[kind]
     bad_before, count = stats.bad_input_total, 0
-    for doc in reader(path, stats):
+    documents = _iter_warc(path, stats, byte_range) if byte_range is not None else reader(path, stats)
+    for doc in documents:
         count += 1
         stats.docs_read[source] += 1
         yield doc
@@ -138,11 +150,19 @@ def _iter_wiki(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
 
 # --------------------------------------------------------------------------- WARC / WET
 
-def _iter_warc(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
+def _iter_warc(path: Path, stats: CrawlStats, byte_range: tuple[int, int] | None = None) -> Iterator[RawDocument]:
     source, last_pos, seen = str(path), None, 0
+    start, end = byte_range or (0, None)
     with open(path, "rb") as handle:
+        if start > 0:
+            begin = next_record_member(handle, start, end)
+            if begin is None:  # no record starts in this range
+                return
+            handle.seek(begin)
         try:
             for record in ArchiveIterator(handle, parse_http=False):
+                if end is not None and record.stream_pos >= end:
+                    return  # the next range's first record: its reader takes it from here
                 last_pos, seen = record.stream_pos, seen + 1
                 doc = _record_document(record, source, stats)
                 if doc is _TRUNCATED:
@@ -151,12 +171,60 @@ def _iter_warc(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
                     yield doc
         except (OSError, ValueError) as exc:
             kind = "corrupt_record" if seen else "corrupt_file"
-            stats.bad(kind, source, last_pos if seen else 0, f"unreadable WARC data: {exc}")
+            stats.bad(kind, source, last_pos if seen else start, f"unreadable WARC data: {exc}")
             return
-    if seen == 0:
+    if seen == 0 and start == 0:
         stats.bad("corrupt_file", source, 0, "no WARC record found")
-    elif not _tail_complete(path, last_pos):
+    elif seen and not _tail_complete(path, last_pos):
         stats.bad("truncated_file", source, last_pos, "file ends inside a WARC record")
+
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+def _holds_warc_record(handle: BinaryIO, position: int) -> bool:
+    """Whether a gzip member starting at ``position`` decompresses to the beginning of a WARC record."""
+    handle.seek(position)
+    try:
+        head = zlib.decompressobj(31).decompress(handle.read(16 * 1024), 16)
+    except zlib.error:
+        return False
+    return head.startswith(b"WARC/")
+
+
+def next_record_member(handle: BinaryIO, start: int, end: int | None = None) -> int | None:
+    """The offset of the first gzip member at or after ``start`` (and before ``end``) that holds a WARC record,
+    or None. The gzip magic bytes can occur inside compressed data too: each candidate is checked."""
+    window, position = 1 << 20, start
+    while end is None or position < end:
+        handle.seek(position)
+        chunk = handle.read(window + len(_GZIP_MAGIC) - 1)
+        if len(chunk) < len(_GZIP_MAGIC):
+            return None
+        found = chunk.find(_GZIP_MAGIC)
+        while found >= 0 and found < window:
+            candidate = position + found
+            if end is not None and candidate >= end:
+                return None
+            if _holds_warc_record(handle, candidate):
+                return candidate
+            found = chunk.find(_GZIP_MAGIC, found + 1)
+        position += window
+    return None
+
+
+def record_ranges_possible(path: Path) -> bool:
+    """Whether ``path`` is a gzipped WARC/WET file with one gzip member per record (the second record starts
+    a member of its own), so that it can be read by byte range."""
+    path = Path(path)
+    if input_format(path) != "warc" or not path.name.lower().endswith(".gz"):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            starts = [record.stream_pos for record in islice(ArchiveIterator(handle, parse_http=False), 2)]
+            return len(starts) == 2 and _holds_warc_record(handle, starts[1])
+    except (OSError, ValueError):
+        return False
 
 
 _TRUNCATED = RawDocument(source="", offset=-1)

@@ -1,8 +1,9 @@
 """Crawl shards and the engines that run them: in-process, local processes, or Ray.
 
-A **shard** is one input file, or one of ``parts`` interleaved slices of a big file (the documents
-whose index ``i`` has ``i % parts == part``: every slice reads the file, which is fast, and extracts
-and identifies only its own documents, which is the expensive part). Processing a shard is one pure
+A **shard** is one input file, or one of ``parts`` pieces of a big file: a **byte range** of a gzipped
+WARC/WET file written one gzip member per record (the records starting in it; each range reads only its
+own bytes), else an interleaved slice (the documents whose index ``i`` has ``i % parts == part``: every
+slice reads the file, and extracts and identifies only its own documents). Processing a shard is one pure
 function (:func:`process_shard`: shard + settings + identifier → candidate records per language +
 stats) whose output directory is renamed into place when complete, so a re-run skips finished shards.
 Deduplication needs every shard, so it happens afterwards, in order (see
@@ -29,7 +30,7 @@ from typing import Any
 from ..errors import DataError
 from ..io import atomic_write_json
 from .langid import LanguageIdentifier
-from .readers import CrawlStats, iter_documents
+from .readers import CrawlStats, iter_documents, record_ranges_possible
 
 EXECUTORS = ("serial", "local", "ray")
 SHARD_STATS = "stats.json"
@@ -39,30 +40,43 @@ DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Shard:
-    """Documents ``i % parts == part`` of one input file."""
+    """Part ``part`` of ``parts`` of one input file: its byte range (``ranged``) or its documents
+    ``i % parts == part``."""
 
     path: str
     part: int = 0
     parts: int = 1
+    ranged: bool = False
 
     @property
     def key(self) -> str:
-        """A directory name unique to the file (path, size, modification time) and the slice."""
+        """A directory name unique to the file (path, size, modification time) and the part."""
         stat = Path(self.path).stat()
         digest = hashlib.sha256(f"{Path(self.path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-        return f"{Path(self.path).name}-{digest[:12]}-{self.part}of{self.parts}"
+        return f"{Path(self.path).name}-{digest[:12]}-{self.part}of{self.parts}{'-bytes' if self.ranged else ''}"
+
+    @property
+    def byte_range(self) -> tuple[int, int] | None:
+        """``[start, end)`` of a ranged shard (None for the others)."""
+        if not self.ranged:
+            return None
+        size = Path(self.path).stat().st_size
+        return self.part * size // self.parts, (self.part + 1) * size // self.parts
 
     def owns(self, index: int) -> bool:
-        return index % self.parts == self.part
+        """Whether the ``index``-th document read (of the range, or of the whole file) is this shard's."""
+        return self.ranged or index % self.parts == self.part
 
 
 def plan_shards(inputs: Sequence[Path], max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Shard]:
-    """One shard per input file; a file above ``max_shard_bytes`` is cut into that many interleaved parts."""
+    """One shard per input file; a file above ``max_shard_bytes`` is cut into that many parts: byte ranges if
+    it can be read by range (:func:`~workbench.crawl.readers.record_ranges_possible`), else interleaved."""
     shards = []
     for path in inputs:
         size = Path(path).stat().st_size if Path(path).exists() else 0
         parts = max(1, math.ceil(size / max_shard_bytes))
-        shards += [Shard(str(path), part, parts) for part in range(parts)]
+        ranged = parts > 1 and record_ranges_possible(Path(path))
+        shards += [Shard(str(path), part, parts, ranged) for part in range(parts)]
     return shards
 
 
@@ -102,7 +116,7 @@ def process_shard(shard: Shard, settings: Any, identifier: LanguageIdentifier, o
     processor = ShardProcessor(settings, identifier, tmp)
     stats = CrawlStats()
     try:
-        for index, doc in enumerate(iter_documents(Path(shard.path), stats)):
+        for index, doc in enumerate(iter_documents(Path(shard.path), stats, shard.byte_range)):
             if shard.owns(index):
                 processor.process(doc)
     finally:
