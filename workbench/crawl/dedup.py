@@ -104,15 +104,21 @@ class NearDeduplicator:
             raise ValueError(f"near-dedup threshold must be in (0, 1], got {threshold}")
         self.threshold, self.num_perm, self.shingle, self.seed = threshold, num_perm, shingle, seed
         self._lsh: dict[str, MinHashLSH] = {}
-        first = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        params = (first.b, first.r)  # bands and rows: computed once (it integrates numerically)
-        self._make_lsh = lambda: MinHashLSH(num_perm=num_perm, params=params)
+        self._bands_rows: tuple[int, int] | None = None  # found when first needed (it integrates numerically)
         from datasketch import MinHash
 
         template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
         self._permutations, self._scheme = template.permutations, template.scheme  # drawn once, not per document
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
+
+    def _make_lsh(self):
+        from datasketch import MinHashLSH
+
+        if self._bands_rows is None:  # a shard worker only computes signatures: it never gets here
+            first = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+            self._bands_rows = (first.b, first.r)
+        return MinHashLSH(num_perm=self.num_perm, params=self._bands_rows)
 
     @property
     def hashing(self) -> tuple[int, int, int]:
