@@ -541,6 +541,8 @@ def test_parquet_copies_hold_the_same_records_as_the_jsonl_corpora(tmp_path, ide
     with pytest.raises(DataError, match=r"broken.jsonl, line 2"):
         jsonl_to_parquet(broken, tmp_path / "broken.parquet")
     assert not list(tmp_path.glob("*broken.parquet*"))  # nothing half-written left behind
+    run_crawl([texts], languages, identifier, out, progress=False)  # no copies asked: none left from before
+    assert not list(out.glob("*.parquet"))
 
 
 def test_pipeline_outputs_and_stats_schema(tmp_path, identifier, seed_split) -> None:

@@ -608,12 +608,15 @@ def run_crawl(
         sinks.commit()
     finally:
         sinks.abort()
-    if parquet:
-        from .parquet import jsonl_to_parquet
+    dedup_seconds = time.perf_counter() - start
+    for code in sorted(set(languages)):
+        if parquet:
+            from .parquet import jsonl_to_parquet
 
-        for code in sorted(set(languages)):
             jsonl_to_parquet(out_dir / f"{code}.jsonl", out_dir / f"{code}.parquet")
-    stats = _stats(settings, identifier, merge, results, inputs, executor, time.perf_counter() - start)
+        else:  # a copy from an earlier run would no longer hold the corpus just written
+            (out_dir / f"{code}.parquet").unlink(missing_ok=True)
+    stats = _stats(settings, identifier, merge, results, inputs, executor, dedup_seconds)
     atomic_write_json(out_dir / "stats.json", stats)
     merge.card.write(out_dir, stats)
     if shard_dir is None:

@@ -111,7 +111,7 @@ class CrawlStage(Stage):
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
         written = ctx.out_dir / "corpus"
         corpus = {code: f"corpus/{code}.jsonl" for code in languages if (written / f"{code}.jsonl").exists()}
-        parquet = {code: f"corpus/{code}.parquet" for code in corpus if (written / f"{code}.parquet").exists()}
+        parquet = {code: f"corpus/{code}.parquet" for code in corpus if cfg.parquet}
         ctx.log("corpus_written", languages={c: stats.get("languages", {}).get(c, {}) for c in corpus})
         ctx.write_json("scores.json", corpus_records(ctx.step_id, stats))
         outputs = {"corpus": corpus, "stats": "corpus/stats.json", "card": "corpus/card.md"}
