@@ -213,7 +213,8 @@ def _ngram_keys(ids: np.ndarray, n: int) -> np.ndarray:
 
 
 def top_ngram_share(words: list[str], n: int) -> float:
-    """Characters covered by occurrences of the most frequent word n-gram / characters of all words."""
+    """Characters covered by occurrences of the most frequent word n-gram (of equally frequent ones, the first in
+    the text) / characters of all words."""
     return _top_share(*_encode(words), n)
 
 
