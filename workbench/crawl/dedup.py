@@ -173,15 +173,14 @@ class NearDeduplicator:
         lsh = self._lsh.get(language)
         if lsh is None:
             lsh = self._lsh[language] = self._make_lsh()
-        minhash = signature
-        matches = lsh.query(minhash)
+        matches = lsh.query(signature)
         if matches:
             first = min(matches, key=lambda key: int(key.split(":", 1)[1]))
             self.cluster_sizes[first] += 1
             return first
         key = f"{language}:{self._count}"
         self._count += 1
-        lsh.insert(key, minhash)
+        lsh.insert(key, signature)
         self.cluster_sizes[key] = 1
         return None
 

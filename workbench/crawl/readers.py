@@ -117,8 +117,8 @@ def iter_documents(path: Path, stats: CrawlStats,
     if byte_range is not None and kind != "warc":
         raise ValueError(f"{path}: only WARC/WET files are read by byte range")
     reader = {"warc": _iter_warc, "text": _iter_text, "jsonl": _iter_jsonl, "wiki": _iter_wiki}[kind]
+    documents = reader(path, stats) if byte_range is None else _iter_warc(path, stats, byte_range)
     bad_before, count = stats.bad_input_total, 0
-    documents = _iter_warc(path, stats, byte_range) if byte_range is not None else reader(path, stats)
     for doc in documents:
         count += 1
         stats.docs_read[source] += 1
