@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -221,6 +222,19 @@ def test_near_dedup_signature_estimates_shingle_jaccard():
     assert 0.2 < true < 0.5 and abs(near.signature(a).jaccard(near.signature(b)) - true) < 0.12
     assert near.signature("Salude a totus").jaccard(near.signature("salude, a totus!")) == 1.0  # character grams
 
+
+
+def test_near_dedup_signature_equals_datasketch_minhash_of_the_shingles():
+    from datasketch import MinHash
+
+    near = NearDeduplicator(num_perm=64, seed=7)
+    text = " ".join(flores("srd_Latn")[:300])  # ~6,000 shingles: more than one block of the product
+    for sample in ("", "Salude", text[:200], text):
+        reference = MinHash(num_perm=64, seed=7, hashfunc=int, scheme="affine32")
+        reference.update_batch(near.shingle_hashes(sample).tolist())
+        values = near.signature_values(sample)
+        assert values.dtype == np.uint32 and np.array_equal(values, reference.hashvalues)
+        assert near.signature(sample).jaccard(reference) == 1.0
 
 def test_crawl_writes_a_data_card_with_drops_by_reason(tmp_path):
     srd = flores("srd_Latn")[:40]

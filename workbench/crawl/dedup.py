@@ -21,6 +21,21 @@ def normalize_for_dedup(text: str, ignore_punctuation: bool = False) -> str:
     return " ".join(text.split())  # the same as collapsing \s+ (both use str.isspace), in C
 
 
+_SIGNATURE_ROWS = 4096  # shingles per block of the MinHash product (4096 x 128 permutations: 2 MB)
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser (as datasketch applies it before its ``affine32`` permutations)."""
+    s1, m1, s2, m2, s3 = _FMIX32
+    with np.errstate(over="ignore"):
+        values = values ^ (values >> s1)
+        values = values * m1
+        values = values ^ (values >> s2)
+        values = values * m2
+        return values ^ (values >> s3)
+
+
 _BASE = np.uint64(0x100000001B3)  # odd (the FNV prime): invertible modulo 2**64
 _BASE_INVERSE = np.uint64(pow(int(_BASE), -1, 2**64))
 _POWERS: dict[str, np.ndarray] = {}
@@ -109,6 +124,7 @@ class NearDeduplicator:
 
         template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
         self._permutations, self._scheme = template.permutations, template.scheme  # drawn once, not per document
+        self._a, self._b = (np.asarray(p, dtype=np.uint32) for p in self._permutations)
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
 
@@ -150,10 +166,20 @@ class NearDeduplicator:
         """The MinHash (datasketch) of ``text``'s shingles (see :meth:`shingle_hashes`)."""
         from datasketch import MinHash
 
-        minhash = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=int, permutations=self._permutations,
-                          scheme=self._scheme)
-        minhash.update_batch(self.shingle_hashes(text, normalized).tolist())
-        return minhash
+        return MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=self.signature_values(text, normalized),
+                       permutations=self._permutations, scheme=self._scheme)
+
+    def signature_values(self, text: str, normalized: bool = False) -> np.ndarray:
+        """The ``hashvalues`` (uint32) of :meth:`signature`: datasketch's ``affine32`` MinHash of the shingle
+        hashes (MurmurHash3 finaliser, then ``a * h + b`` modulo 2**32 per permutation, minimum over shingles),
+        computed here in numpy without building a Python list of the hashes."""
+        hashes = _fmix32(self.shingle_hashes(text, normalized).astype(np.uint32))
+        values = np.full(self.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+        with np.errstate(over="ignore"):
+            for start in range(0, len(hashes), _SIGNATURE_ROWS):  # bounded memory for very long texts
+                block = np.multiply.outer(hashes[start:start + _SIGNATURE_ROWS], self._a) + self._b
+                np.minimum(values, block.min(axis=0), out=values)
+        return values
 
     def duplicate_of(self, text: str, language: str = "", normalized: bool = False) -> str | None:
         """The id of a kept near-duplicate of ``text`` (its cluster grows), or ``None`` after keeping

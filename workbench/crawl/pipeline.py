@@ -424,7 +424,7 @@ class ShardProcessor:
         norm = normalize_for_dedup(text)
         out = {"key": self.exact.key(norm, normalized=True).hex(), "words": words}
         if self.near is not None:
-            values = self.near.signature(norm, normalized=True).hashvalues.astype("<u4")
+            values = self.near.signature_values(norm, normalized=True).astype("<u4")
             out["minhash"] = base64.b64encode(values.tobytes()).decode("ascii")
         return out
 
