@@ -56,7 +56,8 @@ def baseline(warc: Path, identifier, out: Path, limit: int | None) -> dict:
     shard_dir = out / "shard"
     shard_dir.mkdir(parents=True)
     processor = ShardProcessor(settings, identifier, shard_dir)
-    processor.extract = lambda html, charset: trafilatura.extract(html.decode("utf-8", errors="replace")) or ""
+    # the page's bytes, as UnifiedCrawl passes them (trafilatura finds the charset itself)
+    processor.extract = lambda html, charset: trafilatura.extract(html) or ""
     docs = 0
     with open(warc, "rb") as handle:
         for record in ArchiveIterator(handle):

@@ -654,15 +654,23 @@ def _plain_plan(labels: tuple[str, ...], script: str | None) -> tuple[str, ...] 
     return plan if None not in plan and len(set(plan)) == len(plan) else None  # type: ignore[return-value]
 
 
+_PLAINS: dict[tuple[str | None, ...], tuple[str, ...]] = {}  # (*labels, script) -> _plain_plan or () (a dict is
+# cheaper than lru_cache here: this runs once per identified line)
+
+
 def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Prediction:
     """FLORES codes and scores from fastText's ``(score, label)`` pairs (best first)."""
     if not pairs:
         return []
+    key = (*[label for _, label in pairs], script)
+    plain = _PLAINS.get(key)
+    if plain is None:
+        if len(_PLAINS) >= 65536:
+            _PLAINS.clear()
+        plain = _PLAINS[key] = _plain_plan(key[:-1], script) or ()
+    if plain and pairs[0][0] <= 1.0:  # the usual case: fastText's order and scores (fastText can give 1.00001)
+        return [(code, pair[0]) for code, pair in zip(plain, pairs, strict=True)]
     scores, labels = zip(*pairs, strict=True)
-    plain = _plain_plan(labels, script)
-    if plain is not None:  # the usual case: fastText's order, scores as they are (capped at 1: fastText can
-        prediction = list(zip(plain, scores, strict=True))  # give 1.00001)
-        return prediction if scores[0] <= 1.0 else [(code, min(1.0, score)) for code, score in prediction]
     merged: dict[str, float] = {}
     dropped = 0.0
     for code, raw_score in zip(_label_plan(labels, script), scores, strict=True):

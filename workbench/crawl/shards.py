@@ -9,7 +9,7 @@ stats) whose output directory is renamed into place when complete, so a re-run s
 Deduplication needs every shard, so it happens afterwards, in order (see
 :func:`workbench.crawl.pipeline.run_crawl`).
 
-Executors: ``serial`` (this process), ``local`` (a pool of ``processes`` worker processes) and ``ray``
+Executors: ``serial`` (this process), ``local`` (this process and ``processes - 1`` worker processes) and ``ray``
 (tasks on a Ray cluster: ``ray.init()`` joins the cluster named by ``RAY_ADDRESS``, or starts a local
 instance with ``processes`` CPUs). The workbench never runs a cluster of its own.
 """
@@ -21,7 +21,7 @@ import json
 import math
 import os
 import shutil
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,8 +158,9 @@ def run_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIdent
             done(shard)
     else:
         identifier_dir = _save_identifier(identifier, out_root)
-        runner = _run_local if executor == "local" else _run_ray
-        for shard, result in runner(shards, settings, identifier_dir, out_root, processes):
+        results = (_run_local(shards, settings, identifier, identifier_dir, out_root, processes)
+                   if executor == "local" else _run_ray(shards, settings, identifier_dir, out_root, processes))
+        for shard, result in results:
             stats[shard] = result
             done(shard)
     return [ShardResult(shard, out_root / shard.key, stats[shard]) for shard in shards]
@@ -175,15 +176,26 @@ def _save_identifier(identifier: LanguageIdentifier, out_root: Path) -> str:
     return str(directory)
 
 
-def _run_local(shards, settings, identifier_dir, out_root, processes):
+def _run_local(shards, settings, identifier, identifier_dir, out_root, processes):
+    """``processes - 1`` worker processes and this one: each takes the next shard nobody has taken when it is
+    free (this process starts at once, while the workers start up and load the identifier)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")  # no forked copies of torch/tokenizer threads
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = {pool.submit(process_shard_from_disk, s, settings, identifier_dir, str(out_root)): s for s in shards}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    waiting, running = deque(shards), {}
+    with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
+        while waiting or running:
+            while waiting and len(running) < processes - 1:  # one shard per idle worker, no queue in front of it
+                shard = waiting.popleft()
+                running[pool.submit(process_shard_from_disk, shard, settings, identifier_dir, str(out_root))] = shard
+            if waiting:
+                shard = waiting.popleft()
+                yield shard, process_shard(shard, settings, identifier, out_root)
+            else:
+                wait(running, return_when=FIRST_COMPLETED)
+            for future in [f for f in running if f.done()]:
+                yield running.pop(future), future.result()
 
 
 def _run_ray(shards, settings, identifier_dir, out_root, processes):
