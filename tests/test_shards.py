@@ -69,6 +69,39 @@ def test_big_files_split_into_parts_give_the_same_documents(serial, identifier, 
         (".gz", True), (".txt", False), (".bz2", False)}
 
 
+def test_shard_results_come_in_order_as_soon_as_every_earlier_shard_is_done():
+    from workbench.crawl.shards import Shard, in_shard_order
+
+    shards = [Shard("big.warc.gz", part, 4, ranged=True) for part in range(4)]
+    arrived: list[int] = []
+
+    def finishing(order):
+        for part in order:
+            arrived.append(part)
+            yield shards[part], {"part": part}
+
+    given = []
+    for shard, stats in in_shard_order(shards, finishing([2, 0, 3, 1]), on_done=lambda s: None):
+        assert stats == {"part": shard.part}
+        given.append((shard.part, list(arrived)))
+    # shard 0 is given as soon as it arrives (2 waits for it), 1 unblocks 2 and 3
+    assert given == [(0, [2, 0]), (1, [2, 0, 3, 1]), (2, [2, 0, 3, 1]), (3, [2, 0, 3, 1])]
+
+
+def test_crawl_deduplicates_each_shard_before_the_next_one_runs(identifier, tmp_path, monkeypatch):
+    from workbench.crawl import pipeline, shards
+
+    events = []
+    real_process, real_run = shards.process_shard, pipeline._Merge.run
+    monkeypatch.setattr(shards, "process_shard", lambda shard, *a: events.append(("shard", shard.path)) or
+                        real_process(shard, *a))
+    monkeypatch.setattr(pipeline._Merge, "run", lambda self, results, sinks: events.append(
+        ("dedup", results[0].shard.path)) or real_run(self, results, sinks))
+    crawl(tmp_path, identifier, executor="serial")
+    paths = [str(p) for p in INPUTS]
+    assert events == [(kind, path) for path in paths for kind in ("shard", "dedup")]
+
+
 def test_rerun_skips_finished_shards(identifier, tmp_path, monkeypatch):
     shard_dir = tmp_path / "shards"
     crawl(tmp_path / "a", identifier, shard_dir=shard_dir)

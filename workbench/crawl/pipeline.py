@@ -54,7 +54,7 @@ from .extract import make_extractor
 from .filters import QualityConfig, count_words, judge_many
 from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
-from .shards import DEFAULT_SHARD_BYTES, ShardResult, merge_bad_input, merge_counters, plan_shards, run_shards
+from .shards import DEFAULT_SHARD_BYTES, ShardResult, iter_shards, merge_bad_input, merge_counters, plan_shards
 
 DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
                 "near_duplicate")
@@ -596,19 +596,22 @@ def run_crawl(
                              near_dedup=near_dedup.hashing if near_dedup is not None else None)
     shards = plan_shards(inputs, max_shard_bytes)
     shard_root = Path(shard_dir) if shard_dir is not None else out_dir / ".shards"
-    with tqdm(total=len(shards), desc="crawl", unit="shard", disable=not progress) as bar:
-        results = run_shards(shards, settings, identifier, shard_root, executor=executor, processes=processes,
-                             on_done=lambda _: bar.update())
     merge = _Merge(sorted(set(languages)), near_dedup, frozenset(ExactDeduplicator().key(t) for t in exclude),
                    CardBuilder(seed=seed))
     sinks = _JsonlSinks(out_dir, sorted(set(languages)))
-    start = time.perf_counter()
+    results: list[ShardResult] = []
+    dedup_seconds = 0.0
     try:
-        merge.run(results, sinks)
+        with tqdm(total=len(shards), desc="crawl", unit="shard", disable=not progress) as bar:
+            for result in iter_shards(shards, settings, identifier, shard_root, executor=executor,
+                                      processes=processes, on_done=lambda _: bar.update()):
+                start = time.perf_counter()  # deduplicated in shard order, while later shards still run
+                merge.run([result], sinks)
+                dedup_seconds += time.perf_counter() - start
+                results.append(result)
         sinks.commit()
     finally:
         sinks.abort()
-    dedup_seconds = time.perf_counter() - start
     for code in sorted(set(languages)):
         if parquet:
             from .parquet import jsonl_to_parquet

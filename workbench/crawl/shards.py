@@ -6,8 +6,9 @@ own bytes), else an interleaved slice (the documents whose index ``i`` has ``i %
 slice reads the file, and extracts and identifies only its own documents). Processing a shard is one pure
 function (:func:`process_shard`: shard + settings + identifier → candidate records per language +
 stats) whose output directory is renamed into place when complete, so a re-run skips finished shards.
-Deduplication needs every shard, so it happens afterwards, in order (see
-:func:`workbench.crawl.pipeline.run_crawl`).
+Deduplication compares every shard's records with those of the shards before it, so it runs in
+shard order, on each shard as soon as it and all earlier ones are done, while later shards still run (see
+:func:`iter_shards` and :func:`workbench.crawl.pipeline.run_crawl`).
 
 Executors: ``serial`` (this process), ``local`` (this process and ``processes - 1`` worker processes) and ``ray``
 (tasks on a Ray cluster: ``ray.init()`` joins the cluster named by ``RAY_ADDRESS``, or starts a local
@@ -22,7 +23,7 @@ import math
 import os
 import shutil
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,29 +142,40 @@ def process_shard_from_disk(shard: Shard, settings: Any, identifier_dir: str, ou
     return process_shard(shard, settings, _LOADED[identifier_dir], Path(out_root))
 
 
-def run_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIdentifier, out_root: Path, *,
-               executor: str = "serial", processes: int = 1,
-               on_done: Callable[[Shard], None] | None = None) -> list[ShardResult]:
-    """Process every shard (finished ones are reused) with the chosen executor; results in shard order."""
+def iter_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIdentifier, out_root: Path, *,
+                executor: str = "serial", processes: int = 1,
+                on_done: Callable[[Shard], None] | None = None) -> Iterator[ShardResult]:
+    """Process every shard (finished ones are reused) with the chosen executor. Results come in shard order,
+    each as soon as it and every shard before it are done: the caller can work on shard ``k`` (deduplicate it)
+    while later shards are still running."""
     if executor not in EXECUTORS:
         raise DataError(f"unknown crawl executor '{executor}'; allowed: {', '.join(EXECUTORS)}")
     out_root = Path(out_root) / settings_key(settings)  # other settings never reuse these shards
     out_root.mkdir(parents=True, exist_ok=True)
     done = on_done or (lambda shard: None)
-    stats: dict[Shard, dict] = {}
     pending = [shard for shard in shards if not (out_root / shard.key / SHARD_STATS).is_file()]
     if executor == "serial" or (executor == "local" and (processes <= 1 or len(pending) <= 1)):
-        for shard in shards:
-            stats[shard] = process_shard(shard, settings, identifier, out_root)
-            done(shard)
+        finished = ((shard, process_shard(shard, settings, identifier, out_root)) for shard in shards)
     else:
         identifier_dir = _save_identifier(identifier, out_root)
-        results = (_run_local(shards, settings, identifier, identifier_dir, out_root, processes)
-                   if executor == "local" else _run_ray(shards, settings, identifier_dir, out_root, processes))
-        for shard, result in results:
-            stats[shard] = result
-            done(shard)
-    return [ShardResult(shard, out_root / shard.key, stats[shard]) for shard in shards]
+        finished = (_run_local(shards, settings, identifier, identifier_dir, out_root, processes)
+                    if executor == "local" else _run_ray(shards, settings, identifier_dir, out_root, processes))
+    for shard, stats in in_shard_order(shards, finished, done):
+        yield ShardResult(shard, out_root / shard.key, stats)
+
+
+def in_shard_order(shards: Sequence[Shard], finished: Iterable[tuple[Shard, dict]],
+                   on_done: Callable[[Shard], None] = lambda shard: None) -> Iterator[tuple[Shard, dict]]:
+    """``(shard, stats)`` pairs that finish in any order, given back in the order of ``shards``: each as soon as
+    it and every shard before it have finished (``on_done`` is called as each finishes)."""
+    stats: dict[Shard, dict] = {}
+    position = 0
+    for shard, result in finished:
+        stats[shard] = result
+        on_done(shard)
+        while position < len(shards) and shards[position] in stats:
+            yield shards[position], stats.pop(shards[position])
+            position += 1
 
 
 def _save_identifier(identifier: LanguageIdentifier, out_root: Path) -> str:
@@ -177,8 +189,9 @@ def _save_identifier(identifier: LanguageIdentifier, out_root: Path) -> str:
 
 
 def _run_local(shards, settings, identifier, identifier_dir, out_root, processes):
-    """``processes - 1`` worker processes and this one: each takes the next shard nobody has taken when it is
-    free (this process starts at once, while the workers start up and load the identifier)."""
+    """``processes - 1`` worker processes and this one; each takes the first shard nobody has taken when it is
+    free. This process starts at once (the workers first start up and load the identifier), and it takes the
+    earliest shards, whose results the caller can use first."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -186,12 +199,12 @@ def _run_local(shards, settings, identifier, identifier_dir, out_root, processes
     waiting, running = deque(shards), {}
     with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
         while waiting or running:
+            mine = waiting.popleft() if waiting else None
             while waiting and len(running) < processes - 1:  # one shard per idle worker, no queue in front of it
                 shard = waiting.popleft()
                 running[pool.submit(process_shard_from_disk, shard, settings, identifier_dir, str(out_root))] = shard
-            if waiting:
-                shard = waiting.popleft()
-                yield shard, process_shard(shard, settings, identifier, out_root)
+            if mine is not None:
+                yield mine, process_shard(mine, settings, identifier, out_root)
             else:
                 wait(running, return_when=FIRST_COMPLETED)
             for future in [f for f in running if f.done()]:
