@@ -69,6 +69,21 @@ def test_big_files_split_into_parts_give_the_same_documents(serial, identifier, 
         (".gz", True), (".txt", False), (".bz2", False)}
 
 
+def test_one_big_file_runs_on_every_cpu_by_default(identifier, tmp_path):
+    import os
+
+    warc = INPUTS[:1]  # one file, cut into byte ranges: its parts run in parallel although it is one input
+    one = run_crawl(warc, LANGUAGES, identifier, tmp_path / "one", quality=QualityConfig(),
+                    near_dedup=NearDeduplicator(), progress=False)
+    split = run_crawl(warc, LANGUAGES, identifier, tmp_path / "split", quality=QualityConfig(),
+                      near_dedup=NearDeduplicator(), executor="local", processes=None, max_shard_bytes=20_000,
+                      progress=False)
+    assert split["settings"]["shards"] > 2 and one["settings"]["processes"] == 1
+    assert split["settings"]["processes"] == min(os.cpu_count(), split["settings"]["shards"])
+    for code in LANGUAGES:
+        assert (tmp_path / "split" / f"{code}.jsonl").read_bytes() == (tmp_path / "one" / f"{code}.jsonl").read_bytes()
+
+
 def test_shard_results_come_in_order_as_soon_as_every_earlier_shard_is_done():
     from workbench.crawl.shards import Shard, in_shard_order
 

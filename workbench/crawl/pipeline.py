@@ -566,7 +566,7 @@ def run_crawl(
     min_scores: dict[str, float] | None = None,
     prefilter: tuple[frozenset[str], float] | None = None,
     executor: str = "serial",
-    processes: int = 1,
+    processes: int | None = 1,
     shard_dir: Path | None = None,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
     seed: int = 0,
@@ -579,8 +579,9 @@ def run_crawl(
 
     Input languages are never guessed from file names: every segment goes through ``identifier``.
     ``exclude``: texts (e.g. documents a linguist marked bad) never to keep, matched after normalisation
-    as for exact dedup. Shards run on ``executor`` (``serial``, ``local`` with ``processes`` workers,
-    ``ray``); with ``shard_dir`` their outputs survive a crash and finished shards are not redone.
+    as for exact dedup. Shards run on ``executor``: ``serial``, ``local`` (``processes`` processes; None: the CPU
+    count, at most one per shard) or ``ray``; with ``shard_dir`` their outputs survive a crash and finished
+    shards are not redone.
     ``chunk_score``: how sure the identifier must be of a paragraph for its lines not to be identified one
     by one (1.0: every line on its own). ``parquet``: also write ``out_dir/<code>.parquet``, the same records
     (:mod:`workbench.crawl.parquet`).
@@ -595,6 +596,8 @@ def run_crawl(
                              min_hit_rate=prefilter[1] if prefilter else 0.0, chunk_score=chunk_score,
                              near_dedup=near_dedup.hashing if near_dedup is not None else None)
     shards = plan_shards(inputs, max_shard_bytes)
+    if processes is None:
+        processes = max(1, min(os.cpu_count() or 1, len(shards)))
     shard_root = Path(shard_dir) if shard_dir is not None else out_dir / ".shards"
     merge = _Merge(sorted(set(languages)), near_dedup, frozenset(ExactDeduplicator().key(t) for t in exclude),
                    CardBuilder(seed=seed))
@@ -619,7 +622,7 @@ def run_crawl(
             jsonl_to_parquet(out_dir / f"{code}.jsonl", out_dir / f"{code}.parquet")
         else:  # a copy from an earlier run would no longer hold the corpus just written
             (out_dir / f"{code}.parquet").unlink(missing_ok=True)
-    stats = _stats(settings, identifier, merge, results, inputs, executor, dedup_seconds)
+    stats = _stats(settings, identifier, merge, results, inputs, executor, processes, dedup_seconds)
     atomic_write_json(out_dir / "stats.json", stats)
     merge.card.write(out_dir, stats)
     if shard_dir is None:
@@ -628,7 +631,7 @@ def run_crawl(
 
 
 def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merge, results: list[ShardResult],
-           inputs: list[Path], executor: str, dedup_seconds: float) -> dict:
+           inputs: list[Path], executor: str, processes: int, dedup_seconds: float) -> dict:
     empty = {"docs": 0, "chars": 0, "bytes": 0, "words": 0}
     read: Counter = Counter()
     for result in results:
@@ -641,7 +644,8 @@ def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merg
                      "min_score": settings.min_score, "min_scores": settings.min_scores,
                      "chunk_score": settings.chunk_score,
                      "identifier": type(identifier).__name__,
-                     "extractor": settings.extractor, "executor": executor, "shards": len(results)},
+                     "extractor": settings.extractor, "executor": executor, "shards": len(results),
+                     "processes": 1 if executor == "serial" else processes},
         "inputs": {str(p): {"documents_read": read[str(p)], "documents_kept": merge.kept_per_input[str(p)]}
                    for p in inputs},
         "documents_read": sum(read.values()),

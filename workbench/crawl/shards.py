@@ -189,26 +189,50 @@ def _save_identifier(identifier: LanguageIdentifier, out_root: Path) -> str:
 
 
 def _run_local(shards, settings, identifier, identifier_dir, out_root, processes):
-    """``processes - 1`` worker processes and this one; each takes the first shard nobody has taken when it is
-    free. This process starts at once (the workers first start up and load the identifier), and it takes the
-    earliest shards, whose results the caller can use first."""
+    """``processes - 1`` worker processes and this one; whoever is free takes the first shard nobody has taken.
+    This process starts at once (workers first start up and load the identifier) and takes the earliest
+    shards, whose results the caller can use first; a worker is given its next shard the moment it finishes
+    one, even while this process is busy."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    import queue
+    from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")  # no forked copies of torch/tokenizer threads
-    waiting, running = deque(shards), {}
+    waiting = deque(shards)
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # (shard, future) of each shard a worker finished
     with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
-        while waiting or running:
-            mine = waiting.popleft() if waiting else None
-            while waiting and len(running) < processes - 1:  # one shard per idle worker, no queue in front of it
+
+        def feed() -> None:  # a worker is free (runs in the pool's thread when a worker finishes)
+            try:
                 shard = waiting.popleft()
-                running[pool.submit(process_shard_from_disk, shard, settings, identifier_dir, str(out_root))] = shard
-            if mine is not None:
-                yield mine, process_shard(mine, settings, identifier, out_root)
-            else:
-                wait(running, return_when=FIRST_COMPLETED)
-            for future in [f for f in running if f.done()]:
-                yield running.pop(future), future.result()
+                future = pool.submit(process_shard_from_disk, shard, settings, identifier_dir, str(out_root))
+            except (IndexError, RuntimeError):  # nothing left, or the pool is shutting down after an error
+                return
+            future.add_done_callback(lambda f: (finished.put((shard, f)), feed()))
+
+        try:
+            for _ in range(processes - 1):
+                feed()
+            given = 0
+            while given < len(shards):
+                try:
+                    mine = waiting.popleft()
+                except IndexError:
+                    mine = None
+                if mine is not None:
+                    yield mine, process_shard(mine, settings, identifier, out_root)
+                    given += 1
+                block = mine is None  # nothing left to take: wait for a worker
+                while given < len(shards):
+                    try:
+                        shard, future = finished.get(block=block)
+                    except queue.Empty:
+                        break
+                    block = False
+                    yield shard, future.result()
+                    given += 1
+        finally:
+            waiting.clear()  # after an error, no worker starts another shard
 
 
 def _run_ray(shards, settings, identifier_dir, out_root, processes):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +51,8 @@ class CrawlConfig(StrictModel):
     extract_timeout: float = Field(10.0, gt=0, description="seconds per page for the trafilatura extractor")
     executor: Literal["serial", "local", "ray"] = Field(
         "local", description="where shards run: this process, local worker processes, or a Ray cluster")
-    processes: int | None = Field(None, ge=1, description="workers (default: the CPU count, at most one per shard)")
+    processes: int | None = Field(None, ge=1, description="processes, this one included (default: the CPU count, "
+                                  "at most one per shard)")
     max_shard_mb: int = Field(64, ge=1, description="input files above this are split into parts that run apart")
     parquet: bool = Field(False, description="also write corpus/<code>.parquet (the same records as the JSONL)")
 
@@ -100,12 +100,11 @@ class CrawlStage(Stage):
                                     seed=ctx.seed)
         files = self.files()
         executor = ctx.options.get("executor") or cfg.executor
-        processes = cfg.processes or max(1, min(os.cpu_count() or 1, len(files)))
         stats = run_crawl(files, languages, identifier, ctx.out_dir / "corpus", min_chars=cfg.min_chars,
                           min_score=cfg.min_score, quality=cfg.quality, near_dedup=near, exclude=self._excluded(),
                           extractor=cfg.extractor, extract_timeout=cfg.extract_timeout, min_scores=cfg.min_scores,
                           prefilter=self._prefilter(), executor=executor,
-                          processes=processes,
+                          processes=cfg.processes,  # None: the CPU count, at most one per shard
                           shard_dir=ctx.out_dir / "checkpoints" / "shards", max_shard_bytes=cfg.max_shard_mb * 2**20,
                           seed=ctx.seed, progress=ctx.progress, parquet=cfg.parquet)
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
