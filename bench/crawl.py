@@ -2,7 +2,8 @@
 
 ours:      fastwarc reading + resiliparse extraction + language identification (paragraph chunks first,
            single lines where a chunk is uncertain) + quality filters + exact and MinHash near dedup
-           (``run_crawl``, the code path of the recipe's crawl step), with 1 and 2 worker processes;
+           (``run_crawl``, the code path of the recipe's crawl step), in 1 process, and in 2 (this process and
+           a worker, the file cut into 4 byte ranges that whichever process is free takes);
 baseline:  warcio reading + ``trafilatura.extract`` per document + the *same* identification, filters
            and dedup (the workbench's own code, so only reading and extraction differ).
 
@@ -92,7 +93,8 @@ def ours(warc: Path, identifier, out: Path, processes: int, limit: int | None) -
     size = source.stat().st_size
     stats = run_crawl([source], LANGUAGES, identifier, out, quality=QualityConfig(), near_dedup=NearDeduplicator(),
                       executor="local" if processes > 1 else "serial", processes=processes,
-                      max_shard_bytes=max(1, size // processes + 1), progress=False)
+                      max_shard_bytes=size // (2 * processes) + 1 if processes > 1 else size + 1,  # 2 parts a process
+                      progress=False)
     return {"documents": stats["documents_read"], "kept": sum(v["docs"] for v in stats["languages"].values()),
             "phase_seconds": stats["seconds"]}
 
