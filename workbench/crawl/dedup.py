@@ -53,20 +53,41 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS["up"][:n], _POWERS["down"][:n]
 
 
+_WORD_CHARS: np.ndarray | None = None  # code point (BMP) -> True if ``re``'s \w matches it
+
+
+def _is_word_char(codes: np.ndarray) -> np.ndarray:
+    r"""True where a code point is a word character (``re``'s ``\w``: what ``_PUNCTUATION`` keeps besides
+    spaces); the table covers the Basic Multilingual Plane, other code points are tested one by one."""
+    global _WORD_CHARS
+    if _WORD_CHARS is None:
+        chars = "".join(map(chr, range(1, 0x10000)))
+        marked = re.sub(r"\W", "\x00", chars).encode("utf-32-le", "surrogatepass")
+        _WORD_CHARS = np.concatenate(([False], np.frombuffer(marked, dtype=np.uint32) != 0))
+    astral = codes >= 0x10000
+    if not astral.any():
+        return _WORD_CHARS[codes]
+    out = np.zeros(len(codes), dtype=bool)
+    out[~astral] = _WORD_CHARS[codes[~astral]]
+    distinct, inverse = np.unique(codes[astral], return_inverse=True)
+    out[astral] = np.array([bool(re.match(r"\w", chr(c))) for c in distinct.tolist()], dtype=bool)[inverse]
+    return out
+
+
 def _word_hashes(norm: str) -> np.ndarray:
-    """A 64-bit hash of every word of ``norm`` (words separated by single spaces), in order: the polynomial
-    ``sum(c_j * B**j)`` of the word's code points, from one prefix sum over the whole text."""
+    """A 64-bit hash of every word of ``norm`` (a run of word characters: spaces and punctuation separate
+    words), in order: the polynomial ``sum(c_j * B**j)`` of the word's code points, from one prefix sum over the
+    whole text."""
     if not norm:
         return np.zeros(0, dtype=np.uint64)
-    codes = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    codes = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n = len(codes)
+    edges = np.diff(_is_word_char(codes).view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     up, down = _powers(n + 1)
-    spaces = np.flatnonzero(codes == 32)
-    starts = np.concatenate(([0], spaces + 1))
-    ends = np.concatenate((spaces, [n]))
     with np.errstate(over="ignore"):
         prefix = np.zeros(n + 1, dtype=np.uint64)
-        np.cumsum(codes * up[:n], dtype=np.uint64, out=prefix[1:])
+        np.cumsum(codes.astype(np.uint64) * up[:n], dtype=np.uint64, out=prefix[1:])
         hashes = (prefix[ends] - prefix[starts]) * down[starts]  # the word's sum shifted to start at B**0
         hashes ^= hashes >> np.uint64(31)
         hashes *= _MIX
@@ -147,9 +168,10 @@ class NearDeduplicator:
         removed; ``normalized``: ``text`` is :func:`normalize_for_dedup` output already): a word
         ``shingle``-gram is hashed from polynomial hashes of its words, all computed in numpy (no string per
         word or shingle is built); a character 5-gram (texts of fewer words) is its crc32."""
-        norm = " ".join(_PUNCTUATION.sub(" ", text).split()) if normalized else normalize_for_dedup(text, True)
-        ids = _word_hashes(norm)
+        norm = text if normalized else normalize_for_dedup(text)
+        ids = _word_hashes(norm)  # (its words are those left once punctuation is removed)
         if len(ids) < self.shingle:
+            norm = " ".join(_PUNCTUATION.sub(" ", norm).split())
             grams = {norm[i:i + 5] for i in range(max(1, len(norm) - 4))}
             return np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64, count=len(grams))
         m = len(ids) - self.shingle + 1
