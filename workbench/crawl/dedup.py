@@ -81,14 +81,19 @@ def _word_hashes(norm: str) -> np.ndarray:
     if not norm:
         return np.zeros(0, dtype=np.uint64)
     codes = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    n = len(codes)
     edges = np.diff(_is_word_char(codes).view(np.int8), prepend=np.int8(0), append=np.int8(0))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return run_hashes(codes, np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))
+
+
+def run_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each run ``codes[start:end]`` of code points (equal runs, equal hashes, wherever they
+    are): the polynomial ``sum(c_j * B**j)`` of the run, from one prefix sum over all the code points."""
+    n = len(codes)
     up, down = _powers(n + 1)
     with np.errstate(over="ignore"):
         prefix = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum(codes.astype(np.uint64) * up[:n], dtype=np.uint64, out=prefix[1:])
-        hashes = (prefix[ends] - prefix[starts]) * down[starts]  # the word's sum shifted to start at B**0
+        hashes = (prefix[ends] - prefix[starts]) * down[starts]  # the run's sum shifted to start at B**0
         hashes ^= hashes >> np.uint64(31)
         hashes *= _MIX
         hashes ^= hashes >> np.uint64(29)

@@ -41,6 +41,7 @@ import regex
 from pydantic import Field
 
 from ..recipe import StrictModel
+from .dedup import run_hashes
 
 _UNSPACED_SCRIPTS = r"\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}"
 _WORD = regex.compile(f"[{_UNSPACED_SCRIPTS}]|[\\p{{L}}\\p{{M}}\\p{{N}}]+")
@@ -196,11 +197,24 @@ def _duplicate_lines(lines: list[str]) -> tuple[float, float]:
 _PRIME = np.uint64(1_000_003)
 
 
-def _encode(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Word ids (1-based, per distinct word) and word lengths, as arrays."""
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(words), 1)}  # first occurrence order, in C
-    ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.uint64, count=len(words))
-    return ids, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+def _encode(words: list[str], casefold: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Word ids (equal words, equal ids: a 64-bit hash of the word) and word lengths, as arrays, from one numpy
+    pass over the words joined by NULs (``casefold``: of the casefolded words)."""
+    if not words:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    joined = "\x00".join(words)
+    if casefold:
+        joined = joined.casefold()
+    codes = _codepoints(joined)
+    nul = np.flatnonzero(codes == 0)
+    if len(nul) != len(words) - 1:  # a word holds a NUL of its own: number the distinct words instead
+        words = [word.casefold() for word in words] if casefold else words
+        vocab = {word: i for i, word in enumerate(dict.fromkeys(words), 1)}
+        return (np.fromiter(map(vocab.__getitem__, words), dtype=np.uint64, count=len(words)),
+                np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
+    starts = np.concatenate(([0], nul + 1))
+    ends = np.concatenate((nul, [len(codes)]))
+    return run_hashes(codes, starts, ends), ends - starts
 
 
 def _ngram_keys(ids: np.ndarray, n: int) -> np.ndarray:
@@ -353,9 +367,8 @@ def _ngram_verdicts(docs: Sequence[tuple[list[str], FilterThresholds]]) -> list[
     verdicts: list[str | None] = [None] * len(docs)
     if not docs:
         return verdicts
-    words = ["\x00".join(w).casefold().split("\x00") for w, _ in docs]  # casefolded once for every n
-    ids, lengths = _encode([word for doc in words for word in doc])  # one vocabulary: ids are global
-    doc_of = np.repeat(np.arange(len(docs)), [len(doc) for doc in words])
+    ids, lengths = _encode([word for w, _ in docs for word in w], casefold=True)  # casefolded once for every n
+    doc_of = np.repeat(np.arange(len(docs)), [len(w) for w, _ in docs])
     steps = sorted({("top", n) for _, t in docs for n in (t.max_top_ngram or {})}) + \
         sorted({("duplicate", n) for _, t in docs for n in (t.max_duplicate_ngrams or {})})
     undecided = set(range(len(docs)))
