@@ -78,6 +78,21 @@ def test_ngram_shares_by_hand():
     assert top_ngram_share(["z", "w", "z", "w", "xx", "y", "xx", "y"], 2) == pytest.approx(4 / 10)
 
 
+def test_word_ids_are_equal_exactly_for_equal_words():
+    from workbench.crawl.filters import _encode
+
+    words = ["Sa", "sa", "SA", "ß", "ss", "straße", "strasse", "sa", "a\x00b", "a", "b"]
+    for casefold in (False, True):
+        ids, lengths = _encode(words, casefold=casefold)
+        folded = [w.casefold() if casefold else w for w in words]
+        assert lengths.tolist() == [len(w) for w in folded]
+        same = [[a == b for b in folded] for a in folded]
+        assert [[int(x) == int(y) for y in ids] for x in ids] == same  # the NUL in a word changes nothing
+    assert len(_encode([])[0]) == 0
+    # casefolded ids: "ß" and "ss", "straße" and "strasse" are the same words, as in the n-gram rules
+    assert _encode(["ß", "ss"], casefold=True)[0].tolist() == [_encode(["ss"])[0][0]] * 2
+
+
 def test_batched_ngram_rules_equal_each_document_judged_alone():
     """The n-gram rules of many documents (two languages' thresholds, short and repetitive documents mixed)
     run together give each document the verdict of its own rules applied one by one without shortcut."""
