@@ -647,15 +647,14 @@ def _label_plan(labels: tuple[str, ...], script: str | None) -> tuple[str | None
     return tuple(plan)
 
 
-@lru_cache(maxsize=65536)
 def _plain_plan(labels: tuple[str, ...], script: str | None) -> tuple[str, ...] | None:
     """The codes of ``labels`` if each maps to a code of its own (nothing to drop or add up), else None."""
     plan = _label_plan(labels, script)
     return plan if None not in plan and len(set(plan)) == len(plan) else None  # type: ignore[return-value]
 
 
-_PLAINS: dict[tuple[str | None, ...], tuple[str, ...]] = {}  # (*labels, script) -> _plain_plan or () (a dict is
-# cheaper than lru_cache here: this runs once per identified line)
+_PLAINS: dict[tuple[str | None, ...], tuple[str, ...]] = {}  # (*labels, script) -> _plain_plan or (): the cache of
+# _plain_plan (a dict is cheaper than lru_cache here: this runs once per identified line)
 
 
 def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Prediction:

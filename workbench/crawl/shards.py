@@ -152,7 +152,6 @@ def iter_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIden
         raise DataError(f"unknown crawl executor '{executor}'; allowed: {', '.join(EXECUTORS)}")
     out_root = Path(out_root) / settings_key(settings)  # other settings never reuse these shards
     out_root.mkdir(parents=True, exist_ok=True)
-    done = on_done or (lambda shard: None)
     pending = [shard for shard in shards if not (out_root / shard.key / SHARD_STATS).is_file()]
     if executor == "serial" or (executor == "local" and (processes <= 1 or len(pending) <= 1)):
         finished = ((shard, process_shard(shard, settings, identifier, out_root)) for shard in shards)
@@ -160,19 +159,20 @@ def iter_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIden
         identifier_dir = _save_identifier(identifier, out_root)
         finished = (_run_local(shards, settings, identifier, identifier_dir, out_root, processes)
                     if executor == "local" else _run_ray(shards, settings, identifier_dir, out_root, processes))
-    for shard, stats in in_shard_order(shards, finished, done):
+    for shard, stats in in_shard_order(shards, finished, on_done):
         yield ShardResult(shard, out_root / shard.key, stats)
 
 
 def in_shard_order(shards: Sequence[Shard], finished: Iterable[tuple[Shard, dict]],
-                   on_done: Callable[[Shard], None] = lambda shard: None) -> Iterator[tuple[Shard, dict]]:
+                   on_done: Callable[[Shard], None] | None = None) -> Iterator[tuple[Shard, dict]]:
     """``(shard, stats)`` pairs that finish in any order, given back in the order of ``shards``: each as soon as
     it and every shard before it have finished (``on_done`` is called as each finishes)."""
     stats: dict[Shard, dict] = {}
     position = 0
     for shard, result in finished:
         stats[shard] = result
-        on_done(shard)
+        if on_done is not None:
+            on_done(shard)
         while position < len(shards) and shards[position] in stats:
             yield shards[position], stats.pop(shards[position])
             position += 1
