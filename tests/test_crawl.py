@@ -501,6 +501,32 @@ def test_split_segments_keeps_paragraph_structure() -> None:
     assert split_segments("a  b\nc\n \n\nd\n") == [("\n\n", "a b"), ("\n", "c"), ("\n\n", "d")]
 
 
+def test_split_segments_collapses_every_kind_of_whitespace() -> None:
+    spaces = ["\t", "\v", "\f", "\r", "\x1c", "\x85", "\xa0", "\u1680", "\u2003", "\u2028", "\u202f", "\u3000"]
+    for space in spaces:  # inside, around and doubled: each line reads as its words joined by single spaces
+        for line in (f"a{space}b", f"{space}a b", f"a b{space}", f"a {space}b", space):
+            expected = " ".join(line.split())
+            assert split_segments(f"x\n{line}\n\ny") == [("\n\n", "x")] + ([("\n", expected)] if expected else []) + [
+                ("\n\n", "y")], repr(line)
+
+
+def test_a_line_met_again_is_not_identified_again(tmp_path, identifier) -> None:
+    srd, ita = flores("srd_Latn"), flores("ita_Latn")
+    footer = "Custu situ impreat sos cookies pro megiorare s'esperièntzia de navigatzione"
+    pages = [f"{srd[i]}\n\n{footer}\n\n{ita[i]}" for i in range(4)]
+    counting, forgetting = CountingIdentifier(identifier), CountingIdentifier(identifier)
+    remembering = processor(counting, tmp_path, chunk_score=1.0, prefix_chars=0)
+    once = [remembering.spans_many(pages[:2]), remembering.spans_many(pages[2:])]
+    assert counting.texts.count(footer) == 1 and len(counting.texts) == 4 * 2 + 1
+    fresh = processor(forgetting, tmp_path, chunk_score=1.0, prefix_chars=0)
+    fresh.MEMO_ENTRIES = 0  # nothing remembered: every text identified anew
+    again = [fresh.spans_many(pages[:2]), fresh.spans_many(pages[2:])]
+    assert forgetting.texts.count(footer) == 2  # once per batch (a batch asks about each text once)
+    assert [[[(s.language, s.text, s.score) for s in spans] for spans in batch] for batch in once] == [
+        [[(s.language, s.text, s.score) for s in spans] for spans in batch] for batch in again]
+    assert any(span.language == "srd_Latn" for spans in once[0] for span in spans)
+
+
 def test_mixed_document_yields_the_sardinian_span(tmp_path, identifier, seed_split) -> None:
     held = seed_split[1]
     italian = " ".join(held["ita_Latn"][-3:])

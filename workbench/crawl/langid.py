@@ -653,22 +653,25 @@ def _plain_plan(labels: tuple[str, ...], script: str | None) -> tuple[str, ...] 
     return plan if None not in plan and len(set(plan)) == len(plan) else None  # type: ignore[return-value]
 
 
-_PLAINS: dict[tuple[str | None, ...], tuple[str, ...]] = {}  # (*labels, script) -> _plain_plan or (): the cache of
-# _plain_plan (a dict is cheaper than lru_cache here: this runs once per identified line)
+_PLAINS: dict[str | None, dict[tuple[str, ...], tuple[str, ...]]] = {}  # script -> labels -> _plain_plan or ():
+# the cache of _plain_plan (plain dicts are cheaper than lru_cache here: this runs once per identified line)
 
 
 def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Prediction:
     """FLORES codes and scores from fastText's ``(score, label)`` pairs (best first)."""
     if not pairs:
         return []
-    key = (*[label for _, label in pairs], script)
-    plain = _PLAINS.get(key)
+    labels = tuple([pair[1] for pair in pairs])
+    plans = _PLAINS.get(script)
+    if plans is None:
+        plans = _PLAINS[script] = {}
+    plain = plans.get(labels)
     if plain is None:
-        if len(_PLAINS) >= 65536:
-            _PLAINS.clear()
-        plain = _PLAINS[key] = _plain_plan(key[:-1], script) or ()
+        if len(plans) >= 65536:
+            plans.clear()
+        plain = plans[labels] = _plain_plan(labels, script) or ()
     if plain and pairs[0][0] <= 1.0:  # the usual case: fastText's order and scores (fastText can give 1.00001)
-        return [(code, pair[0]) for code, pair in zip(plain, pairs, strict=True)]
+        return list(zip(plain, [pair[0] for pair in pairs], strict=True))
     scores, labels = zip(*pairs, strict=True)
     merged: dict[str, float] = {}
     dropped = 0.0

@@ -88,13 +88,20 @@ def split_segments(text: str) -> list[tuple[str, str]]:
     ``"\\n\\n"`` at a paragraph break, ``"\\n"`` inside a paragraph."""
     out: list[tuple[str, str]] = []
     for block in _BLANK_LINE.split(text):
-        first = True
+        separator = "\n\n"
         for line in block.split("\n"):
-            line = " ".join(line.split())
-            if line:
-                out.append(("\n\n" if first else "\n", line))
-                first = False
+            if line and not line.isspace():
+                if not _is_collapsed(line):
+                    line = " ".join(line.split())
+                out.append((separator, line))
+                separator = "\n"
     return out
+
+
+def _is_collapsed(line: str) -> bool:
+    """True if ``" ".join(line.split())`` would not change ``line`` (a non-empty string): no whitespace but
+    single spaces inside (every other whitespace character is non-printable)."""
+    return line.isprintable() and "  " not in line and line[0] != " " and line[-1] != " "
 
 
 def paragraph_chunks(segments: list[tuple[str, str]], long: list[int], scripts: dict[int, str | None],
@@ -262,6 +269,7 @@ class ShardProcessor:
         self._handles: dict[str, IO[str]] = {}
         self._pending: list[tuple[tuple[str, int, str | None], str]] = []  # ((source, offset, url), text)
         self._pending_chars = 0
+        self._memo: dict[tuple[str, str | None], Prediction] = {}  # (text, script) -> prediction: see _predict
         self.seconds: Counter = Counter()  # time spent per phase: extract, identify, filter (and write), dedup
         self.exact = ExactDeduplicator()
         self.near = None
@@ -339,7 +347,7 @@ class ShardProcessor:
                                                                     self.settings.chunk_chars)]
         texts = [" ".join(documents[d][i][1] for i in chunk) for d, chunk in chunks]
         chunk_scripts = [scripts[d][chunk[0]] for d, chunk in chunks]
-        for (d, chunk), prediction in zip(chunks, predict_batch(self.identifier, texts, chunk_scripts), strict=True):
+        for (d, chunk), prediction in zip(chunks, self._predict(texts, chunk_scripts), strict=True):
             if self.chunk_is_clear(prediction):
                 predictions[d].update(dict.fromkeys(chunk, prediction))
 
@@ -349,12 +357,28 @@ class ShardProcessor:
         prefix = self.settings.prefix_chars
         cut = [bool(prefix) and len(text) > prefix for text in texts]
         heads = [cut_at_space(text, prefix) if long else text for text, long in zip(texts, cut, strict=True)]
-        out = predict_batch(self.identifier, heads, scripts)
+        out = self._predict(heads, scripts)
         unclear = [k for k, (long, prediction) in enumerate(zip(cut, out, strict=True))
                    if long and not self.chunk_is_clear(prediction)]
-        again = predict_batch(self.identifier, [texts[k] for k in unclear], [scripts[k] for k in unclear])
+        again = self._predict([texts[k] for k in unclear], [scripts[k] for k in unclear])
         for k, prediction in zip(unclear, again, strict=True):
             out[k] = prediction
+        return out
+
+    MEMO_ENTRIES = 16_384  # recent predictions kept by _predict (a page's boilerplate recurs on its site's pages)
+
+    def _predict(self, texts: list[str], scripts: list[str | None]) -> list[Prediction]:
+        """The identifier's predictions of ``texts``; a text met again (in this batch, or recently: menus,
+        footers, cookie notices of one site) is not identified again. Its prediction is the same either way."""
+        memo, wanted = self._memo, list(zip(texts, scripts, strict=True))
+        keys = list(dict.fromkeys(key for key in wanted if key not in memo))
+        found = dict(zip(keys, predict_batch(self.identifier, [text for text, _ in keys],
+                                             [script for _, script in keys]), strict=True)) if keys else {}
+        out = [found[key] if key in found else memo[key] for key in wanted]
+        if len(memo) + len(found) > self.MEMO_ENTRIES:
+            memo.clear()
+        if len(found) <= self.MEMO_ENTRIES:
+            memo.update(found)
         return out
 
     def chunk_is_clear(self, prediction: Prediction) -> bool:
