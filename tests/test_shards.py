@@ -208,3 +208,29 @@ def test_a_user_lid_model_file_is_saved_and_reloaded_with_the_identifier(tmp_pat
     assert isinstance(again.general, FastTextFileIdentifier) and again.general.path == model
     german = "Das ist ein ganz normaler deutscher Satz über das Wetter in Berlin."
     assert again.predict(german)[0][0] == "deu_Latn" == identifier.predict(german)[0][0]
+
+
+def test_frozen_heap_spares_old_objects_for_the_block_and_frees_their_garbage_after() -> None:
+    import gc
+    import weakref
+
+    from workbench.crawl.shards import frozen_heap
+
+    class Node:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    node = Node()
+    node.self = node  # a cycle: only the garbage collector frees it
+    alive = weakref.ref(node)
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        with frozen_heap():  # nested: the outer block keeps the heap frozen
+            pass
+        assert gc.get_freeze_count() > 0
+        del node
+        gc.collect()
+        assert alive() is not None  # frozen: not collected inside the block
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert alive() is None  # unfrozen: collected as usual, nothing leaks

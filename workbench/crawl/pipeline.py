@@ -54,7 +54,15 @@ from .extract import make_extractor
 from .filters import QualityConfig, count_words, judge_many
 from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
-from .shards import DEFAULT_SHARD_BYTES, ShardResult, iter_shards, merge_bad_input, merge_counters, plan_shards
+from .shards import (
+    DEFAULT_SHARD_BYTES,
+    ShardResult,
+    frozen_heap,
+    iter_shards,
+    merge_bad_input,
+    merge_counters,
+    plan_shards,
+)
 
 DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
                 "near_duplicate")
@@ -629,7 +637,7 @@ def run_crawl(
     results: list[ShardResult] = []
     dedup_seconds = 0.0
     try:
-        with tqdm(total=len(shards), desc="crawl", unit="shard", disable=not progress) as bar:
+        with tqdm(total=len(shards), desc="crawl", unit="shard", disable=not progress) as bar, frozen_heap():
             for result in iter_shards(shards, settings, identifier, shard_root, executor=executor,
                                       processes=processes, on_done=lambda _: bar.update()):
                 start = time.perf_counter()  # deduplicated in shard order, while later shards still run

@@ -17,6 +17,7 @@ instance with ``processes`` CPUs). The workbench never runs a cluster of its own
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ import os
 import shutil
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,24 @@ class ShardResult:
                     yield json.loads(line)
 
 
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Leave the objects that exist now (models, modules) out of garbage collection until the block ends.
+
+    A shard allocates millions of short-lived tuples and lists, which makes Python run full collections
+    that rescan every long-lived object each time; frozen objects are not rescanned (``gc.freeze``). On
+    exit they are unfrozen, so any of them that became garbage is collected as usual. Inside an already
+    frozen heap (an outer block, or the application's own ``gc.freeze``) this does nothing."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def process_shard(shard: Shard, settings: Any, identifier: LanguageIdentifier, out_root: Path) -> dict[str, Any]:
     """Extract, identify and filter the documents of one shard into ``out_root/<shard key>/``.
 
@@ -117,9 +137,11 @@ def process_shard(shard: Shard, settings: Any, identifier: LanguageIdentifier, o
     processor = ShardProcessor(settings, identifier, tmp)
     stats = CrawlStats()
     try:
-        for index, doc in enumerate(iter_documents(Path(shard.path), stats, shard.byte_range)):
-            if shard.owns(index):
-                processor.process(doc)
+        with frozen_heap():
+            for index, doc in enumerate(iter_documents(Path(shard.path), stats, shard.byte_range)):
+                if shard.owns(index):
+                    processor.process(doc)
+            processor.flush()
     finally:
         processor.close()
     result = processor.stats(shard, stats)
