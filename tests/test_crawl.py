@@ -510,21 +510,17 @@ def test_split_segments_collapses_every_kind_of_whitespace() -> None:
                 ("\n\n", "y")], repr(line)
 
 
-def test_a_line_met_again_is_not_identified_again(tmp_path, identifier) -> None:
+def test_a_line_repeated_in_a_batch_is_identified_once(tmp_path, identifier) -> None:
     srd, ita = flores("srd_Latn"), flores("ita_Latn")
     footer = "Custu situ impreat sos cookies pro megiorare s'esperièntzia de navigatzione"
     pages = [f"{srd[i]}\n\n{footer}\n\n{ita[i]}" for i in range(4)]
-    counting, forgetting = CountingIdentifier(identifier), CountingIdentifier(identifier)
-    remembering = processor(counting, tmp_path, chunk_score=1.0, prefix_chars=0)
-    once = [remembering.spans_many(pages[:2]), remembering.spans_many(pages[2:])]
+    counting = CountingIdentifier(identifier)
+    batched = processor(counting, tmp_path, chunk_score=1.0, prefix_chars=0).spans_many(pages)
     assert counting.texts.count(footer) == 1 and len(counting.texts) == 4 * 2 + 1
-    fresh = processor(forgetting, tmp_path, chunk_score=1.0, prefix_chars=0)
-    fresh.MEMO_ENTRIES = 0  # nothing remembered: every text identified anew
-    again = [fresh.spans_many(pages[:2]), fresh.spans_many(pages[2:])]
-    assert forgetting.texts.count(footer) == 2  # once per batch (a batch asks about each text once)
-    assert [[[(s.language, s.text, s.score) for s in spans] for spans in batch] for batch in once] == [
-        [[(s.language, s.text, s.score) for s in spans] for spans in batch] for batch in again]
-    assert any(span.language == "srd_Latn" for spans in once[0] for span in spans)
+    one_by_one = [processor(identifier, tmp_path, chunk_score=1.0, prefix_chars=0).spans(page) for page in pages]
+    assert [[(s.language, s.text, s.score) for s in spans] for spans in batched] == [
+        [(s.language, s.text, s.score) for s in spans] for spans in one_by_one]
+    assert all(spans[0].language == "srd_Latn" for spans in batched)
 
 
 def test_mixed_document_yields_the_sardinian_span(tmp_path, identifier, seed_split) -> None:

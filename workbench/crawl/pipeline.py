@@ -277,7 +277,6 @@ class ShardProcessor:
         self._handles: dict[str, IO[str]] = {}
         self._pending: list[tuple[tuple[str, int, str | None], str]] = []  # ((source, offset, url), text)
         self._pending_chars = 0
-        self._memo: dict[tuple[str, str | None], Prediction] = {}  # (text, script) -> prediction: see _predict
         self.seconds: Counter = Counter()  # time spent per phase: extract, identify, filter (and write), dedup
         self.exact = ExactDeduplicator()
         self.near = None
@@ -373,21 +372,16 @@ class ShardProcessor:
             out[k] = prediction
         return out
 
-    MEMO_ENTRIES = 16_384  # recent predictions kept by _predict (a page's boilerplate recurs on its site's pages)
-
     def _predict(self, texts: list[str], scripts: list[str | None]) -> list[Prediction]:
-        """The identifier's predictions of ``texts``; a text met again (in this batch, or recently: menus,
-        footers, cookie notices of one site) is not identified again. Its prediction is the same either way."""
-        memo, wanted = self._memo, list(zip(texts, scripts, strict=True))
-        keys = list(dict.fromkeys(key for key in wanted if key not in memo))
-        found = dict(zip(keys, predict_batch(self.identifier, [text for text, _ in keys],
-                                             [script for _, script in keys]), strict=True)) if keys else {}
-        out = [found[key] if key in found else memo[key] for key in wanted]
-        if len(memo) + len(found) > self.MEMO_ENTRIES:
-            memo.clear()
-        if len(found) <= self.MEMO_ENTRIES:
-            memo.update(found)
-        return out
+        """The identifier's predictions of ``texts``, each distinct text asked about once (a batch of pages
+        repeats its sites' menus, footers and cookie notices); a repeat gets the same prediction object."""
+        wanted = list(zip(texts, scripts, strict=True))
+        distinct = list(dict.fromkeys(wanted))
+        if len(distinct) == len(wanted):
+            return predict_batch(self.identifier, texts, scripts)
+        found = dict(zip(distinct, predict_batch(self.identifier, [text for text, _ in distinct],
+                                                 [script for _, script in distinct]), strict=True))
+        return [found[key] for key in wanted]
 
     def chunk_is_clear(self, prediction: Prediction) -> bool:
         """True if a chunk's prediction is confident enough to stand for each of its lines."""
