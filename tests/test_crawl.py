@@ -25,7 +25,7 @@ from workbench.crawl import (
     run_crawl,
     split_segments,
 )
-from workbench.crawl.langid import find_confusables
+from workbench.crawl.langid import find_confusables, is_collapsed
 from workbench.crawl.pipeline import (
     DROP_REASONS,
     RECORD_FIELDS,
@@ -321,6 +321,14 @@ def test_fasttext_labels_map_to_flores_codes() -> None:
     assert dominant_script("这是中文") == "Hans" and dominant_script("這是中文") == "Hant"
     assert dominant_script("これは日本語です") == "Jpan" and dominant_script("123 !") is None
     assert FastTextIdentifier().predict("这是一个关于天气的中文句子。")[0][0] == "zho_Hans"
+
+
+def test_fasttext_reads_text_with_its_whitespace_collapsed() -> None:
+    fasttext = FastTextIdentifier()
+    text = "Su sardu est una limba romanza faeddada in Sardigna"
+    messy = [f"  {text}", f"{text}\t", text.replace(" ", "  "), text.replace(" ", "\u00a0"), text.replace(" ", "\n")]
+    assert all(not is_collapsed(variant) for variant in messy) and is_collapsed(text)
+    assert fasttext.predict_batch(messy) == [fasttext.predict(text)] * len(messy)
 
 
 def test_dominant_script_counts_letters_and_breaks_ties_by_first_script() -> None:

@@ -68,6 +68,12 @@ _ASCII_LETTER = re.compile(r"[A-Za-z]")
 _LATIN1_LETTER = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff]")
 
 
+def is_collapsed(text: str) -> bool:
+    """True if ``" ".join(text.split())`` would return ``text`` unchanged: no whitespace but single spaces
+    between words (every other whitespace character is non-printable), none at either end."""
+    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
+
+
 def _is_latin1(text: str) -> bool:
     """True if every character of ``text`` is below U+0100."""
     try:
@@ -609,7 +615,7 @@ class FastTextFileIdentifier:
 
     def predict_batch(self, texts: Sequence[str], scripts: Sequence[str | None] | None = None) -> list[Prediction]:
         """:meth:`predict` of every text (``scripts``: their dominant scripts, if already known)."""
-        clean = [" ".join(t.split())[: self.max_input_length] for t in texts]
+        clean = [(t if is_collapsed(t) else " ".join(t.split()))[: self.max_input_length] for t in texts]
         clean = [t.lower() if t.isupper() else t for t in clean]  # all-caps text reads as another language
         out: list[Prediction] = [[] for _ in clean]
         rows = [i for i, t in enumerate(clean) if t]

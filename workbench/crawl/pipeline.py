@@ -52,7 +52,7 @@ from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .extract import make_extractor
 from .filters import QualityConfig, count_words, judge_many
-from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
+from .langid import LanguageIdentifier, Prediction, dominant_scripts, is_collapsed, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import (
     DEFAULT_SHARD_BYTES,
@@ -99,17 +99,11 @@ def split_segments(text: str) -> list[tuple[str, str]]:
         separator = "\n\n"
         for line in block.split("\n"):
             if line and not line.isspace():
-                if not _is_collapsed(line):
+                if not is_collapsed(line):
                     line = " ".join(line.split())
                 out.append((separator, line))
                 separator = "\n"
     return out
-
-
-def _is_collapsed(line: str) -> bool:
-    """True if ``" ".join(line.split())`` would not change ``line`` (a non-empty string): no whitespace but
-    single spaces inside (every other whitespace character is non-printable)."""
-    return line.isprintable() and "  " not in line and line[0] != " " and line[-1] != " "
 
 
 def paragraph_chunks(segments: list[tuple[str, str]], long: list[int], scripts: dict[int, str | None],
