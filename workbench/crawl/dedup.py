@@ -173,6 +173,10 @@ class NearDeduplicator:
         removed; ``normalized``: ``text`` is :func:`normalize_for_dedup` output already): a word
         ``shingle``-gram is hashed from polynomial hashes of its words, all computed in numpy (no string per
         word or shingle is built); a character 5-gram (texts of fewer words) is its crc32."""
+        return np.unique(self._shingle_hashes(text, normalized))
+
+    def _shingle_hashes(self, text: str, normalized: bool = False) -> np.ndarray:
+        """:meth:`shingle_hashes`, a shingle met twice in the text hashed twice (a minimum needs no ``unique``)."""
         norm = text if normalized else normalize_for_dedup(text)
         ids = _word_hashes(norm)  # (its words are those left once punctuation is removed)
         if len(ids) < self.shingle:
@@ -187,7 +191,7 @@ class NearDeduplicator:
             keys ^= keys >> np.uint64(29)
             keys *= _MIX
             keys ^= keys >> np.uint64(32)
-        return np.unique(keys & np.uint64(0xFFFFFFFF))
+        return keys & np.uint64(0xFFFFFFFF)
 
     def signature(self, text: str, normalized: bool = False):
         """The MinHash (datasketch) of ``text``'s shingles (see :meth:`shingle_hashes`)."""
@@ -200,7 +204,7 @@ class NearDeduplicator:
         """The ``hashvalues`` (uint32) of :meth:`signature`: datasketch's ``affine32`` MinHash of the shingle
         hashes (MurmurHash3 finaliser, then ``a * h + b`` modulo 2**32 per permutation, minimum over shingles),
         computed here in numpy without building a Python list of the hashes."""
-        hashes = _fmix32(self.shingle_hashes(text, normalized).astype(np.uint32))
+        hashes = _fmix32(self._shingle_hashes(text, normalized).astype(np.uint32))
         values = np.full(self.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
         with np.errstate(over="ignore"):
             for start in range(0, len(hashes), _SIGNATURE_ROWS):  # bounded memory for very long texts
