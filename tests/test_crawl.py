@@ -323,6 +323,24 @@ def test_fasttext_labels_map_to_flores_codes() -> None:
     assert FastTextIdentifier().predict("这是一个关于天气的中文句子。")[0][0] == "zho_Hans"
 
 
+def test_seed_model_text_is_letters_and_apostrophes_between_single_spaces() -> None:
+    import re
+    import unicodedata
+
+    from workbench.crawl.langid import normalize_for_ngrams
+
+    apostrophes = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u02bc": "'", "\u00b4": "'"})
+
+    def by_regex(text):  # the definition: every run of non-letters (digits and _ included) is one space
+        text = unicodedata.normalize("NFKC", text).translate(apostrophes).lower()
+        return " " + re.sub(r"(?:[^\w']|[\d_])+", " ", text).strip() + " "
+
+    samples = ["S'ARRÈXINI 2024: sa_limba\tsarda!", "  l’òmine, d`oe\u00a0e cras\n", "Ｆｕｌｌ ｗｉｄｔｈ ①②",
+               "Привет,\u2003мир 42", "中文，日本語。𠀀 x\x00y", "é (e\u0301) ﬁn", "", "123 ...", "🙂 emoji 🙂"]
+    for text in samples:
+        assert normalize_for_ngrams(text) == by_regex(text), repr(text)
+
+
 def test_fasttext_reads_text_with_its_whitespace_collapsed() -> None:
     fasttext = FastTextIdentifier()
     text = "Su sardu est una limba romanza faeddada in Sardigna"

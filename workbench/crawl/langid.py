@@ -172,10 +172,23 @@ _MAX_ALPHABET = (1 << _SLOT_BITS) - 1
 _CODEPOINTS = 0x110000
 
 
+class _SpaceOutNonLetters(dict):
+    """``str.translate`` table: a character ``_NON_LETTERS`` matches becomes a space, others stay (filled as
+    characters are met)."""
+
+    def __missing__(self, code: int) -> int:
+        value = self[code] = 32 if _NON_LETTERS.match(chr(code)) else code
+        return value
+
+
+_LETTERS_ONLY = _SpaceOutNonLetters()
+
+
 def normalize_for_ngrams(text: str) -> str:
-    """NFKC, lowercase, apostrophes unified, digits/punctuation dropped, spaces as word boundaries."""
-    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
-    return " " + _NON_LETTERS.sub(" ", text).strip() + " "
+    """NFKC, lowercase, apostrophes unified, digits/punctuation dropped, spaces as word boundaries (the same as
+    replacing each run of ``_NON_LETTERS`` by one space, in a ``translate`` and a ``split``)."""
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower().translate(_LETTERS_ONLY)
+    return " " + " ".join(text.split()) + " "
 
 
 def _codepoints(text: str) -> np.ndarray:
