@@ -238,7 +238,6 @@ def test_near_dedup_signature_estimates_shingle_jaccard():
     assert near.signature("Salude a totus").jaccard(near.signature("salude, a totus!")) == 1.0  # character grams
 
 
-
 def test_near_dedup_signature_equals_datasketch_minhash_of_the_shingles():
     from datasketch import MinHash
 
@@ -250,6 +249,21 @@ def test_near_dedup_signature_equals_datasketch_minhash_of_the_shingles():
         values = near.signature_values(sample)
         assert values.dtype == np.uint32 and np.array_equal(values, reference.hashvalues)
         assert near.signature(sample).jaccard(reference) == 1.0
+    for num_perm, seed in ((64, 7), (128, 1), (3, 0)):  # the permutations are datasketch's, drawn without it
+        expected = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        assert np.array_equal(NearDeduplicator(num_perm=num_perm, seed=seed)._permutations, expected)
+
+
+def test_signatures_alone_do_not_import_datasketch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from workbench.crawl.dedup import NearDeduplicator; "
+            "NearDeduplicator().signature_values('su sardu est una limba romanza'); "
+            "print(any(name.startswith('datasketch') for name in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"  # a shard worker is spared the import (LSH imports it when needed)
+
 
 def test_crawl_writes_a_data_card_with_drops_by_reason(tmp_path):
     srd = flores("srd_Latn")[:40]

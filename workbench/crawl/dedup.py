@@ -129,6 +129,16 @@ class ExactDeduplicator:
         return len(self._seen)
 
 
+def affine32_permutations(num_perm: int, seed: int) -> np.ndarray:
+    """``[a, b]`` (uint32) of datasketch's ``affine32`` MinHash scheme for ``num_perm`` and ``seed``: odd
+    multipliers ``a`` and offsets ``b`` drawn as ``datasketch.MinHash(num_perm, seed, scheme="affine32")``
+    draws them (``MinHash.permutations``; a test checks that they are equal)."""
+    generator = np.random.RandomState(seed)
+    a = generator.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = generator.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return np.array([a, b])
+
+
 class NearDeduplicator:
     """Streaming near-duplicate detection with MinHash-LSH (datasketch), one index per language.
 
@@ -139,18 +149,15 @@ class NearDeduplicator:
     """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5, seed: int = 1) -> None:
-        from datasketch import MinHashLSH
-
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"near-dedup threshold must be in (0, 1], got {threshold}")
         self.threshold, self.num_perm, self.shingle, self.seed = threshold, num_perm, shingle, seed
-        self._lsh: dict[str, MinHashLSH] = {}
+        self._lsh: dict = {}  # language -> datasketch MinHashLSH (datasketch is imported when first needed:
+        # a shard worker only computes signatures, and is spared its import, about 0.15 s)
         self._bands_rows: tuple[int, int] | None = None  # found when first needed (it integrates numerically)
-        from datasketch import MinHash
-
-        template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
-        self._permutations, self._scheme = template.permutations, template.scheme  # drawn once, not per document
-        self._a, self._b = (np.asarray(p, dtype=np.uint32) for p in self._permutations)
+        self._permutations = affine32_permutations(num_perm, seed)  # drawn once, not per document
+        self._scheme = "affine32"
+        self._a, self._b = self._permutations
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
 
