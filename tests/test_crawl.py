@@ -126,6 +126,27 @@ def test_wrong_http_charset_falls_back_to_detection() -> None:
     assert "тестовая страница" in html_to_text(html, "utf-8")
 
 
+@pytest.mark.parametrize("html", [
+    b"<p>Su sardu est una limba romanza.</p>",
+    "\ufeff<p>Cun BOM: àèìòù ☃ 😀</p>".encode(),
+    "\ufeff\ufeff<p>two BOMs</p>".encode(),
+    "<p>a literal \ufffd and \ud7ff</p>".encode(),
+    b"<p>caf\xe9 au lait, encoded in Latin-1 but declared UTF-8</p>",
+    b"<p>a surrogate \xed\xa0\x80 is not UTF-8</p>",
+    ("<p>" + "Привет, мир! " * 40 + "</p>").encode("cp1251"),
+])
+def test_pages_declared_utf8_decode_as_resiliparse_decodes_them(html: bytes) -> None:
+    """Declared UTF-8, a page is decoded without detecting its encoding when it is valid UTF-8; the text is the
+    one ``bytes_to_str`` gives with the detected encoding as fallback (the path taken for every other page)."""
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    from workbench.crawl.extract import decode_html, python_codec
+
+    detected = python_codec(detect_encoding(html, from_html_meta=True)) or "utf-8"
+    fallbacks = tuple(dict.fromkeys(c for c in (detected, "utf-8") if c != "utf-8"))
+    assert decode_html(html, "UTF-8") == bytes_to_str(html, "utf-8", errors="replace", fallback_encodings=fallbacks)
+
+
 def test_warc_pages_are_labelled_by_language(warc_docs, identifier) -> None:
     for doc in warc_docs:
         top = identifier.predict(html_to_text(doc.html, doc.charset))[0][0]

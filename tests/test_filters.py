@@ -254,6 +254,40 @@ def test_near_dedup_signature_equals_datasketch_minhash_of_the_shingles():
         assert np.array_equal(NearDeduplicator(num_perm=num_perm, seed=seed)._permutations, expected)
 
 
+def test_near_dedup_verdicts_equal_datasketch_minhash_lsh():
+    """Our band buckets find the clusters datasketch's MinHashLSH finds (same bands and rows, query then insert
+    the documents that match nothing), on edited copies at several distances and in two languages."""
+    from datasketch import MinHashLSH
+
+    rng = np.random.default_rng(0)
+    lines = flores("srd_Latn")
+    texts = []
+    for i in range(60):
+        words = " ".join(lines[i % 20 : i % 20 + 6]).split()  # 3 copies of each text, in one language
+        keep = rng.random(len(words)) > rng.choice([0.0, 0.01, 0.02, 0.05, 0.3])  # drop a share of the words
+        language = ("srd_Latn", "ita_Latn")[i // 10 % 2]
+        texts.append((" ".join(w for w, k in zip(words, keep, strict=True) if k), language))
+    for threshold in (0.5, 0.8):
+        near = NearDeduplicator(threshold=threshold)
+        ours = [near.duplicate_of(text, language) for text, language in texts]
+        indexes: dict[str, MinHashLSH] = {}
+        expected, count = [], 0
+        for text, language in texts:
+            lsh = indexes.setdefault(language, MinHashLSH(threshold=threshold, num_perm=128))
+            signature = near.signature(text)
+            matches = lsh.query(signature)
+            if matches:
+                expected.append(min(matches, key=lambda key: int(key.split(":")[1])))
+                continue
+            lsh.insert(f"{language}:{count}", signature)
+            expected.append(None)
+            count += 1
+        assert ours == expected
+        assert 5 < sum(v is not None for v in ours) < 40  # both kinds of verdict are exercised
+    with pytest.raises(ValueError, match="64 values"):
+        near.duplicate_of_signature(np.zeros(64, dtype=np.uint32))
+
+
 def test_signatures_alone_do_not_import_datasketch():
     import subprocess
     import sys

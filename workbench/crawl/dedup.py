@@ -22,6 +22,7 @@ def normalize_for_dedup(text: str, ignore_punctuation: bool = False) -> str:
 
 
 _SIGNATURE_ROWS = 4096  # shingles per block of the MinHash product (4096 x 128 permutations: 2 MB)
+_MAX_HASH32 = np.uint32(0xFFFFFFFF)
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 
 
@@ -140,7 +141,7 @@ def affine32_permutations(num_perm: int, seed: int) -> np.ndarray:
 
 
 class NearDeduplicator:
-    """Streaming near-duplicate detection with MinHash-LSH (datasketch), one index per language.
+    """Streaming near-duplicate detection with MinHash-LSH (datasketch's scheme), one index per language.
 
     A document's shingles are its word ``shingle``-grams (character 5-grams for documents of fewer
     words), normalised as for exact dedup. The first document of a cluster is kept; a later one whose
@@ -152,22 +153,26 @@ class NearDeduplicator:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"near-dedup threshold must be in (0, 1], got {threshold}")
         self.threshold, self.num_perm, self.shingle, self.seed = threshold, num_perm, shingle, seed
-        self._lsh: dict = {}  # language -> datasketch MinHashLSH (datasketch is imported when first needed:
-        # a shard worker only computes signatures, and is spared its import, about 0.15 s)
+        self._buckets: dict[str, list[dict[bytes, int]]] = {}  # language -> per band: band values -> kept doc
         self._bands_rows: tuple[int, int] | None = None  # found when first needed (it integrates numerically)
         self._permutations = affine32_permutations(num_perm, seed)  # drawn once, not per document
         self._scheme = "affine32"
         self._a, self._b = self._permutations
+        self._b_column = self._b[:, None]
         self.cluster_sizes: dict[str, int] = {}  # kept document id -> documents in its cluster
         self._count = 0
 
-    def _make_lsh(self):
-        from datasketch import MinHashLSH
+    @property
+    def bands_rows(self) -> tuple[int, int]:
+        """``(bands, rows)`` of the LSH: datasketch's choice for :attr:`threshold` and :attr:`num_perm` (the
+        split that minimises false positives and negatives, equally weighted). datasketch is imported here, when
+        first needed: a shard worker only computes signatures and is spared its import (about 0.15 s)."""
+        if self._bands_rows is None:
+            from datasketch import MinHashLSH
 
-        if self._bands_rows is None:  # a shard worker only computes signatures: it never gets here
-            first = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
-            self._bands_rows = (first.b, first.r)
-        return MinHashLSH(num_perm=self.num_perm, params=self._bands_rows)
+            lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+            self._bands_rows = (lsh.b, lsh.r)
+        return self._bands_rows
 
     @property
     def hashing(self) -> tuple[int, int, int]:
@@ -212,40 +217,45 @@ class NearDeduplicator:
         hashes (MurmurHash3 finaliser, then ``a * h + b`` modulo 2**32 per permutation, minimum over shingles),
         computed here in numpy without building a Python list of the hashes."""
         hashes = _fmix32(self._shingle_hashes(text, normalized).astype(np.uint32))
-        values = np.full(self.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+        values = np.full(self.num_perm, _MAX_HASH32, dtype=np.uint32)
         with np.errstate(over="ignore"):
             for start in range(0, len(hashes), _SIGNATURE_ROWS):  # bounded memory for very long texts
-                block = np.multiply.outer(hashes[start:start + _SIGNATURE_ROWS], self._a) + self._b
-                np.minimum(values, block.min(axis=0), out=values)
+                block = np.multiply.outer(self._a, hashes[start:start + _SIGNATURE_ROWS])  # one row per permutation
+                block += self._b_column
+                np.minimum(values, block.min(axis=1), out=values)
         return values
 
     def duplicate_of(self, text: str, language: str = "", normalized: bool = False) -> str | None:
         """The id of a kept near-duplicate of ``text`` (its cluster grows), or ``None`` after keeping
         ``text`` as a new cluster (``normalized``: ``text`` is :func:`normalize_for_dedup` output)."""
-        return self.duplicate_of_signature(self.signature(text, normalized), language)
+        return self.duplicate_of_signature(self.signature_values(text, normalized), language)
 
     def duplicate_of_signature(self, signature, language: str = "") -> str | None:
         """:meth:`duplicate_of` for a text's :meth:`signature`, or its ``hashvalues`` array (computed
-        elsewhere, e.g. by a shard worker, with the same :attr:`hashing`)."""
-        if isinstance(signature, np.ndarray):
-            from datasketch import MinHash
+        elsewhere, e.g. by a shard worker, with the same :attr:`hashing`).
 
-            if len(signature) != self.num_perm:
-                raise ValueError(f"a signature of {len(signature)} values, this deduplicator uses {self.num_perm}")
-            signature = MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=signature,
-                                permutations=self._permutations, scheme=self._scheme)
-        lsh = self._lsh.get(language)
-        if lsh is None:
-            lsh = self._lsh[language] = self._make_lsh()
-        matches = lsh.query(signature)
-        if matches:
-            first = min(matches, key=lambda key: int(key.split(":", 1)[1]))
+        The LSH is datasketch's ``MinHashLSH`` scheme, in plain dicts: a candidate shares all the values of one
+        band with a kept document. A near duplicate is never indexed, so each bucket holds one kept document, and
+        the first kept document (the cluster) is found with one dict lookup per band."""
+        values = signature if isinstance(signature, np.ndarray) else signature.hashvalues
+        if len(values) != self.num_perm:
+            raise ValueError(f"a signature of {len(values)} values, this deduplicator uses {self.num_perm}")
+        raw = np.ascontiguousarray(values, dtype="<u4").tobytes()  # (MinHash values are below 2**32)
+        bands, rows = self.bands_rows
+        width = 4 * rows
+        keys = [raw[i:i + width] for i in range(0, bands * width, width)]
+        buckets = self._buckets.get(language)
+        if buckets is None:
+            buckets = self._buckets[language] = [{} for _ in range(bands)]
+        found = [kept for bucket, key in zip(buckets, keys, strict=True) if (kept := bucket.get(key)) is not None]
+        if found:
+            first = f"{language}:{min(found)}"
             self.cluster_sizes[first] += 1
             return first
-        key = f"{language}:{self._count}"
-        self._count += 1
-        lsh.insert(key, signature)
-        self.cluster_sizes[key] = 1
+        number, self._count = self._count, self._count + 1
+        for bucket, key in zip(buckets, keys, strict=True):
+            bucket[key] = number
+        self.cluster_sizes[f"{language}:{number}"] = 1
         return None
 
     def cluster_histogram(self) -> dict[str, int]:

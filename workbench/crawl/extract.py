@@ -29,15 +29,30 @@ def python_codec(charset: str | None) -> str | None:
     return _SUPERSETS.get(name, name)
 
 
+def _valid_utf8(html: bytes) -> str | None:
+    """``html`` decoded as UTF-8 (a leading BOM stripped), or None if it is not valid UTF-8: for a page declared
+    UTF-8 that is, what ``bytes_to_str`` gives, without detecting an encoding for fallbacks it would not use."""
+    try:
+        text = html.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def decode_html(html: bytes, charset: str | None = None) -> str:
     """Decode HTML bytes: the HTTP charset if valid, else meta tag / statistical detection.
 
     Raises :class:`DataError` if the result is mostly replacement characters.
     """
-    detected = python_codec(detect_encoding(html, from_html_meta=True)) or "utf-8"
-    primary = python_codec(charset) or detected
-    fallbacks = tuple(dict.fromkeys(c for c in (detected, "utf-8") if c != primary))
-    text = bytes_to_str(html, primary, errors="replace", fallback_encodings=fallbacks)
+    declared = python_codec(charset)
+    text = _valid_utf8(html) if declared == "utf-8" else None
+    if text is None:
+        detected = python_codec(detect_encoding(html, from_html_meta=True)) or "utf-8"
+        primary = declared or detected
+        fallbacks = tuple(dict.fromkeys(c for c in (detected, "utf-8") if c != primary))
+        text = bytes_to_str(html, primary, errors="replace", fallback_encodings=fallbacks)
+    else:
+        primary = declared
     bad = text.count("\ufffd")
     if bad > 20 and bad > MAX_REPLACEMENT_RATIO * len(text):
         raise DataError(f"page does not decode as {primary} ({bad} replacement characters)")
