@@ -147,23 +147,76 @@ def _regex_counts(text: str) -> tuple[int, int, int]:
     "١٢٣ العربية ٤٥٦ ‎—‎ 123",
 ])
 def test_character_table_counts_equal_the_unicode_regexes(text):
-    from workbench.crawl.filters import _WORD, _Doc
+    from workbench.crawl.filters import _WORD, measure, words_of
 
-    doc = _Doc(text, _WORD.findall(text), text.splitlines())
-    assert (doc.letters(), doc.unspaced(), doc.no_letter_words()) == _regex_counts(text)
+    found = measure([text])
+    assert words_of(text) == _WORD.findall(text)
+    assert (found.letters[0], found.unspaced[0], found.no_letter_words[0]) == _regex_counts(text)
+
+
+def _batch_texts() -> list[str]:
+    """FLORES sentences and paragraphs of every shipped script, crafted edge cases and random mixtures of
+    characters that change words: unspaced scripts next to Latin, marks, astral letters, digits, underscores,
+    casefolds that grow (ß, ligatures, İ), spaces of every kind, NUL."""
+    import random
+
+    texts = []
+    for path in sorted(FLORES.glob("*.dev")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        texts += lines[:20] + ["\n".join(lines[i : i + 12]) for i in range(0, 120, 12)]
+    texts += ["abc中文", "中文abc", "中abc文d", "⺀abc", "a⺀b", "⺀", "123 4_5", "ß straße STRASSE", "İstanbul", "ﬁne",
+              "", " ", "\x00", "😀👍🏽 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𠀀𠀁", "ภาษาไทยabc", "a\u0301b \u0301", "١٢٣ العربية", "ǅungla",
+              "#### ... ….."]
+    rng = random.Random(0)
+    pool = "abc ßİ中文ภา١٢ 12_\n\t\u0301⺀😀𠀀.#…ﬁ\u00a0\u3000ǅ\x00"
+    texts += ["".join(rng.choice(pool) for _ in range(rng.randint(0, 80))) for _ in range(1500)]
+    return texts
+
+
+def test_batch_measures_equal_each_text_measured_by_the_regexes():
+    """One numpy pass over many texts gives each the words the ``_WORD`` regex finds and the counts computed
+    from them and from ``str`` methods (the rules' definitions), whatever its neighbours in the batch."""
+    from workbench.crawl.filters import _WORD, count_words, measure
+
+    texts = _batch_texts()
+    found = measure(texts)
+    for i, text in enumerate(texts):
+        words = _WORD.findall(text)
+        letters, unspaced, _ = _regex_counts(text)
+        expected = (len(words), sum(map(len, words)), unspaced, letters, len("".join(text.split())))
+        assert (found.words[i], found.word_chars[i], found.unspaced[i], found.letters[i], found.visible[i]) \
+            == expected, text
+        assert count_words(text) == len(words)
+
+
+def test_ngram_rules_read_the_casefolded_words_found_in_the_casefolded_texts(monkeypatch):
+    """The n-gram rules see the same word ids whether the words are found in the casefolded texts (the fast
+    way) or cut out and casefolded one by one (the way taken if a character's casefold changed its kind)."""
+    import workbench.crawl.filters as filters
+
+    texts = [t for t in _batch_texts() if t.strip()]
+    only_ngrams = FilterThresholds(min_words_for_ngram_rules=2, min_lines_for_line_rules=99, min_words=1,
+                                   mean_word_length=None, min_alpha_words=None, min_letter_ratio=None,
+                                   max_symbol_ratio=None, max_top_ngram={2: 0.25}, max_duplicate_ngrams={3: 0.2})
+    limits = [only_ngrams] * len(texts)
+    fast = filters.judge_many(texts, limits)
+    table = filters._bmp_classes().copy()
+    table[ord("a")] |= filters._FOLD_CHANGES_KIND  # pretend "a" folds into another kind: the general way
+    monkeypatch.setattr(filters, "_bmp_classes", lambda: table)
+    assert filters.judge_many(texts, limits) == fast
+    assert len({verdict for verdict, _ in fast}) >= 3  # passes and both n-gram rules are exercised
 
 
 def test_duplicate_ngram_rules_stop_early_only_when_every_later_rule_passes():
-    from workbench.crawl.filters import _Doc, _ngram_rules
+    from workbench.crawl.filters import _ngram_verdicts
 
     limits = FilterThresholds(max_top_ngram=None)
     words = [f"w{i}" for i in range(60)]
     for repeat in (0, 5, 7, 9, 12):  # one block of `repeat` words said twice: the share falls as n grows
-        text = " ".join(words + words[:repeat])
-        doc = _Doc(text, text.split(), [text])
+        said = words + words[:repeat]
         brute = next((f"max_duplicate_ngrams_{n}" for n, limit in sorted(limits.max_duplicate_ngrams.items())
-                      if duplicate_ngram_share(doc.words, n) > limit), None)
-        assert _ngram_rules(doc, limits) == brute
+                      if duplicate_ngram_share(said, n) > limit), None)
+        assert _ngram_verdicts([(said, limits)]) == [brute]
     shares = [duplicate_ngram_share(words + words[:9], n) for n in range(5, 11)]
     assert shares == sorted(shares, reverse=True)  # the monotonicity the early stop relies on
 

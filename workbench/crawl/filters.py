@@ -45,14 +45,15 @@ from .dedup import run_hashes
 
 _UNSPACED_SCRIPTS = r"\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}"
 _WORD = regex.compile(f"[{_UNSPACED_SCRIPTS}]|[\\p{{L}}\\p{{M}}\\p{{N}}]+")
-_PLAIN_WORD = re.compile(r"[^\W_]+")  # the same words as _WORD in text without the characters of _NOT_PLAIN
 # bits of a character's class, and the characters outside each class
 _LETTER, _UNSPACED_CHAR, _MARK = 1, 2, 4
 _NOT_IN_CLASS = ((_LETTER, regex.compile(r"\P{L}")), (_UNSPACED_CHAR, regex.compile(f"[^{_UNSPACED_SCRIPTS}]")),
                  (_MARK, regex.compile(r"\P{M}")))
 _RE_DIFFERS = 8  # `re` (Python's Unicode version) and `regex` disagree on whether it is a letter or digit
-_NOT_PLAIN = _UNSPACED_CHAR | _MARK | _RE_DIFFERS
-_ASCII_NON_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
+_LETTERISH = _LETTER | _UNSPACED_CHAR | _MARK | _RE_DIFFERS  # a word without any of these has no letter
+_WORD_CHAR = 16  # a letter, mark or digit (``[\p{L}\p{M}\p{N}]``): what words are runs of
+_SPACE = 32  # str.isspace
+_FOLD_CHANGES_KIND = 64  # casefolding turns it into characters of another kind (none in Unicode 15)
 _BULLETS = ("•", "●", "○", "▪", "‣", "⁃", "◦", "-", "*", "–", "—", "·")
 _TERMINAL = (".", "!", "?", '"', "'", "”", "’", "»", "。", "！", "？", "।", "॥", "።", "؟", "܀", "…", ")")
 _ELLIPSIS = ("...", "…")
@@ -104,7 +105,34 @@ def _bmp_classes() -> np.ndarray:
     alnum_re = _codepoints(re.sub(r"[\W_]", "\x00", chars)) != 0
     alnum_regex = _codepoints(regex.sub(r"[^\p{L}\p{N}]", "\x00", chars)) != 0
     table[1:][alnum_re != alnum_regex] |= _RE_DIFFERS
+    table[1:][_codepoints(_NOT_WORD_CHAR.sub("\x00", chars)) != 0] |= _WORD_CHAR
+    table[[ord(c) for c in chars if c.isspace()]] |= _SPACE
+    kinds = _UNSPACED_CHAR | _WORD_CHAR
+
+    def kind_of(c: str) -> int:
+        return int(table[ord(c)]) & kinds if ord(c) < 0x10000 else _kind(c)
+
+    table[[ord(c) for c in chars if c.casefold() != c and _fold_changes_kind(c, kind_of)]] |= _FOLD_CHANGES_KIND
     return table
+
+
+_NOT_WORD_CHAR = regex.compile(r"[^\p{L}\p{M}\p{N}]")
+
+
+def _kind(char: str) -> int:
+    """The unspaced-script and word-character bits of ``char``, from the regexes themselves."""
+    unspaced = 0 if _NOT_IN_CLASS[1][1].match(char) else _UNSPACED_CHAR
+    return unspaced | (0 if _NOT_WORD_CHAR.match(char) else _WORD_CHAR)
+
+
+def _fold_changes_kind(char: str, kind_of) -> bool:
+    """Whether casefolding ``char`` changes a character of an unspaced script, or gives characters of another kind
+    than ``char`` (``kind_of``: word character or not, unspaced script or not). No character does in Unicode 15;
+    one that did would make the words of a casefolded text differ from the casefolded words of the text."""
+    folded = char.casefold()
+    if kind_of(char) & _UNSPACED_CHAR:
+        return folded != char
+    return any(kind_of(c) != kind_of(char) for c in folded)
 
 
 @lru_cache(maxsize=4096)
@@ -112,16 +140,16 @@ def _class_of(char: str) -> int:
     """Class bits of one character (those beyond the Basic Multilingual Plane: emoji, rare Han...)."""
     bits = sum(bit for bit, outside in _NOT_IN_CLASS if not outside.match(char))
     differs = bool(re.match(r"[^\W_]", char)) != bool(regex.match(r"[\p{L}\p{N}]", char))
-    return bits | (_RE_DIFFERS if differs else 0)
+    bits |= (_RE_DIFFERS if differs else 0) | (0 if _NOT_WORD_CHAR.match(char) else _WORD_CHAR)
+    bits |= _SPACE if char.isspace() else 0
+    kinds = _UNSPACED_CHAR | _WORD_CHAR
 
+    def kind_of(c: str) -> int:
+        return bits & kinds if c == char else _kind(c)
 
-def _words(text: str, classes: np.ndarray | None) -> list[str]:
-    """Unicode words (see the module docstring); ``classes``: the text's character classes (None if ASCII).
-    Text without marks, unspaced scripts or characters the two engines disagree on is split by ``re``
-    (about twice as fast as ``regex``), with the same result."""
-    if classes is None or not np.any(classes & _NOT_PLAIN):
-        return _PLAIN_WORD.findall(text)
-    return _WORD.findall(text)
+    if char.casefold() != char and _fold_changes_kind(char, kind_of):
+        bits |= _FOLD_CHANGES_KIND
+    return bits
 
 
 def _codepoints(text: str) -> np.ndarray:
@@ -129,8 +157,13 @@ def _codepoints(text: str) -> np.ndarray:
 
 
 def _char_classes(text: str) -> np.ndarray:
-    """Class bits (letter, unspaced script, mark, engines disagree) of every character of ``text``."""
-    codepoints = _codepoints(text)
+    """Class bits (letter, unspaced script, mark, engines disagree, word character, space, casefolding changes its
+    kind) of every character of ``text``."""
+    return _classes(_codepoints(text))
+
+
+def _classes(codepoints: np.ndarray) -> np.ndarray:
+    """:func:`_char_classes` of code points."""
     astral = codepoints >= 0x10000
     if not astral.any():
         return _bmp_classes()[codepoints]
@@ -141,40 +174,80 @@ def _char_classes(text: str) -> np.ndarray:
     return out
 
 
+def word_spans(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Start and end positions of the words (see the module docstring) in characters of these ``classes``: what
+    ``_WORD`` (``[unspaced]|[\p{L}\p{M}\p{N}]+``) matches, found in numpy. A match that begins at a character of an
+    unspaced script is that character alone; one that begins at another word character runs to the end of its
+    run of word characters (unspaced characters included, as the regex does)."""
+    word = (classes & _WORD_CHAR) != 0
+    edges = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    unspaced = (classes & _UNSPACED_CHAR) != 0
+    if not unspaced.any():
+        return run_starts, run_ends
+    if not len(run_starts):  # unspaced characters that are not letters, marks or digits: one word each
+        starts = np.flatnonzero(unspaced)
+        return starts, starts + 1
+    spaced_word = word & ~unspaced
+    before = np.cumsum(spaced_word) - spaced_word  # spaced word characters before each position
+    run_of = np.cumsum(edges[:-1] == 1) - 1  # each word character's run
+    inside = before - before[run_starts][np.maximum(run_of, 0)]  # ... of them before it in its own run
+    # a word starts at an unspaced character outside a run or in the run's unspaced head, and at the first spaced
+    # character of a run (that word then lasts to the end of the run)
+    starts = np.flatnonzero((unspaced & ~word) | (word & (inside == 0)))
+    ends = starts + 1
+    spaced = ~unspaced[starts]
+    ends[spaced] = run_ends[run_of[starts[spaced]]]
+    return starts, ends
+
+
 @dataclass
-class _Doc:
-    text: str
-    words: list[str]
-    lines: list[str]
-    _classes: np.ndarray | None = None
+class _Measures:
+    """What the word and character rules read of each text of a batch, measured in one numpy pass over all of
+    them (lists of ints, one per text), and where each text's words are."""
 
-    @property
-    def classes(self) -> np.ndarray:
-        if self._classes is None:
-            self._classes = _char_classes(self.text)
-        return self._classes
+    words: list[int]
+    word_chars: list[int]  # characters inside words
+    unspaced: list[int]  # characters of unspaced scripts
+    letters: list[int]
+    visible: list[int]  # characters that are not spaces
+    no_letter_words: list[int]  # words without a letter, mark or unspaced character (numbers...)
+    classes: np.ndarray  # of the texts joined by NULs
+    word_starts: np.ndarray  # of every word, in the joined texts
+    word_ends: np.ndarray
+    word_text: np.ndarray  # the text each word is in
 
-    def letters(self) -> int:
-        """Characters that are letters (Unicode category L)."""
-        if self.text.isascii():
-            return len(self.text.encode("ascii").translate(None, _ASCII_NON_LETTERS))
-        return int(np.count_nonzero(self.classes & _LETTER))
 
-    def unspaced(self) -> int:
-        """Characters of scripts written without spaces (each is a word of its own)."""
-        return 0 if self.text.isascii() else int(np.count_nonzero(self.classes & _UNSPACED_CHAR))
+def measure(texts: Sequence[str]) -> _Measures:
+    """:class:`_Measures` of ``texts``."""
+    codes = _codepoints("\x00".join(texts))  # NUL is in no class: no word runs from one text into the next
+    classes = _classes(codes)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    begins = np.cumsum(lengths + 1) - lengths - 1
+    starts, ends = word_spans(classes)
+    word_text = np.searchsorted(begins, starts, side="right") - 1
 
-    def no_letter_words(self) -> int:
-        """Words without a letter (numbers...); in ASCII text those are the words made of digits."""
-        if self.text.isascii():
-            return sum(map(str.isdigit, self.words))
-        if not self.words:
-            return 0
-        joined = "\x00".join(self.words)  # \x00 has no class bit: it only marks where a word ends
-        classes = _char_classes(joined)
-        word_of = np.cumsum(_codepoints(joined) == 0)
-        lettered = np.bincount(word_of, weights=(classes != 0), minlength=len(self.words))
-        return int(np.count_nonzero(lettered == 0))
+    padded = np.concatenate((classes, np.zeros(1, dtype=np.uint8)))  # (a last text may be empty)
+
+    def per_text(bits: int) -> np.ndarray:  # how many characters of each text have one of these class bits
+        return np.add.reduceat((padded & bits) != 0, begins, dtype=np.int64)  # (the NULs have no bit)
+
+    lettered = np.concatenate(([0], np.cumsum((classes & _LETTERISH) != 0, dtype=np.int64)))
+    no_letter = (lettered[ends] - lettered[starts]) == 0
+    return _Measures(
+        words=np.bincount(word_text, minlength=len(texts)).tolist(),
+        word_chars=per_text(_WORD_CHAR | _UNSPACED_CHAR).tolist(),
+        unspaced=per_text(_UNSPACED_CHAR).tolist(),
+        letters=per_text(_LETTER).tolist(),
+        visible=(lengths - per_text(_SPACE)).tolist(),
+        no_letter_words=np.bincount(word_text[no_letter], minlength=len(texts)).tolist(),
+        classes=classes, word_starts=starts, word_ends=ends, word_text=word_text)
+
+
+def words_of(text: str) -> list[str]:
+    """The words of ``text`` (see the module docstring)."""
+    starts, ends = word_spans(_char_classes(text))
+    return [text[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def _line_share(lines: list[str], test) -> float:
@@ -275,58 +348,84 @@ def check_many(texts: Sequence[str], limits: Sequence[FilterThresholds]) -> list
 
 
 def judge_many(texts: Sequence[str], limits: Sequence[FilterThresholds]) -> list[tuple[str | None, int]]:
-    """:func:`check_many`, with each text's word count (:func:`count_words`, found on the way)."""
+    """:func:`check_many`, with each text's word count (:func:`count_words`, found on the way). The word and
+    character measures of all the texts come from one numpy pass (:func:`measure`)."""
+    found = measure(texts)
     verdicts: list[tuple[str | None, int]] = []
-    waiting: list[tuple[int, list[str], FilterThresholds]] = []
-    for i, (text, t) in enumerate(zip(texts, limits, strict=True)):
-        classes = None if text.isascii() else _char_classes(text)
-        doc = _Doc(text, _words(text, classes), [line.strip() for line in text.splitlines() if line.strip()],
-                   classes)
-        verdicts.append((_word_rules(doc, t) or _character_rules(doc, t) or _line_rules(doc, t), len(doc.words)))
-        if verdicts[-1][0] is None and len(doc.words) >= t.min_words_for_ngram_rules:
-            waiting.append((i, doc.words, t))
-    for i, reason in zip((i for i, _, _ in waiting), _ngram_verdicts([(w, t) for _, w, t in waiting]), strict=True):
-        verdicts[i] = (reason, verdicts[i][1])
+    waiting: list[int] = []
+    counts = zip(found.words, found.word_chars, found.unspaced, found.no_letter_words, found.letters, found.visible,
+                 strict=True)
+    for i, (text, t, (n, chars, unspaced, no_letter, letters, visible)) in enumerate(
+            zip(texts, limits, counts, strict=True)):
+        rule = (_word_rules(n, chars, unspaced, no_letter, t) or _character_rules(text, n, letters, visible, t)
+                or _line_rules([line.strip() for line in text.splitlines() if line.strip()], t))
+        verdicts.append((rule, n))
+        if rule is None and n >= t.min_words_for_ngram_rules:
+            waiting.append(i)
+    if waiting:
+        ids, lengths, word_doc = _folded_word_ids(texts, found, waiting)
+        for i, reason in zip(waiting, _ngram_verdicts_of(ids, lengths, word_doc, [limits[i] for i in waiting]),
+                             strict=True):
+            verdicts[i] = (reason, verdicts[i][1])
     return verdicts
+
+
+def _folded_word_ids(texts: Sequence[str], found: _Measures, chosen: list[int]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids and lengths of the casefolded words of the ``chosen`` texts (as :func:`_encode` gives them) and the
+    position in ``chosen`` of each word's text. The words of the casefolded texts are the casefolded words
+    (:func:`_fold_changes_kind`), so they are found in the casefolded texts, with no string per word."""
+    keep = np.isin(found.word_text, chosen)
+    expected = np.bincount(found.word_text[keep], minlength=len(texts))[chosen]
+    if not (found.classes & _FOLD_CHANGES_KIND).any():
+        folded = [texts[i].casefold() for i in chosen]
+        codes = _codepoints("\x00".join(folded))
+        starts, ends = word_spans(_classes(codes))
+        lengths = np.fromiter(map(len, folded), dtype=np.int64, count=len(chosen))
+        begins = np.cumsum(lengths + 1) - lengths - 1
+        word_doc = np.searchsorted(begins, starts, side="right") - 1
+        if np.array_equal(np.bincount(word_doc, minlength=len(chosen)), expected):
+            return run_hashes(codes, starts, ends), ends - starts, word_doc
+    joined = "\x00".join(texts)  # the general way: a string per word (a character whose casefold changes kind)
+    words = [joined[a:b] for a, b in zip(found.word_starts[keep].tolist(), found.word_ends[keep].tolist(),
+                                        strict=True)]
+    ids, lengths = _encode(words, casefold=True)
+    return ids, lengths, np.repeat(np.arange(len(chosen)), expected)
 
 
 def count_words(text: str) -> int:
     """Unicode words of ``text``, as the rules count them (see the module docstring)."""
-    return len(_words(text, None if text.isascii() else _char_classes(text)))
+    return len(word_spans(_char_classes(text))[0])
 
 
-def _word_rules(doc: _Doc, t: FilterThresholds) -> str | None:
-    n = len(doc.words)
+def _word_rules(n: int, word_chars: int, unspaced: int, no_letter: int, t: FilterThresholds) -> str | None:
     if t.min_words is not None and n < t.min_words:
         return "min_words"
     if t.max_words is not None and n > t.max_words:
         return "max_words"
     if not n:
         return None
-    unspaced = doc.unspaced()
     spaced = n - unspaced
     if t.mean_word_length is not None and spaced >= max(1, n // 2):
-        mean = (sum(map(len, doc.words)) - unspaced) / spaced
+        mean = (word_chars - unspaced) / spaced
         if not t.mean_word_length[0] <= mean <= t.mean_word_length[1]:
             return "mean_word_length"
-    if t.min_alpha_words is not None and (n - doc.no_letter_words()) / n < t.min_alpha_words:
+    if t.min_alpha_words is not None and (n - no_letter) / n < t.min_alpha_words:
         return "min_alpha_words"
     return None
 
 
-def _character_rules(doc: _Doc, t: FilterThresholds) -> str | None:
-    visible = len("".join(doc.text.split()))  # non-space characters (str.isspace)
-    if t.min_letter_ratio is not None and visible and doc.letters() / visible < t.min_letter_ratio:
+def _character_rules(text: str, n: int, letters: int, visible: int, t: FilterThresholds) -> str | None:
+    if t.min_letter_ratio is not None and visible and letters / visible < t.min_letter_ratio:
         return "min_letter_ratio"
-    if t.max_symbol_ratio is not None and doc.words:
-        symbols = doc.text.count("#") + doc.text.count("…") + doc.text.count("...")
-        if symbols / len(doc.words) > t.max_symbol_ratio:
+    if t.max_symbol_ratio is not None and n:
+        symbols = text.count("#") + text.count("…") + text.count("...")
+        if symbols / n > t.max_symbol_ratio:
             return "max_symbol_ratio"
     return None
 
 
-def _line_rules(doc: _Doc, t: FilterThresholds) -> str | None:
-    lines = doc.lines
+def _line_rules(lines: list[str], t: FilterThresholds) -> str | None:
     if len(lines) < t.min_lines_for_line_rules:
         return None
     duplicates: list[tuple[float, float]] = []
@@ -351,12 +450,6 @@ def _line_rules(doc: _Doc, t: FilterThresholds) -> str | None:
     return None
 
 
-def _ngram_rules(doc: _Doc, t: FilterThresholds) -> str | None:
-    if len(doc.words) < t.min_words_for_ngram_rules:
-        return None
-    return _ngram_verdicts([(doc.words, t)])[0]
-
-
 def _ngram_verdicts(docs: Sequence[tuple[list[str], FilterThresholds]]) -> list[str | None]:
     """The first n-gram rule each document (its words and thresholds) fails, or None.
 
@@ -364,29 +457,36 @@ def _ngram_verdicts(docs: Sequence[tuple[list[str], FilterThresholds]]) -> list[
     still undecided at a rule together. Words inside repeated (n+1)-grams are inside repeated n-grams, so the
     duplicate share only falls as n grows: once it is within every later limit, the later rules pass and need
     no pass of their own."""
-    verdicts: list[str | None] = [None] * len(docs)
     if not docs:
-        return verdicts
+        return []
     ids, lengths = _encode([word for w, _ in docs for word in w], casefold=True)  # casefolded once for every n
     doc_of = np.repeat(np.arange(len(docs)), [len(w) for w, _ in docs])
-    steps = sorted({("top", n) for _, t in docs for n in (t.max_top_ngram or {})}) + \
-        sorted({("duplicate", n) for _, t in docs for n in (t.max_duplicate_ngrams or {})})
-    undecided = set(range(len(docs)))
+    return _ngram_verdicts_of(ids, lengths, doc_of, [t for _, t in docs])
+
+
+def _ngram_verdicts_of(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray,
+                       limits: Sequence[FilterThresholds]) -> list[str | None]:
+    """:func:`_ngram_verdicts` of documents given by their casefolded word ids and lengths (:func:`_encode`)
+    and each word's document (in order)."""
+    verdicts: list[str | None] = [None] * len(limits)
+    steps = sorted({("top", n) for t in limits for n in (t.max_top_ngram or {})}) + \
+        sorted({("duplicate", n) for t in limits for n in (t.max_duplicate_ngrams or {})})
+    undecided = set(range(len(limits)))
     for kind, n in steps:
-        rules = [(d, (docs[d][1].max_top_ngram if kind == "top" else docs[d][1].max_duplicate_ngrams) or {})
+        rules = [(d, (limits[d].max_top_ngram if kind == "top" else limits[d].max_duplicate_ngrams) or {})
                  for d in sorted(undecided)]
-        rules = [(d, limits) for d, limits in rules if n in limits]
+        rules = [(d, rule) for d, rule in rules if n in rule]
         if not rules:
             continue
         chosen = np.array([d for d, _ in rules])
         keep = np.isin(doc_of, chosen)
         shares = (_top_shares if kind == "top" else _duplicate_shares)(
             ids[keep], lengths[keep], np.searchsorted(chosen, doc_of[keep]), len(chosen), n)
-        for (d, limits), share in zip(rules, shares.tolist(), strict=True):
-            if share > limits[n]:
+        for (d, rule), share in zip(rules, shares.tolist(), strict=True):
+            if share > rule[n]:
                 verdicts[d] = f"max_{kind}_ngram{'s' if kind == 'duplicate' else ''}_{n}"
                 undecided.discard(d)
-            elif kind == "duplicate" and share <= min((v for m, v in limits.items() if m > n), default=1.0):
+            elif kind == "duplicate" and share <= min((v for m, v in rule.items() if m > n), default=1.0):
                 undecided.discard(d)
     return verdicts
 
