@@ -269,6 +269,17 @@ def test_dedup_pass_gives_the_same_verdicts_from_hashes_computed_in_the_shard(tm
     assert sorted(worker.merge_hashes(texts[0], 5)) == ["key", "minhash", "words"] and MERGE_FIELD == "_merge"
 
 
+@pytest.mark.parametrize("text", [
+    "Su sardu\nest una limba\n\nromanza.", "STRASSE ß ﬁ", "a\n\n\nb", "\nstarts", "ends\n", "tab\there",
+    "nbsp\u00a0here", "diaeresis ¨ makes a space", "¨ at the start", "´", "ideographic\u3000space", "", "\n", " x  y ",
+])
+def test_normalize_for_dedup_is_nfkc_casefold_with_whitespace_collapsed(text):
+    import unicodedata
+
+    expected = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    assert normalize_for_dedup(text) == expected
+
+
 def test_word_hashes_depend_on_the_word_not_its_position():
     from workbench.crawl.dedup import _word_hashes
 

@@ -9,6 +9,8 @@ import zlib
 
 import numpy as np
 
+from .text import is_collapsed
+
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden ratio) for combining word hashes
 
@@ -18,6 +20,10 @@ def normalize_for_dedup(text: str, ignore_punctuation: bool = False) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     if ignore_punctuation:
         text = _PUNCTUATION.sub(" ", text)
+    else:  # the usual case, a crawled span (lines of single spaces, joined by line breaks): no word split out
+        lines_joined = text.replace("\n\n", "\n").replace("\n", " ")
+        if is_collapsed(lines_joined):
+            return lines_joined
     return " ".join(text.split())  # the same as collapsing \s+ (both use str.isspace), in C
 
 

@@ -21,6 +21,7 @@ import pycountry
 import scipy.sparse
 
 from ..errors import DataError
+from .text import is_collapsed
 
 Prediction = list[tuple[str, float]]
 _FLORES_CODE = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
@@ -66,12 +67,6 @@ _PAGE_BITS = 8
 _PAGE_DONE = np.zeros(0x110000 >> _PAGE_BITS, dtype=bool)
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 _LATIN1_LETTER = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff]")
-
-
-def is_collapsed(text: str) -> bool:
-    """True if ``" ".join(text.split())`` would return ``text`` unchanged: no whitespace but single spaces
-    between words (every other whitespace character is non-printable), none at either end."""
-    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
 
 
 def _is_latin1(text: str) -> bool:
@@ -297,6 +292,7 @@ class CharNgramIdentifier:
         self.alphabet = np.asarray(alphabet, dtype=np.uint32)
         self.keys = np.asarray(keys, dtype=np.uint64)
         self.log_prob = np.asarray(log_prob, dtype=np.float32)
+        self._log_prob64 = self.log_prob.astype(np.float64)  # what the sparse product reads (not cast per call)
         self.temperature = float(temperature)
         self.orders = tuple(int(n) for n in orders)
         self.meta = dict(meta or {})
@@ -462,7 +458,7 @@ class CharNgramIdentifier:
         found = np.bincount(own, minlength=len(norms)) > 0
         # (texts x n-grams) occurrence counts times the n-grams' log-probabilities: one sparse product
         counts = scipy.sparse.coo_matrix((np.ones(len(idx)), (own, idx)), shape=(len(norms), len(self.keys)))
-        sums = np.asarray(counts @ self.log_prob, dtype=np.float64)
+        sums = np.asarray(counts @ self._log_prob64)
         totals = sum(np.maximum(lengths - n + 1, 0) for n in self.orders)
         damping = np.minimum(1.0, (lengths - 2) / self.full_length)
         means[found] = (sums / np.maximum(totals, 1)[:, None] * damping[:, None])[found]

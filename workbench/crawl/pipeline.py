@@ -52,7 +52,7 @@ from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .extract import make_extractor
 from .filters import QualityConfig, count_words, judge_many
-from .langid import LanguageIdentifier, Prediction, dominant_scripts, is_collapsed, predict_batch
+from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import (
     DEFAULT_SHARD_BYTES,
@@ -63,6 +63,7 @@ from .shards import (
     merge_counters,
     plan_shards,
 )
+from .text import is_collapsed
 
 DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
                 "near_duplicate")

@@ -1,0 +1,9 @@
+"""Whitespace facts about text that the crawl's normalisations share."""
+
+from __future__ import annotations
+
+
+def is_collapsed(text: str) -> bool:
+    """True if ``" ".join(text.split())`` would return ``text`` unchanged: no whitespace but single spaces
+    between words (every other whitespace character is non-printable), none at either end."""
+    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
