@@ -147,6 +147,15 @@ def test_pages_declared_utf8_decode_as_resiliparse_decodes_them(html: bytes) -> 
     assert decode_html(html, "UTF-8") == bytes_to_str(html, "utf-8", errors="replace", fallback_encodings=fallbacks)
 
 
+def test_a_page_of_replacement_characters_is_undecodable_even_when_it_is_valid_utf8() -> None:
+    from workbench.crawl.extract import decode_html
+
+    written = ("<p>" + "\ufffd" * 30 + " ok</p>").encode()  # valid UTF-8 that holds U+FFFD itself
+    with pytest.raises(DataError, match="30 replacement characters"):
+        decode_html(written, "utf-8")
+    assert decode_html(("<p>" + "\ufffd" * 3 + " " + "ok " * 200 + "</p>").encode(), "utf-8").count("\ufffd") == 3
+
+
 def test_warc_pages_are_labelled_by_language(warc_docs, identifier) -> None:
     for doc in warc_docs:
         top = identifier.predict(html_to_text(doc.html, doc.charset))[0][0]
