@@ -353,6 +353,42 @@ def test_fasttext_labels_map_to_flores_codes() -> None:
     assert FastTextIdentifier().predict("这是一个关于天气的中文句子。")[0][0] == "zho_Hans"
 
 
+def test_fasttext_labels_of_other_scripts_are_dropped_and_the_rest_renormalised() -> None:
+    """fastText's top labels become FLORES codes: labels of languages not written in the text's script are
+    dropped and the kept ones share their mass, labels of one code add up (the rule, written out here)."""
+    import random
+
+    from workbench.crawl.langid import _SCRIPT_LANGUAGE, _merge_labels, _scripts_of
+
+    def by_rule(pairs, script):
+        merged, dropped = {}, 0.0
+        for raw, label in pairs:
+            score, code = min(1.0, float(raw)), fasttext_label_to_code(label, script)
+            if code is not None and script is not None and script not in _scripts_of(code.split("_")[0]):
+                code = None
+            if code is None:
+                dropped += score
+            else:
+                merged[code] = merged.get(code, 0.0) + score
+        kept = sum(merged.values())
+        if dropped and kept:
+            merged = {code: score / kept * min(1.0, kept + dropped) for code, score in merged.items()}
+        elif dropped and script in _SCRIPT_LANGUAGE:
+            merged = {_SCRIPT_LANGUAGE[script]: min(1.0, dropped)}
+        return sorted(merged.items(), key=lambda kv: -kv[1])
+
+    assert _merge_labels([(0.8, "__label__de"), (0.15, "__label__ru"), (0.05, "__label__en")], "Latn") == \
+        [("deu_Latn", pytest.approx(0.8 / 0.85 * 1.0)), ("eng_Latn", pytest.approx(0.05 / 0.85))]
+    rng = random.Random(3)
+    codes = ["en", "de", "ru", "zh", "ja", "sh", "hr", "bs", "sr", "it", "sc", "co", "ar", "fa", "xx", "yue", "wuu"]
+    labels = [f"__label__{code}" for code in codes]
+    for _ in range(5000):
+        scores = sorted((rng.choice([0.0, 1.00001, rng.random()]) for _ in range(rng.randint(1, 5))), reverse=True)
+        pairs = [(score, rng.choice(labels)) for score in scores]
+        script = rng.choice(["Latn", "Cyrl", "Hans", "Arab", "Jpan", None])
+        assert _merge_labels(pairs, script) == by_rule(pairs, script), (pairs, script)
+
+
 def test_seed_model_text_is_letters_and_apostrophes_between_single_spaces() -> None:
     import re
     import unicodedata

@@ -650,47 +650,46 @@ def _label_code(raw: str, script: str | None) -> str | None:
     return fasttext_label_to_code(raw, script)
 
 
-@lru_cache(maxsize=65536)
-def _label_plan(labels: tuple[str, ...], script: str | None) -> tuple[str | None, ...]:
-    """The FLORES code of every label, or None for a label to drop (unknown, or not written in ``script``)."""
-    plan = []
-    for label in labels:
-        code = _label_code(str(label).replace("__label__", ""), script)
-        if code is not None and script is not None and script not in _scripts_of(code.split("_")[0]):
+class _LabelCodes(dict):
+    """fastText label -> FLORES code of the language for text in one script, or None (a label with no FLORES
+    mapping, or a language not written in that script); filled as labels are met."""
+
+    def __init__(self, script: str | None) -> None:
+        super().__init__()
+        self.script = script
+
+    def __missing__(self, label: str) -> str | None:
+        code = _label_code(str(label).replace("__label__", ""), self.script)
+        if code is not None and self.script is not None and self.script not in _scripts_of(code.split("_")[0]):
             code = None
-        plan.append(code)
-    return tuple(plan)
+        self[label] = code
+        return code
 
 
-def _plain_plan(labels: tuple[str, ...], script: str | None) -> tuple[str, ...] | None:
-    """The codes of ``labels`` if each maps to a code of its own (nothing to drop or add up), else None."""
-    plan = _label_plan(labels, script)
-    return plan if None not in plan and len(set(plan)) == len(plan) else None  # type: ignore[return-value]
-
-
-_PLAINS: dict[str | None, dict[tuple[str, ...], tuple[str, ...]]] = {}  # script -> labels -> _plain_plan or ():
-# the cache of _plain_plan (plain dicts are cheaper than lru_cache here: this runs once per identified line)
+_LABEL_CODES: dict[str | None, _LabelCodes] = {}  # script -> its label codes (runs once per identified line)
 
 
 def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Prediction:
-    """FLORES codes and scores from fastText's ``(score, label)`` pairs (best first)."""
+    """FLORES codes and scores from fastText's ``(score, label)`` pairs (best first). Labels of languages not
+    written in ``script`` are dropped and the rest renormalised; labels with one code add up."""
     if not pairs:
         return []
-    labels = tuple([pair[1] for pair in pairs])
-    plans = _PLAINS.get(script)
-    if plans is None:
-        plans = _PLAINS[script] = {}
-    plain = plans.get(labels)
-    if plain is None:
-        if len(plans) >= 65536:
-            plans.clear()
-        plain = plans[labels] = _plain_plan(labels, script) or ()
-    if plain and pairs[0][0] <= 1.0:  # the usual case: fastText's order and scores (fastText can give 1.00001)
-        return list(zip(plain, [pair[0] for pair in pairs], strict=True))
+    table = _LABEL_CODES.get(script)
+    if table is None:
+        table = _LABEL_CODES[script] = _LabelCodes(script)
     scores, labels = zip(*pairs, strict=True)
+    codes = [table[label] for label in labels]
+    if len(set(codes)) == len(codes):
+        if None not in codes:
+            if scores[0] <= 1.0:  # the usual case: fastText's order and scores (fastText can give 1.00001)
+                return list(zip(codes, scores, strict=True))
+        elif max(scores) <= 1.0:
+            renormalised = _renormalised(codes, scores)
+            if renormalised is not None:
+                return renormalised
     merged: dict[str, float] = {}
     dropped = 0.0
-    for code, raw_score in zip(_label_plan(labels, script), scores, strict=True):
+    for code, raw_score in zip(codes, scores, strict=True):
         score = min(1.0, float(raw_score))
         if code is None:
             dropped += score
@@ -702,6 +701,23 @@ def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Pre
     elif dropped and script in _SCRIPT_LANGUAGE:
         merged = {_SCRIPT_LANGUAGE[script]: min(1.0, dropped)}
     return sorted(merged.items(), key=lambda kv: -kv[1])
+
+
+def _renormalised(codes: list[str | None], scores: tuple[float, ...]) -> Prediction | None:
+    """The general merge (in :func:`_merge_labels`) of distinct codes, some None, and scores at most 1, computed
+    the same way in fewer steps; None when it takes another branch (nothing kept, or nothing of weight dropped)."""
+    kept_scores = [float(score) for code, score in zip(codes, scores, strict=True) if code is not None]
+    dropped = 0.0
+    for code, score in zip(codes, scores, strict=True):
+        if code is None:
+            dropped += float(score)
+    kept = sum(kept_scores)  # (the general merge's sum, over the same scores in the same order)
+    if not dropped or not kept:
+        return None
+    factor = min(1.0, kept + dropped)
+    merged = [(code, score / kept * factor) for code, score in zip([c for c in codes if c is not None], kept_scores,
+                                                                     strict=True)]
+    return sorted(merged, key=lambda kv: -kv[1])
 
 
 class FastTextIdentifier(FastTextFileIdentifier):
