@@ -402,7 +402,8 @@ def test_seed_model_text_is_letters_and_apostrophes_between_single_spaces() -> N
         return " " + re.sub(r"(?:[^\w']|[\d_])+", " ", text).strip() + " "
 
     samples = ["S'ARRÈXINI 2024: sa_limba\tsarda!", "  l’òmine, d`oe\u00a0e cras\n", "Ｆｕｌｌ ｗｉｄｔｈ ①②",
-               "Привет,\u2003мир 42", "中文，日本語。𠀀 x\x00y", "é (e\u0301) ﬁn", "", "123 ...", "🙂 emoji 🙂"]
+               "Привет,\u2003мир 42", "中文，日本語。𠀀 x\x00y", "é (e\u0301) ﬁn", "", "123 ...", "🙂 emoji 🙂",
+               "ΟΔΟΣ’ ΟΔΟΣ` ΟΔΟΣʼ ΟΔΟΣ´ΑΒ ΟΔΟΣ'", "Σ’Σ"]
     for text in samples:
         assert normalize_for_ngrams(text) == by_regex(text), repr(text)
 

@@ -160,7 +160,7 @@ def _han_variant(text: str) -> str:
 # --------------------------------------------------------------------------- n-gram model
 
 _NON_LETTERS = re.compile(r"(?:[^\w']|[\d_])+")
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u02bc": "'", "\u00b4": "'"})
+_APOSTROPHES = "\u2019\u2018`\u02bc\u00b4"  # read as "'"
 _CALIBRATION_GRID = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0)
 _SLOT_BITS = 16  # an n-gram is packed into a uint64 key: up to 4 character ids of 16 bits
 _MAX_ALPHABET = (1 << _SLOT_BITS) - 1
@@ -168,11 +168,12 @@ _CODEPOINTS = 0x110000
 
 
 class _SpaceOutNonLetters(dict):
-    """``str.translate`` table: a character ``_NON_LETTERS`` matches becomes a space, others stay (filled as
-    characters are met)."""
+    """``str.translate`` table: an apostrophe becomes ``'``, a character ``_NON_LETTERS`` matches a space, others
+    stay (filled as characters are met: no lookup of a character met before fails)."""
 
     def __missing__(self, code: int) -> int:
-        value = self[code] = 32 if _NON_LETTERS.match(chr(code)) else code
+        char = chr(code)
+        value = self[code] = 39 if char in _APOSTROPHES else 32 if _NON_LETTERS.match(char) else code
         return value
 
 
@@ -182,7 +183,8 @@ _LETTERS_ONLY = _SpaceOutNonLetters()
 def normalize_for_ngrams(text: str) -> str:
     """NFKC, lowercase, apostrophes unified, digits/punctuation dropped, spaces as word boundaries (the same as
     replacing each run of ``_NON_LETTERS`` by one space, in a ``translate`` and a ``split``)."""
-    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower().translate(_LETTERS_ONLY)
+    # (lowercasing commutes with the apostrophes: none has a case, all are case-ignorable for a final sigma)
+    text = unicodedata.normalize("NFKC", text).lower().translate(_LETTERS_ONLY)
     return " " + " ".join(text.split()) + " "
 
 
