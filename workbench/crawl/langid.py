@@ -128,26 +128,26 @@ def dominant_scripts(texts: Sequence[str], sample: int = 400) -> list[str | None
     before = np.concatenate(([0], seen))[np.concatenate(([0], np.cumsum(lengths)[:-1]))]  # letters of earlier texts
     rank = seen - 1 - before[owner]  # index of each letter among its own text's letters
     keep = letter & (rank < sample)
-    owner, ids, position = owner[keep], ids[keep], rank[keep]
+    owner, ids = owner[keep], ids[keep]
     width = len(_SCRIPT_CODES)
     counts = np.bincount(owner * width + ids, minlength=len(heads) * width).reshape(len(heads), width)
-    first = np.full(len(heads) * width, np.iinfo(np.int64).max)
-    keys, at = np.unique(owner * width + ids, return_index=True)
-    first[keys] = position[at]
-    first = first.reshape(len(heads), width)
     jpan, hani = _SCRIPT_INDEX["Jpan"], _SCRIPT_INDEX["Hani"]
     japanese = (counts[:, jpan] > 0) & (counts[:, jpan] >= 0.1 * (counts[:, jpan] + counts[:, hani]))
     counts[japanese, jpan] += counts[japanese, hani]
     counts[japanese, hani] = 0
-    first[japanese, jpan] = np.minimum(first[japanese, jpan], first[japanese, hani])
     counts[:, 0] = 0
-    tied = counts == counts.max(axis=1, keepdims=True)
-    best = np.where(tied, first, np.iinfo(np.int64).max).argmin(axis=1)
-    for row, (i, script) in enumerate(zip(wide, best.tolist(), strict=True)):
-        if counts[row].max() == 0:
-            continue
-        code = _SCRIPT_CODES[script]
-        out[i] = _han_variant(heads[row]) if code == "Hani" else code
+    most = counts.max(axis=1, keepdims=True)
+    tied = (counts == most) & (most > 0)
+    best = tied.argmax(axis=1)
+    for row in np.flatnonzero(tied.sum(axis=1) > 1).tolist():  # a tie: the script met first among the tied
+        own = ids[np.searchsorted(owner, row) : np.searchsorted(owner, row, side="right")]
+        if japanese[row]:
+            own = np.where(own == hani, jpan, own)
+        best[row] = own[np.flatnonzero(tied[row][own])[0]]
+    for i, head, script, letters in zip(wide, heads, best.tolist(), most[:, 0].tolist(), strict=True):
+        if letters:
+            code = _SCRIPT_CODES[script]
+            out[i] = _han_variant(head) if code == "Hani" else code
     return out
 
 
