@@ -283,11 +283,28 @@ def test_normalize_for_dedup_is_nfkc_casefold_with_whitespace_collapsed(text):
 def test_word_hashes_depend_on_the_word_not_its_position():
     from workbench.crawl.dedup import _word_hashes
 
-    hashes = _word_hashes("su sardu e su sardu sardu")
+    hashes, starts = _word_hashes("su sardu e su sardu sardu")
     assert len(hashes) == 6 and hashes[0] == hashes[3] and hashes[1] == hashes[4] == hashes[5]
-    assert len({int(h) for h in hashes}) == 3
-    assert _word_hashes("ab ba")[0] != _word_hashes("ab ba")[1]  # order of the characters counts
-    assert len(_word_hashes("")) == 0
+    assert len({int(h) for h in hashes}) == 3 and starts.tolist() == [0, 3, 9, 11, 14, 20]
+    assert _word_hashes("ab ba")[0][0] != _word_hashes("ab ba")[0][1]  # order of the characters counts
+    assert len(_word_hashes("")[0]) == 0
+
+
+def test_signatures_of_a_batch_equal_each_text_signed_alone():
+    """Many texts signed together (their shingles in one pass, products of blocks shared by several texts or
+    splitting a long one) get the signatures they get one at a time, by datasketch's MinHash."""
+    from datasketch import MinHash
+
+    lines = flores("srd_Latn")
+    texts = ["", "Salude", "a b c d", lines[0], " ".join(lines[:400]), lines[1], "un'àtera cosa", lines[2] * 3]
+    near = NearDeduplicator(num_perm=64, seed=5)
+    together = near.signature_values_many(texts)
+    assert together.shape == (len(texts), 64)
+    for text, values in zip(texts, together, strict=True):
+        reference = MinHash(num_perm=64, seed=5, hashfunc=int, scheme="affine32")
+        reference.update_batch(near.shingle_hashes(text).tolist())
+        assert np.array_equal(values, reference.hashvalues), text[:40]
+    assert near.signature_values_many([]).shape == (0, 64)
 
 
 def test_near_dedup_signature_estimates_shingle_jaccard():

@@ -6,6 +6,7 @@ import hashlib
 import re
 import unicodedata
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -81,15 +82,16 @@ def _is_word_char(codes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _word_hashes(norm: str) -> np.ndarray:
+def _word_hashes(norm: str) -> tuple[np.ndarray, np.ndarray]:
     """A 64-bit hash of every word of ``norm`` (a run of word characters: spaces and punctuation separate
     words), in order: the polynomial ``sum(c_j * B**j)`` of the word's code points, from one prefix sum over the
-    whole text."""
+    whole text; and where each word starts."""
     if not norm:
-        return np.zeros(0, dtype=np.uint64)
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     codes = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     edges = np.diff(_is_word_char(codes).view(np.int8), prepend=np.int8(0), append=np.int8(0))
-    return run_hashes(codes, np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))
+    starts = np.flatnonzero(edges == 1)
+    return run_hashes(codes, starts, np.flatnonzero(edges == -1)), starts
 
 
 def run_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -191,25 +193,42 @@ class NearDeduplicator:
         removed; ``normalized``: ``text`` is :func:`normalize_for_dedup` output already): a word
         ``shingle``-gram is hashed from polynomial hashes of its words, all computed in numpy (no string per
         word or shingle is built); a character 5-gram (texts of fewer words) is its crc32."""
-        return np.unique(self._shingle_hashes(text, normalized))
-
-    def _shingle_hashes(self, text: str, normalized: bool = False) -> np.ndarray:
-        """:meth:`shingle_hashes`, a shingle met twice in the text hashed twice (a minimum needs no ``unique``)."""
         norm = text if normalized else normalize_for_dedup(text)
-        ids = _word_hashes(norm)  # (its words are those left once punctuation is removed)
-        if len(ids) < self.shingle:
-            norm = " ".join(_PUNCTUATION.sub(" ", norm).split())
-            grams = {norm[i:i + 5] for i in range(max(1, len(norm) - 4))}
-            return np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64, count=len(grams))
+        return np.unique(self._shingles([norm])[0])
+
+    def _shingles(self, norms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The shingle hashes of normalised texts (a shingle met twice in a text hashed twice: a minimum needs no
+        ``unique``) and the text of each, in text order; the word shingles of all texts from one numpy pass."""
+        lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+        begins = np.cumsum(lengths + 1) - lengths - 1
+        ids, starts = _word_hashes("\x00".join(norms))  # (NUL is no word character: no word spans two texts)
+        word_text = np.searchsorted(begins, starts, side="right") - 1
         m = len(ids) - self.shingle + 1
-        keys = ids[:m].copy()
-        with np.errstate(over="ignore"):
-            for j in range(1, self.shingle):
-                keys = keys * _MIX + ids[j:j + m]
-            keys ^= keys >> np.uint64(29)
-            keys *= _MIX
-            keys ^= keys >> np.uint64(32)
-        return keys & np.uint64(0xFFFFFFFF)
+        keys, key_text = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        if m > 0:
+            keys = ids[:m].copy()
+            with np.errstate(over="ignore"):
+                for j in range(1, self.shingle):
+                    keys = keys * _MIX + ids[j:j + m]
+                keys ^= keys >> np.uint64(29)
+                keys *= _MIX
+                keys ^= keys >> np.uint64(32)
+            within = word_text[:m] == word_text[self.shingle - 1:]  # the shingle's words are in one text
+            keys, key_text = keys[within] & np.uint64(0xFFFFFFFF), word_text[:m][within]
+        short = np.flatnonzero(np.bincount(word_text, minlength=len(norms)) < self.shingle).tolist()
+        if short:  # texts of fewer words: their character 5-grams
+            grams = [self._char_grams(norms[t]) for t in short]
+            keys = np.concatenate([keys, *grams])
+            key_text = np.concatenate([key_text, *[np.full(len(g), t) for t, g in zip(short, grams, strict=True)]])
+            order = np.argsort(key_text, kind="stable")
+            keys, key_text = keys[order], key_text[order]
+        return keys, key_text
+
+    @staticmethod
+    def _char_grams(norm: str) -> np.ndarray:
+        norm = " ".join(_PUNCTUATION.sub(" ", norm).split())
+        grams = {norm[i:i + 5] for i in range(max(1, len(norm) - 4))}
+        return np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64, count=len(grams))
 
     def signature(self, text: str, normalized: bool = False):
         """The MinHash (datasketch) of ``text``'s shingles (see :meth:`shingle_hashes`)."""
@@ -222,13 +241,26 @@ class NearDeduplicator:
         """The ``hashvalues`` (uint32) of :meth:`signature`: datasketch's ``affine32`` MinHash of the shingle
         hashes (MurmurHash3 finaliser, then ``a * h + b`` modulo 2**32 per permutation, minimum over shingles),
         computed here in numpy without building a Python list of the hashes."""
-        hashes = _fmix32(self._shingle_hashes(text, normalized).astype(np.uint32))
-        values = np.full(self.num_perm, _MAX_HASH32, dtype=np.uint32)
+        return self.signature_values_many([text], normalized)[0]
+
+    def signature_values_many(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
+        """:meth:`signature_values` of many texts, as rows: their shingles, and the products of blocks of about
+        ``_SIGNATURE_ROWS`` shingles (of one text or several) with the permutations, in numpy passes over all of
+        them (the per-text cost of numpy calls is paid once per block)."""
+        norms = texts if normalized else [normalize_for_dedup(text) for text in texts]
+        keys, key_text = self._shingles(norms)
+        hashes = _fmix32(keys.astype(np.uint32))
+        values = np.full((len(norms), self.num_perm), _MAX_HASH32, dtype=np.uint32)
         with np.errstate(over="ignore"):
             for start in range(0, len(hashes), _SIGNATURE_ROWS):  # bounded memory for very long texts
-                block = np.multiply.outer(self._a, hashes[start:start + _SIGNATURE_ROWS])  # one row per permutation
+                end = min(start + _SIGNATURE_ROWS, len(hashes))
+                block = np.multiply.outer(self._a, hashes[start:end])  # one row per permutation
                 block += self._b_column
-                np.minimum(values, block.min(axis=1), out=values)
+                owners = key_text[start:end]
+                firsts = np.flatnonzero(np.diff(owners, prepend=-1))  # where each text's shingles start in the block
+                minima = np.minimum.reduceat(block, firsts, axis=1).T
+                rows = owners[firsts]
+                values[rows] = np.minimum(values[rows], minima)  # (a text split between blocks: its minimum)
         return values
 
     def duplicate_of(self, text: str, language: str = "", normalized: bool = False) -> str | None:

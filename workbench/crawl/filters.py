@@ -232,8 +232,10 @@ def measure(texts: Sequence[str]) -> _Measures:
     def per_text(bits: int) -> np.ndarray:  # how many characters of each text have one of these class bits
         return np.add.reduceat((padded & bits) != 0, begins, dtype=np.int64)  # (the NULs have no bit)
 
-    lettered = np.concatenate(([0], np.cumsum((classes & _LETTERISH) != 0, dtype=np.int64)))
-    no_letter = (lettered[ends] - lettered[starts]) == 0
+    bounds = np.empty(2 * len(starts), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = starts, ends  # each word's characters, then those up to the next word
+    lettered = np.add.reduceat((padded & _LETTERISH) != 0, bounds, dtype=np.int64)[0::2] if len(bounds) else bounds
+    no_letter = lettered == 0
     return _Measures(
         words=np.bincount(word_text, minlength=len(texts)).tolist(),
         word_chars=per_text(_WORD_CHAR | _UNSPACED_CHAR).tolist(),

@@ -430,8 +430,9 @@ class ShardProcessor:
                           "source": source, "offset": offset, "url": url}, words))
         self.seconds["filter"] += time.perf_counter() - start
         start = time.perf_counter()
-        for record, words in kept:
-            record[MERGE_FIELD] = self.merge_hashes(record["text"], words)
+        hashes = self.merge_hashes_many([record["text"] for record, _ in kept], [words for _, words in kept])
+        for (record, _), merge in zip(kept, hashes, strict=True):
+            record[MERGE_FIELD] = merge
         self.seconds["dedup"] += time.perf_counter() - start
         start = time.perf_counter()
         for record, _ in kept:
@@ -442,11 +443,17 @@ class ShardProcessor:
         """What the deduplication pass needs of a kept text, computed here, in parallel with other shards:
         the digest of its normalised text, its MinHash signature (base64 of little-endian uint32 values; if
         near dedup is on) and its word count."""
-        norm = normalize_for_dedup(text)
-        out = {"key": self.exact.key(norm, normalized=True).hex(), "words": words}
+        return self.merge_hashes_many([text], [words])[0]
+
+    def merge_hashes_many(self, texts: list[str], words: list[int]) -> list[dict]:
+        """:meth:`merge_hashes` of many texts (their signatures computed together)."""
+        norms = [normalize_for_dedup(text) for text in texts]
+        out = [{"key": self.exact.key(norm, normalized=True).hex(), "words": count}
+               for norm, count in zip(norms, words, strict=True)]
         if self.near is not None:
-            values = self.near.signature_values(norm, normalized=True).astype("<u4")
-            out["minhash"] = base64.b64encode(values.tobytes()).decode("ascii")
+            signatures = self.near.signature_values_many(norms, normalized=True).astype("<u4")
+            for entry, values in zip(out, signatures, strict=True):
+                entry["minhash"] = base64.b64encode(values.tobytes()).decode("ascii")
         return out
 
     def _sink(self, code: str) -> IO[str]:
