@@ -377,7 +377,9 @@ def _folded_word_ids(texts: Sequence[str], found: _Measures, chosen: list[int]
     """Ids and lengths of the casefolded words of the ``chosen`` texts (as :func:`_encode` gives them) and the
     position in ``chosen`` of each word's text. The words of the casefolded texts are the casefolded words
     (:func:`_fold_changes_kind`), so they are found in the casefolded texts, with no string per word."""
-    keep = np.isin(found.word_text, chosen)
+    is_chosen = np.zeros(len(texts), dtype=bool)
+    is_chosen[chosen] = True
+    keep = is_chosen[found.word_text]
     expected = np.bincount(found.word_text[keep], minlength=len(texts))[chosen]
     if not (found.classes & _FOLD_CHANGES_KIND).any():
         folded = [texts[i].casefold() for i in chosen]
@@ -480,10 +482,16 @@ def _ngram_verdicts_of(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray,
         rules = [(d, rule) for d, rule in rules if n in rule]
         if not rules:
             continue
-        chosen = np.array([d for d, _ in rules])
-        keep = np.isin(doc_of, chosen)
+        position = np.full(len(limits), -1)  # each chosen document's position among the chosen, others -1
+        position[[d for d, _ in rules]] = np.arange(len(rules))
+        if len(rules) == len(limits):
+            keep, chosen_of = slice(None), position[doc_of]
+        else:
+            chosen_of = position[doc_of]
+            keep = chosen_of >= 0
+            chosen_of = chosen_of[keep]
         shares = (_top_shares if kind == "top" else _duplicate_shares)(
-            ids[keep], lengths[keep], np.searchsorted(chosen, doc_of[keep]), len(chosen), n)
+            ids[keep], lengths[keep], chosen_of, len(rules), n)
         for (d, rule), share in zip(rules, shares.tolist(), strict=True):
             if share > rule[n]:
                 verdicts[d] = f"max_{kind}_ngram{'s' if kind == 'duplicate' else ''}_{n}"
@@ -507,9 +515,11 @@ def _ngram_groups(ids: np.ndarray, doc_of: np.ndarray, n: int) -> tuple[np.ndarr
     inside = np.flatnonzero(doc_of[: len(keys)] == doc_of[n - 1 :])
     with np.errstate(over="ignore"):
         keys = keys[inside] * _DOCUMENT_MIX + doc_of[inside].astype(np.uint64)  # one key per (document, n-gram)
-    _, group, counts = np.unique(keys, return_inverse=True, return_counts=True)  # (no stable sort needed)
-    first = np.full(len(counts), len(keys))
-    np.minimum.at(first, group, np.arange(len(keys)))
+    order = np.argsort(keys)  # (no stable sort needed: each group's first position is its least)
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))  # where each group starts
+    counts = np.diff(np.append(starts, len(keys)))
+    first = np.minimum.reduceat(order, starts) if len(starts) else starts
     later = np.ones(len(keys), dtype=bool)
     later[first] = False
     return inside[first], counts, inside[later]
