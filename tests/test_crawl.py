@@ -147,6 +147,19 @@ def test_pages_declared_utf8_decode_as_resiliparse_decodes_them(html: bytes) -> 
     assert decode_html(html, "UTF-8") == bytes_to_str(html, "utf-8", errors="replace", fallback_encodings=fallbacks)
 
 
+@pytest.mark.parametrize("text", [
+    "a \nb\t\n\nc\xa0 \t\n\n\n\nd  ", "\r\n x\r\n\r\n\r\n\r\ny \ufeff", "\n\n\n", "", "  \n \n", "one line ",
+    "a\u2003\nb",  # an em space at the end of a line stays (only spaces, tabs and no-break spaces go)
+])
+def test_extracted_text_is_tidied_as_the_regexes_define(text: str) -> None:
+    import re
+
+    from workbench.crawl.extract import tidy_lines
+
+    expected = re.sub(r"[ \t\u00a0]+\n", "\n", text.replace("\r", "").replace("\ufeff", ""))
+    assert tidy_lines(text) == re.sub(r"\n{3,}", "\n\n", expected).strip()
+
+
 def test_a_page_of_replacement_characters_is_undecodable_even_when_it_is_valid_utf8() -> None:
     from workbench.crawl.extract import decode_html
 
