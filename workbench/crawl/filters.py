@@ -182,23 +182,33 @@ def word_spans(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     word = (classes & _WORD_CHAR) != 0
     edges = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    unspaced = (classes & _UNSPACED_CHAR) != 0
-    if not unspaced.any():
+    unspaced = np.flatnonzero(classes & _UNSPACED_CHAR)
+    if not len(unspaced):
         return run_starts, run_ends
-    if not len(run_starts):  # unspaced characters that are not letters, marks or digits: one word each
-        starts = np.flatnonzero(unspaced)
-        return starts, starts + 1
-    spaced_word = word & ~unspaced
-    before = np.cumsum(spaced_word) - spaced_word  # spaced word characters before each position
-    run_of = np.cumsum(edges[:-1] == 1) - 1  # each word character's run
-    inside = before - before[run_starts][np.maximum(run_of, 0)]  # ... of them before it in its own run
-    # a word starts at an unspaced character outside a run or in the run's unspaced head, and at the first spaced
-    # character of a run (that word then lasts to the end of the run)
-    starts = np.flatnonzero((unspaced & ~word) | (word & (inside == 0)))
-    ends = starts + 1
-    spaced = ~unspaced[starts]
-    ends[spaced] = run_ends[run_of[starts[spaced]]]
-    return starts, ends
+    if not len(run_starts):  # unspaced characters that are no letter, mark or digit: a word each
+        return unspaced, unspaced + 1
+    run = np.searchsorted(run_starts, unspaced, side="right") - 1  # the run an unspaced character may be in
+    inside = (run >= 0) & (unspaced < run_ends[np.maximum(run, 0)])
+    alone = unspaced[~inside]  # an unspaced character that is no letter, mark or digit: a word of its own
+    split = np.unique(run[inside])  # runs that hold unspaced characters: the only ones that are not one word
+    whole = np.ones(len(run_starts), dtype=bool)
+    whole[split] = False
+    starts, ends = [run_starts[whole], alone], [run_ends[whole], alone + 1]
+    if len(split):
+        lengths = run_ends[split] - run_starts[split]
+        offsets = np.cumsum(lengths) - lengths
+        positions = np.arange(lengths.sum()) - np.repeat(offsets - run_starts[split], lengths)  # their characters
+        spaced = (classes[positions] & _UNSPACED_CHAR) == 0
+        # each run's head of unspaced characters are words of one character; its first spaced character starts a
+        # word that lasts to the end of the run (unspaced characters after it included, as the regex does)
+        first_spaced = np.minimum.reduceat(np.where(spaced, positions, np.iinfo(np.int64).max), offsets)
+        head = positions < np.repeat(first_spaced, lengths)
+        rest = first_spaced < run_ends[split]
+        starts += [positions[head], first_spaced[rest]]
+        ends += [positions[head] + 1, run_ends[split][rest]]
+    starts_all, ends_all = np.concatenate(starts), np.concatenate(ends)
+    order = np.argsort(starts_all)
+    return starts_all[order], ends_all[order]
 
 
 @dataclass
