@@ -470,3 +470,17 @@ def test_neighbours_without_seed_text_keep_their_own_label():
     assert identifier.predict("Esta é uma frase portuguesa comum sobre o tempo em Lisboa.")[0][0] == "por_Latn"
     srd = flores("srd_Latn")
     assert sum(identifier.predict(s)[0][0] == "srd_Latn" for s in srd) >= 0.98 * len(srd)
+
+
+def test_a_kept_record_is_written_as_its_shard_line_without_the_merge_field():
+    """The dedup pass writes a kept record by cutting the merge member off its shard line: the same line as
+    encoding the record again, whatever its text holds (quotes, the member's own opening, other scripts)."""
+    from workbench.crawl.pipeline import MERGE_FIELD, _without_merge_field
+
+    record = {}
+    for text in ["plain", 'quotes " and \\ and , "_merge": {"key": 1}}', "ßà中\nline", "", "}}"]:
+        record = {"text": text, "language": "srd_Latn", "score": 0.9, "source": "f", "offset": 3, "url": None}
+        merge = {"key": "ab", "words": 2, "minhash": "AAA="}
+        line = json.dumps({**record, MERGE_FIELD: merge}, ensure_ascii=False) + "\n"
+        assert _without_merge_field(line) == json.dumps(record, ensure_ascii=False) + "\n"
+    assert _without_merge_field(json.dumps(record) + "\n") is None

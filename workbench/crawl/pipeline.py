@@ -216,6 +216,10 @@ class _JsonlSinks:
     def write(self, record: dict) -> None:
         self.handles[record["language"]][1].write(json.dumps(record, ensure_ascii=False) + "\n")
 
+    def write_line(self, language: str, line: str) -> None:
+        """Write a record already encoded (:meth:`write`'s line)."""
+        self.handles[language][1].write(line)
+
     def commit(self) -> None:
         for code, (tmp, handle) in self.handles.items():
             handle.flush()
@@ -497,6 +501,17 @@ class ShardProcessor:
                 "seconds": {phase: round(value, 3) for phase, value in self.seconds.items()}}
 
 
+_MERGE_MEMBER = f', "{MERGE_FIELD}": {{'
+
+
+def _without_merge_field(line: str) -> str | None:
+    """A shard's JSON line of a record (``json.dumps`` of it, ``MERGE_FIELD`` its last member) without that member:
+    the line ``json.dumps`` gives the record once it is popped (no string in the line can hold the member's
+    opening, whose quotes would be escaped); None if the line does not end so."""
+    cut = line.rfind(_MERGE_MEMBER)
+    return line[:cut] + "}\n" if cut > 0 and line.endswith("}}\n") else None
+
+
 @dataclass
 class _Merge:
     """The deduplication pass over every shard's candidate records, in shard order."""
@@ -517,10 +532,11 @@ class _Merge:
                 for text in texts:
                     self.card.drop(code, reason, text)
             for code in self.languages:
-                for record in result.records(code):
-                    self.add(record, sinks)
+                for line, record in result.record_lines(code):
+                    self.add(record, sinks, line)
 
-    def add(self, record: dict, sinks: _JsonlSinks) -> None:
+    def add(self, record: dict, sinks: _JsonlSinks, line: str | None = None) -> None:
+        """Keep ``record`` (a shard's candidate; ``line``: its JSON line, if read from one) or count its drop."""
         text, code = record["text"], record["language"]
         hashes = record.pop(MERGE_FIELD, None)
         reason = self.drop_reason(text, code, hashes)
@@ -528,7 +544,11 @@ class _Merge:
             self.dropped[reason] += 1
             self.card.drop(code, reason, text)
             return
-        sinks.write(record)
+        kept_line = _without_merge_field(line) if line is not None and hashes is not None else None
+        if kept_line is not None:
+            sinks.write_line(code, kept_line)
+        else:
+            sinks.write(record)
         self.card.keep(record)
         entry = self.per_language.setdefault(code, {"docs": 0, "chars": 0, "bytes": 0, "words": 0})
         entry["docs"] += 1

@@ -93,13 +93,18 @@ class ShardResult:
 
     def records(self, language: str) -> Iterator[dict]:
         """The shard's candidate records of one language, streamed."""
+        for _, record in self.record_lines(language):
+            yield record
+
+    def record_lines(self, language: str) -> Iterator[tuple[str, dict]]:
+        """:meth:`records`, each with its JSON line as the shard wrote it."""
         path = self.directory / f"{language}.jsonl"
         if not path.exists():
             return
         with open(path, encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():
-                    yield json.loads(line)
+                    yield line, json.loads(line)
 
 
 @contextmanager
