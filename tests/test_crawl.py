@@ -616,6 +616,31 @@ def test_split_segments_collapses_every_kind_of_whitespace() -> None:
                 ("\n\n", "y")], repr(line)
 
 
+def test_split_segments_reads_tidy_and_untidy_text_by_one_rule() -> None:
+    """Text whose lines are tidy already (the usual extractor output) is split without looking at each line; the
+    segments are those of the rule: non-empty lines, whitespace collapsed, "\\n\\n" where a blank line was."""
+    import random
+    import re
+
+    def by_rule(text):
+        out = []
+        for block in re.split(r"\n[ \t\u00a0\r\f\v]*\n", text):
+            separator = "\n\n"
+            for line in block.split("\n"):
+                if line.split():
+                    out.append((separator, " ".join(line.split())))
+                    separator = "\n"
+        return out
+
+    srd = flores("srd_Latn")
+    rng = random.Random(2)
+    texts = ["\n".join(srd[:5]), "\n\n".join(srd[:5]), "\n\n\n".join(srd[:3]), "a\n\n\n\nb", "a\n \nb", "a \nb",
+             "a\n b", " a", "a ", "a  b", "a\tb", "a\u00a0b", "\na\n", "", "\n\n"]
+    texts += ["".join(rng.choice(["a", "b", " ", "\n", "\n\n", "\t", "\u2003"]) for _ in range(30)) for _ in range(500)]
+    for text in texts:
+        assert split_segments(text) == by_rule(text), repr(text)
+
+
 def test_a_line_repeated_in_a_batch_is_identified_once(tmp_path, identifier) -> None:
     srd, ita = flores("srd_Latn"), flores("ita_Latn")
     footer = "Custu situ impreat sos cookies pro megiorare s'esperièntzia de navigatzione"

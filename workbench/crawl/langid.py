@@ -21,7 +21,7 @@ import pycountry
 import scipy.sparse
 
 from ..errors import DataError
-from .text import is_collapsed
+from .text import is_collapsed, lines_collapsed
 
 Prediction = list[tuple[str, float]]
 _FLORES_CODE = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
@@ -626,7 +626,11 @@ class FastTextFileIdentifier:
 
     def predict_batch(self, texts: Sequence[str], scripts: Sequence[str | None] | None = None) -> list[Prediction]:
         """:meth:`predict` of every text (``scripts``: their dominant scripts, if already known)."""
-        clean = [(t if is_collapsed(t) else " ".join(t.split()))[: self.max_input_length] for t in texts]
+        joined = "\n".join(texts)
+        if joined.count("\n") == len(texts) - 1 and lines_collapsed(joined):  # (the usual case, checked at once)
+            clean = [t[: self.max_input_length] for t in texts]
+        else:
+            clean = [(t if is_collapsed(t) else " ".join(t.split()))[: self.max_input_length] for t in texts]
         clean = [t.lower() if t.isupper() else t for t in clean]  # all-caps text reads as another language
         out: list[Prediction] = [[] for _ in clean]
         rows = [i for i, t in enumerate(clean) if t]

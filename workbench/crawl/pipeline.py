@@ -63,7 +63,7 @@ from .shards import (
     merge_counters,
     plan_shards,
 )
-from .text import is_collapsed
+from .text import is_collapsed, lines_collapsed
 
 DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
                 "near_duplicate")
@@ -96,6 +96,14 @@ def split_segments(text: str) -> list[tuple[str, str]]:
     """Non-empty lines with whitespace collapsed, each with the separator that preceded it:
     ``"\\n\\n"`` at a paragraph break, ``"\\n"`` inside a paragraph."""
     out: list[tuple[str, str]] = []
+    if lines_collapsed(text):  # the usual case: blank lines are empty lines, the others are as they should be
+        for block in text.split("\n\n"):
+            separator = "\n\n"
+            for line in block.split("\n"):
+                if line:
+                    out.append((separator, line))
+                    separator = "\n"
+        return out
     for block in _BLANK_LINE.split(text):
         separator = "\n\n"
         for line in block.split("\n"):
