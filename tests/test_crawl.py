@@ -482,6 +482,23 @@ def test_seed_model_batch_equals_one_by_one(char_model) -> None:
     assert one[0][0][0] == "srd_Latn" and one[30][0][0] == "ita_Latn"
 
 
+def test_seed_model_direct_ngram_tables_equal_the_hash_index(char_model, monkeypatch) -> None:
+    """Short n-grams of a small alphabet are looked up in tables of every possible n-gram; the predictions are
+    those of the hash index alone, to the last bit."""
+    import workbench.crawl.langid as langid
+
+    texts = flores("srd_Latn")[:40] + flores("cat_Latn")[:40] + ["", "Привет", "x", "ÿ ñ ç"]
+    fast = char_model.predict_batch(texts)
+    assert any(table is not None for table in char_model._direct.values())  # the tables were used
+    monkeypatch.setattr(langid, "_DIRECT_TABLE_MAX", 0)
+    model = langid.CharNgramIdentifier(char_model.languages, char_model.alphabet, char_model.keys,
+                                       char_model.log_prob, temperature=char_model.temperature,
+                                       orders=char_model.orders, full_length=char_model.full_length)
+    hashed = model.predict_batch(texts)
+    assert all(table is None for table in model._direct.values())
+    assert hashed == fast
+
+
 def test_seed_model_key_index_finds_exactly_the_known_ngrams() -> None:
     """The hash table the seed model looks n-grams up in agrees with a binary search of the sorted keys, for
     keys it holds, keys it does not hold and keys that had to move away from their home slot."""

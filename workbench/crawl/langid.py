@@ -203,6 +203,21 @@ def _packed_ngrams(ids: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.ndar
     return key, valid
 
 
+_DIRECT_TABLE_MAX = 1 << 20  # entries of a table of every possible n-gram of an alphabet (8 MB)
+
+
+def _dense_ngrams(ids: np.ndarray, n: int, m: int, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` dense indexes ``sum(id_j * base**(n-1-j))`` of the ``n``-grams of ``ids`` and which hold no unknown
+    (id 0) character."""
+    index = ids[:m].astype(np.int64)
+    valid = index != 0
+    for j in range(1, n):
+        part = ids[j : j + m].astype(np.int64)
+        index = index * base + part
+        valid &= part != 0
+    return index, valid
+
+
 def _ngram_keys(ids: np.ndarray, orders: Sequence[int]) -> tuple[np.ndarray, int]:
     """Packed keys of every n-gram without an unknown (id 0) character, and the n-gram count."""
     ids = ids.astype(np.uint64)
@@ -300,6 +315,7 @@ class CharNgramIdentifier:
         self.meta = dict(meta or {})
         self._table = _lookup_table(self.alphabet)
         self._index = _KeyIndex(self.keys)
+        self._direct: dict[int, np.ndarray | None] = {}  # n -> :meth:`_direct_table` (built when first used)
 
     # ---- training
     @classmethod
@@ -442,19 +458,23 @@ class CharNgramIdentifier:
         lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
         ids = self._table[_codepoints("\x00".join(norms))].astype(np.uint64)  # \x00 (id 0): no n-gram across
         owner = np.repeat(np.arange(len(norms)), lengths + 1)[: len(ids)]
-        keys, owners = [], []
+        found, owners = [], []
         for n in self.orders:
             m = len(ids) - n + 1
             if m <= 0:
                 continue
-            key, valid = _packed_ngrams(ids, n, m)
-            keys.append(key[valid])
+            direct = self._direct_table(n)
+            if direct is not None:  # a table of every possible n-gram: one lookup, no hashing
+                index, valid = _dense_ngrams(ids, n, m, len(self.alphabet) + 1)
+                found.append(direct[index[valid]])
+            else:
+                key, valid = _packed_ngrams(ids, n, m)
+                found.append(self._index.find(key[valid]))
             owners.append(owner[:m][valid])
         means = np.full((len(norms), len(self.languages)), np.nan)
-        if not keys or not len(self.keys):
+        if not found or not len(self.keys):
             return means
-        keys_all, owners_all = np.concatenate(keys), np.concatenate(owners)
-        pos = self._index.find(keys_all)
+        pos, owners_all = np.concatenate(found), np.concatenate(owners)
         hit = pos >= 0
         idx, own = pos[hit], owners_all[hit]
         found = np.bincount(own, minlength=len(norms)) > 0
@@ -465,6 +485,26 @@ class CharNgramIdentifier:
         damping = np.minimum(1.0, (lengths - 2) / self.full_length)
         means[found] = (sums / np.maximum(totals, 1)[:, None] * damping[:, None])[found]
         return means
+
+    def _direct_table(self, n: int) -> np.ndarray | None:
+        """Position of each known ``n``-gram in :attr:`keys` by its dense index (:func:`_dense_ngrams`; -1: not
+        known), if the alphabet is small enough for a table of every possible ``n``-gram (built when first used)."""
+        tables = self._direct
+        if n not in tables:
+            size = (len(self.alphabet) + 1) ** n
+            tables[n] = None
+            if size <= _DIRECT_TABLE_MAX:
+                slots = (self.keys[:, None] >> (np.uint64(_SLOT_BITS) * np.arange(3, -1, -1, dtype=np.uint64))) \
+                    & np.uint64(_MAX_ALPHABET)
+                order = (slots != 0).sum(axis=1)  # a key's n-gram fills its first n slots
+                mine = np.flatnonzero(order == n)
+                index = np.zeros(len(mine), dtype=np.int64)
+                for j in range(n):
+                    index = index * (len(self.alphabet) + 1) + slots[mine, j].astype(np.int64)
+                table = np.full(size, -1, dtype=np.int64)
+                table[index] = mine
+                tables[n] = table
+        return tables[n]
 
     # ---- persistence (npz, no pickle)
     def save(self, path: Path) -> None:
