@@ -244,8 +244,8 @@ def measure(texts: Sequence[str]) -> _Measures:
 
     bounds = np.empty(2 * len(starts), dtype=np.int64)
     bounds[0::2], bounds[1::2] = starts, ends  # each word's characters, then those up to the next word
-    lettered = np.add.reduceat((padded & _LETTERISH) != 0, bounds, dtype=np.int64)[0::2] if len(bounds) else bounds
-    no_letter = lettered == 0
+    lettered = np.logical_or.reduceat((padded & _LETTERISH) != 0, bounds)[0::2] if len(bounds) else bounds
+    no_letter = ~lettered.astype(bool)
     return _Measures(
         words=np.bincount(word_text, minlength=len(texts)).tolist(),
         word_chars=per_text(_WORD_CHAR | _UNSPACED_CHAR).tolist(),
