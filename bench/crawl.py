@@ -162,7 +162,11 @@ def main() -> None:
         big = None
         if args.scaling_copies > 1 and not args.limit:
             bigger = work / f"copies-{args.scaling_copies}.warc.gz"
-            bigger.write_bytes(args.warc.read_bytes() * args.scaling_copies)  # gzip members end to end: one .warc.gz
+            data = args.warc.read_bytes()
+            with open(bigger, "wb") as handle:  # gzip members end to end: one .warc.gz (one copy in memory at most)
+                for _ in range(args.scaling_copies):
+                    handle.write(data)
+            del data
             big_one, big_one_s = timed(lambda: ours(bigger, identifier, fresh("big-1"), 1, None))
             big_two, big_two_s = timed(lambda: ours(bigger, identifier, fresh("big-2"), 2, None))
             big = {"copies": args.scaling_copies, "warc_gz_mb": round(bigger.stat().st_size / 2**20, 2),
