@@ -683,12 +683,6 @@ class FastTextFileIdentifier:
         return out
 
 
-@lru_cache(maxsize=4096)
-def _iso(code: str) -> str:
-    """The language part of a FLORES code (``srd_Latn`` -> ``srd``)."""
-    return code.split("_")[0]
-
-
 @lru_cache(maxsize=65536)
 def _label_code(raw: str, script: str | None) -> str | None:
     if _FLORES_CODE.fullmatch(raw):
@@ -841,6 +835,18 @@ def find_confusables(
     return frozenset(out)
 
 
+class _ByLanguage(dict):
+    """FLORES code -> ``test`` of its ISO 639-3 part, computed once per code."""
+
+    def __init__(self, test) -> None:
+        super().__init__()
+        self.test = test
+
+    def __missing__(self, code: str) -> bool:
+        value = self[code] = bool(self.test(code.split("_")[0]))
+        return value
+
+
 class TargetAwareIdentifier:
     """Seed model for the seed languages and their confusables, general model for the rest.
 
@@ -876,6 +882,9 @@ class TargetAwareIdentifier:
         self.protected = frozenset(own | self.confusable)
         self.seed_scripts = {code.split("_")[1] for code in self.seed_languages}
         self.seed_iso = frozenset(code.split("_")[0] for code in self.seed_languages)
+        # per FLORES code (filled as codes are met): a confident general verdict for it stands; it is unrelated
+        self._stands = _ByLanguage(lambda iso: iso not in self.seed_iso or iso not in self.confusable)
+        self._unrelated = _ByLanguage(lambda iso: iso not in self.protected)
 
     def predict(self, text: str) -> Prediction:
         """See the class docstring; scores are sorted, best first."""
@@ -890,17 +899,17 @@ class TargetAwareIdentifier:
         generals = predict_batch(self.general, texts, scripts)
         out: list[Prediction | None] = []
         pending: list[tuple[int, list[tuple[str, float]], float]] = []  # (row, outside, share): seed model needed
+        stands, unrelated = self._stands, self._unrelated
         for text_script, general in zip(scripts, generals, strict=True):
             if text_script is not None and text_script not in self.seed_scripts:
                 out.append(general)
                 continue
-            top = _iso(general[0][0]) if general else None
-            if general and general[0][1] >= self.threshold and (top not in self.seed_iso or top not in self.confusable):
+            if general and general[0][1] >= self.threshold and stands[general[0][0]]:
                 # confident in a language the seed model has no text for (French...), or in a seed language
                 # the general model does not confuse with the target (English): its verdict stands
                 out.append(general)
                 continue
-            outside = [(c, s) for c, s in general if _iso(c) not in self.protected]
+            outside = [(c, s) for c, s in general if unrelated[c]]
             share = max(0.0, 1.0 - sum(s for _, s in outside))
             if outside and outside[0][1] > share:
                 # an unrelated language holds more than the seed languages could share among them: the seed
