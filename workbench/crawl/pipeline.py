@@ -311,16 +311,16 @@ class ShardProcessor:
         """:meth:`spans` of several documents, their segments identified in one batch."""
         documents = [split_segments(text) for text in texts]
         out = []
+        languages, settings, tops = self.languages, self.settings, []
         for segments, predictions in zip(documents, self.identify_many(documents), strict=True):
             labels = []
             for i, (_, segment) in enumerate(segments):
-                label, score, top = label_prediction(segment, predictions.get(i), self.languages,
-                                                     self.settings.min_chars, self.settings.min_score,
-                                                     self.settings.min_scores)
-                if top is not None:
-                    self.identified[top] += 1
+                label, score, top = label_prediction(segment, predictions.get(i), languages, settings.min_chars,
+                                                     settings.min_score, settings.min_scores)
+                tops.append(top)
                 labels.append((label, score))
             out.append(group_spans(segments, labels, self.dropped))
+        self.identified.update(top for top in tops if top is not None)
         return out
 
     def identify(self, segments: list[tuple[str, str]]) -> dict[int, Prediction]:
