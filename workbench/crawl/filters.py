@@ -107,12 +107,7 @@ def _bmp_classes() -> np.ndarray:
     table[1:][alnum_re != alnum_regex] |= _RE_DIFFERS
     table[1:][_codepoints(_NOT_WORD_CHAR.sub("\x00", chars)) != 0] |= _WORD_CHAR
     table[[ord(c) for c in chars if c.isspace()]] |= _SPACE
-    kinds = _UNSPACED_CHAR | _WORD_CHAR
-
-    def kind_of(c: str) -> int:
-        return int(table[ord(c)]) & kinds if ord(c) < 0x10000 else _kind(c)
-
-    table[[ord(c) for c in chars if c.casefold() != c and _fold_changes_kind(c, kind_of)]] |= _FOLD_CHANGES_KIND
+    table[[ord(c) for c in chars if c.casefold() != c and _fold_changes_kind(c)]] |= _FOLD_CHANGES_KIND
     return table
 
 
@@ -125,14 +120,14 @@ def _kind(char: str) -> int:
     return unspaced | (0 if _NOT_WORD_CHAR.match(char) else _WORD_CHAR)
 
 
-def _fold_changes_kind(char: str, kind_of) -> bool:
+def _fold_changes_kind(char: str) -> bool:
     """Whether casefolding ``char`` changes a character of an unspaced script, or gives characters of another kind
-    than ``char`` (``kind_of``: word character or not, unspaced script or not). No character does in Unicode 15;
-    one that did would make the words of a casefolded text differ from the casefolded words of the text."""
-    folded = char.casefold()
-    if kind_of(char) & _UNSPACED_CHAR:
+    than ``char`` (:func:`_kind`). No character does in Unicode 15; one that did would make the words of a
+    casefolded text differ from the casefolded words of the text."""
+    folded, kind = char.casefold(), _kind(char)
+    if kind & _UNSPACED_CHAR:
         return folded != char
-    return any(kind_of(c) != kind_of(char) for c in folded)
+    return any(_kind(c) != kind for c in folded)
 
 
 @lru_cache(maxsize=4096)
@@ -142,12 +137,7 @@ def _class_of(char: str) -> int:
     differs = bool(re.match(r"[^\W_]", char)) != bool(regex.match(r"[\p{L}\p{N}]", char))
     bits |= (_RE_DIFFERS if differs else 0) | (0 if _NOT_WORD_CHAR.match(char) else _WORD_CHAR)
     bits |= _SPACE if char.isspace() else 0
-    kinds = _UNSPACED_CHAR | _WORD_CHAR
-
-    def kind_of(c: str) -> int:
-        return bits & kinds if c == char else _kind(c)
-
-    if char.casefold() != char and _fold_changes_kind(char, kind_of):
+    if char.casefold() != char and _fold_changes_kind(char):
         bits |= _FOLD_CHANGES_KIND
     return bits
 

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -167,17 +167,27 @@ _MAX_ALPHABET = (1 << _SLOT_BITS) - 1
 _CODEPOINTS = 0x110000
 
 
-class _SpaceOutNonLetters(dict):
-    """``str.translate`` table: an apostrophe becomes ``'``, a character ``_NON_LETTERS`` matches a space, others
-    stay (filled as characters are met: no lookup of a character met before fails)."""
+class _Memo(dict):
+    """``key -> compute(key)``, computed the first time a key is met (a ``str.translate`` table, a cache read once
+    per identified line: a plain dict lookup, cheaper than ``lru_cache``)."""
 
-    def __missing__(self, code: int) -> int:
-        char = chr(code)
-        value = self[code] = 39 if char in _APOSTROPHES else 32 if _NON_LETTERS.match(char) else code
+    def __init__(self, compute) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key):
+        value = self[key] = self.compute(key)
         return value
 
 
-_LETTERS_ONLY = _SpaceOutNonLetters()
+def _letter_or_space(code: int) -> int:
+    """``str.translate`` value of a code point: an apostrophe becomes ``'``, a character ``_NON_LETTERS`` matches a
+    space, others stay."""
+    char = chr(code)
+    return 39 if char in _APOSTROPHES else 32 if _NON_LETTERS.match(char) else code
+
+
+_LETTERS_ONLY = _Memo(_letter_or_space)
 
 
 def normalize_for_ngrams(text: str) -> str:
@@ -690,23 +700,21 @@ def _label_code(raw: str, script: str | None) -> str | None:
     return fasttext_label_to_code(raw, script)
 
 
-class _LabelCodes(dict):
-    """fastText label -> FLORES code of the language for text in one script, or None (a label with no FLORES
-    mapping, or a language not written in that script); filled as labels are met."""
-
-    def __init__(self, script: str | None) -> None:
-        super().__init__()
-        self.script = script
-
-    def __missing__(self, label: str) -> str | None:
-        code = _label_code(str(label).replace("__label__", ""), self.script)
-        if code is not None and self.script is not None and self.script not in _scripts_of(code.split("_")[0]):
-            code = None
-        self[label] = code
-        return code
+def _iso(code: str) -> str:
+    """The language part of a FLORES code (``srd_Latn`` -> ``srd``)."""
+    return code.split("_")[0]
 
 
-_LABEL_CODES: dict[str | None, _LabelCodes] = {}  # script -> its label codes (runs once per identified line)
+def _code_in_script(script: str | None, label: str) -> str | None:
+    """FLORES code of a fastText label for text in ``script``, or None (a label with no FLORES mapping, or a
+    language not written in that script)."""
+    code = _label_code(str(label).replace("__label__", ""), script)
+    if code is not None and script is not None and script not in _scripts_of(code.split("_")[0]):
+        return None
+    return code
+
+
+_LABEL_CODES: dict[str | None, _Memo] = {}  # script -> label -> _code_in_script (runs once per identified line)
 
 
 def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Prediction:
@@ -716,7 +724,7 @@ def _merge_labels(pairs: Sequence[tuple[float, str]], script: str | None) -> Pre
         return []
     table = _LABEL_CODES.get(script)
     if table is None:
-        table = _LABEL_CODES[script] = _LabelCodes(script)
+        table = _LABEL_CODES[script] = _Memo(partial(_code_in_script, script))
     scores, labels = zip(*pairs, strict=True)
     codes = [table[label] for label in labels]
     if len(set(codes)) == len(codes):
@@ -835,18 +843,6 @@ def find_confusables(
     return frozenset(out)
 
 
-class _ByLanguage(dict):
-    """FLORES code -> ``test`` of its ISO 639-3 part, computed once per code."""
-
-    def __init__(self, test) -> None:
-        super().__init__()
-        self.test = test
-
-    def __missing__(self, code: str) -> bool:
-        value = self[code] = bool(self.test(code.split("_")[0]))
-        return value
-
-
 class TargetAwareIdentifier:
     """Seed model for the seed languages and their confusables, general model for the rest.
 
@@ -883,8 +879,8 @@ class TargetAwareIdentifier:
         self.seed_scripts = {code.split("_")[1] for code in self.seed_languages}
         self.seed_iso = frozenset(code.split("_")[0] for code in self.seed_languages)
         # per FLORES code (filled as codes are met): a confident general verdict for it stands; it is unrelated
-        self._stands = _ByLanguage(lambda iso: iso not in self.seed_iso or iso not in self.confusable)
-        self._unrelated = _ByLanguage(lambda iso: iso not in self.protected)
+        self._stands = _Memo(lambda code: _iso(code) not in self.seed_iso or _iso(code) not in self.confusable)
+        self._unrelated = _Memo(lambda code: _iso(code) not in self.protected)
 
     def predict(self, text: str) -> Prediction:
         """See the class docstring; scores are sorted, best first."""
