@@ -280,6 +280,23 @@ def test_normalize_for_dedup_is_nfkc_casefold_with_whitespace_collapsed(text):
     assert normalize_for_dedup(text) == expected
 
 
+def test_nfkc_of_lines_apart_equals_nfkc_of_the_whole_text():
+    import random
+    import unicodedata
+
+    from workbench.crawl.text import nfkc
+
+    # marks and jamo right after a line break (nothing composes across it), ligatures, full-width and compatibility
+    # characters, a text normal but for one line, and random mixtures of them
+    pieces = ["e", "\u0301", "\u0327", "\n", "\n\n", "\u1100", "\u1161", "\u11a8", "\uac00", "ﬁ", "，", "…", "\u00a0",
+              "\u3000", "Å", "A\u030a", "ｶ", "\uff9e", "①", "²", "ſ\u0307", "\u0345", " ", "word"]
+    cases = ["e\n\u0301", "\u1100\n\u1161", "A\n\u030a\nB", "ok\nok\n…\nok", "plain text\nonly", "", "\n", "ﬁ\n"]
+    rng = random.Random(7)
+    cases += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))) for _ in range(2000)]
+    for text in cases:
+        assert nfkc(text) == unicodedata.normalize("NFKC", text), repr(text)
+
+
 def test_word_hashes_depend_on_the_word_not_its_position():
     from workbench.crawl.dedup import _word_hashes
 

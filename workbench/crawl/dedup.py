@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
-from .text import is_collapsed
+from .text import is_collapsed, nfkc
 
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden ratio) for combining word hashes
@@ -18,7 +17,7 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden ratio) for
 
 def normalize_for_dedup(text: str, ignore_punctuation: bool = False) -> str:
     """NFKC, casefolded, whitespace collapsed (and punctuation removed if asked)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = nfkc(text).casefold()
     if ignore_punctuation:
         text = _PUNCTUATION.sub(" ", text)
     else:  # the usual case, a crawled span (lines of single spaces, joined by line breaks): no word split out

@@ -1,6 +1,8 @@
-"""Whitespace facts about text that the crawl's normalisations share."""
+"""Whitespace facts and Unicode normalisation that the crawl's normalisations share."""
 
 from __future__ import annotations
+
+import unicodedata
 
 
 def is_collapsed(text: str) -> bool:
@@ -14,3 +16,13 @@ def lines_collapsed(text: str) -> bool:
     spaces between words), checked on the whole text at once."""
     return ("  " not in text and " \n" not in text and "\n " not in text and text[:1] != " " and text[-1:] != " "
             and text.replace("\n", "").isprintable())
+
+
+def nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, normalising only the lines that need it: a line break neither
+    composes with nor decomposes into anything, so lines normalise apart, and a page is usually normal but for a
+    few lines (a no-break space, an ellipsis, full-width punctuation), which the whole-text call would redo."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    return "\n".join([line if unicodedata.is_normalized("NFKC", line) else unicodedata.normalize("NFKC", line)
+                      for line in text.split("\n")])
