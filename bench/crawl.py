@@ -14,7 +14,8 @@ the workers' start-up weighs less (the copies' documents are exact duplicates: t
 skipped with --limit).
 Writes bench/results/crawl.json (docs/s, MB/s of .warc.gz, ratio, peak memory, 1 -> 2 process scaling, and
 CPU seconds: on a shared machine wall time depends on the load, CPU time less so). Imports happen before timing;
-each pipeline runs ``--repeat`` times (default 3) from scratch and its fastest run counts, all runs are recorded.
+each pipeline runs ``--repeat`` times (default 3) from scratch, the pipelines in turns (ours, ours on 2 processes,
+the baseline, then again), and its fastest run counts; all runs are recorded.
 The input is benchmark-only data (real web pages) and is never shipped.
 """
 
@@ -124,15 +125,24 @@ def cpu_seconds() -> float:
 def timed(fn, repeat: int = 1):
     """Run ``fn`` ``repeat`` times; the fastest run's result, CPU seconds and wall seconds (the fastest run is
     the one least disturbed by other work on the machine; every run's seconds are kept as ``runs``)."""
-    best, runs = None, []
+    return timed_rounds({"only": fn}, repeat)["only"]
+
+
+def timed_rounds(pipelines: dict, repeat: int) -> dict:
+    """:func:`timed` of several pipelines, run in turns (round 1: each once, round 2: each again...): on a shared
+    machine whose speed drifts, every pipeline's fastest run then comes from the same stretch of time, and a slow
+    minute cannot land on one pipeline only. ``{name: (result, seconds)}``."""
+    best: dict = {}
+    runs: dict = {name: [] for name in pipelines}
     for _ in range(repeat):
-        start, cpu = time.perf_counter(), cpu_seconds()
-        value = fn()
-        seconds = time.perf_counter() - start
-        runs.append(round(seconds, 2))
-        if best is None or seconds < best[1]:
-            best = ({**value, "cpu_seconds": round(cpu_seconds() - cpu, 2)}, seconds)
-    return {**best[0], "runs": runs}, best[1]
+        for name, fn in pipelines.items():
+            start, cpu = time.perf_counter(), cpu_seconds()
+            value = fn()
+            seconds = time.perf_counter() - start
+            runs[name].append(round(seconds, 2))
+            if name not in best or seconds < best[name][1]:
+                best[name] = ({**value, "cpu_seconds": round(cpu_seconds() - cpu, 2)}, seconds)
+    return {name: ({**best[name][0], "runs": runs[name]}, best[name][1]) for name in pipelines}
 
 
 def main() -> None:
@@ -156,9 +166,12 @@ def main() -> None:
             shutil.rmtree(work / name, ignore_errors=True)
             return work / name
 
-        one, one_s = timed(lambda: ours(args.warc, identifier, fresh("ours-1"), 1, args.limit), args.repeat)
-        two, two_s = timed(lambda: ours(args.warc, identifier, fresh("ours-2"), 2, args.limit), args.repeat)
-        base, base_s = timed(lambda: baseline(args.warc, identifier, fresh("baseline"), args.limit), args.repeat)
+        timings = timed_rounds({
+            "ours-1": lambda: ours(args.warc, identifier, fresh("ours-1"), 1, args.limit),
+            "ours-2": lambda: ours(args.warc, identifier, fresh("ours-2"), 2, args.limit),
+            "baseline": lambda: baseline(args.warc, identifier, fresh("baseline"), args.limit),
+        }, args.repeat)
+        (one, one_s), (two, two_s), (base, base_s) = timings["ours-1"], timings["ours-2"], timings["baseline"]
         big = None
         if args.scaling_copies > 1 and not args.limit:
             bigger = work / f"copies-{args.scaling_copies}.warc.gz"

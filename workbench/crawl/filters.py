@@ -360,7 +360,7 @@ def judge_many(texts: Sequence[str], limits: Sequence[FilterThresholds]) -> list
     for i, (text, t, (n, chars, unspaced, no_letter, letters, visible)) in enumerate(
             zip(texts, limits, counts, strict=True)):
         rule = (_word_rules(n, chars, unspaced, no_letter, t) or _character_rules(text, n, letters, visible, t)
-                or _line_rules([line.strip() for line in text.splitlines() if line.strip()], t))
+                or _line_rules([stripped for line in text.splitlines() if (stripped := line.strip())], t))
         verdicts.append((rule, n))
         if rule is None and n >= t.min_words_for_ngram_rules:
             waiting.append(i)
