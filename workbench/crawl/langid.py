@@ -709,7 +709,7 @@ def _code_in_script(script: str | None, label: str) -> str | None:
     """FLORES code of a fastText label for text in ``script``, or None (a label with no FLORES mapping, or a
     language not written in that script)."""
     code = _label_code(str(label).replace("__label__", ""), script)
-    if code is not None and script is not None and script not in _scripts_of(code.split("_")[0]):
+    if code is not None and script is not None and script not in _scripts_of(_iso(code)):
         return None
     return code
 

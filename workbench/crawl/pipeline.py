@@ -195,6 +195,11 @@ def group_spans(segments: list[tuple[str, str]], labels: list[tuple[str, float]]
     return spans
 
 
+def record_line(record: dict) -> str:
+    """A record's line in a shard's or the corpus's JSONL file (UTF-8 text, not escaped to ASCII)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
 def hit_rate(text: str, wordlist: frozenset[str]) -> float:
     """Share of the (casefolded) words of ``text`` that are in ``wordlist``."""
     words = _WORDS.findall(text.casefold())
@@ -222,7 +227,7 @@ class _JsonlSinks:
             self.handles[code] = (tmp, os.fdopen(fd, "w", encoding="utf-8"))
 
     def write(self, record: dict) -> None:
-        self.handles[record["language"]][1].write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handles[record["language"]][1].write(record_line(record))
 
     def write_line(self, language: str, line: str) -> None:
         """Write a record already encoded (:meth:`write`'s line)."""
@@ -448,7 +453,7 @@ class ShardProcessor:
         self.seconds["dedup"] += time.perf_counter() - start
         start = time.perf_counter()
         for record, _ in kept:
-            self._sink(record["language"]).write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._sink(record["language"]).write(record_line(record))
         self.seconds["filter"] += time.perf_counter() - start
 
     def merge_hashes(self, text: str, words: int) -> dict:
@@ -513,8 +518,8 @@ _MERGE_MEMBER = f', "{MERGE_FIELD}": {{'
 
 
 def _without_merge_field(line: str) -> str | None:
-    """A shard's JSON line of a record (``json.dumps`` of it, ``MERGE_FIELD`` its last member) without that member:
-    the line ``json.dumps`` gives the record once it is popped (no string in the line can hold the member's
+    """A shard's line of a record (:func:`record_line` of it, ``MERGE_FIELD`` its last member) without that member:
+    the line :func:`record_line` gives the record once it is popped (no string in the line can hold the member's
     opening, whose quotes would be escaped); None if the line does not end so."""
     cut = line.rfind(_MERGE_MEMBER)
     return line[:cut] + "}\n" if cut > 0 and line.endswith("}}\n") else None

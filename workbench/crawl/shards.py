@@ -91,13 +91,8 @@ class ShardResult:
     directory: Path
     stats: dict[str, Any] = field(default_factory=dict)
 
-    def records(self, language: str) -> Iterator[dict]:
-        """The shard's candidate records of one language, streamed."""
-        for _, record in self.record_lines(language):
-            yield record
-
     def record_lines(self, language: str) -> Iterator[tuple[str, dict]]:
-        """:meth:`records`, each with its JSON line as the shard wrote it."""
+        """The shard's candidate records of one language, streamed, each with its JSON line as the shard wrote it."""
         path = self.directory / f"{language}.jsonl"
         if not path.exists():
             return
