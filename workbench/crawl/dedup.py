@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import zlib
 from collections.abc import Sequence
 
 import numpy as np
+import regex
 
-from .text import is_collapsed, nfkc
+from ..text import is_collapsed, nfkc
 
-_PUNCTUATION = re.compile(r"[^\w\s]")
+_WORD_CHAR = r"\p{L}\p{M}\p{N}_"  # letters with their combining marks, digits, underscore
+_PUNCTUATION = regex.compile(rf"[^{_WORD_CHAR}\s]")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden ratio) for combining word hashes
 
 
@@ -60,16 +61,17 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS["up"][:n], _POWERS["down"][:n]
 
 
-_WORD_CHARS: np.ndarray | None = None  # code point (BMP) -> True if ``re``'s \w matches it
+_WORD_CHARS: np.ndarray | None = None  # code point (BMP) -> True if it is a word character (``_WORD_CHAR``)
 
 
 def _is_word_char(codes: np.ndarray) -> np.ndarray:
-    r"""True where a code point is a word character (``re``'s ``\w``: what ``_PUNCTUATION`` keeps besides
-    spaces); the table covers the Basic Multilingual Plane, other code points are tested one by one."""
+    """True where a code point is a word character (a letter, combining mark, digit or underscore: what
+    ``_PUNCTUATION`` keeps besides spaces); the table covers the Basic Multilingual Plane, other code points are
+    tested one by one."""
     global _WORD_CHARS
     if _WORD_CHARS is None:
         chars = "".join(map(chr, range(1, 0x10000)))
-        marked = re.sub(r"\W", "\x00", chars).encode("utf-32-le", "surrogatepass")
+        marked = regex.sub(rf"[^{_WORD_CHAR}]", "\x00", chars).encode("utf-32-le", "surrogatepass")
         _WORD_CHARS = np.concatenate(([False], np.frombuffer(marked, dtype=np.uint32) != 0))
     astral = codes >= 0x10000
     if not astral.any():
@@ -77,7 +79,8 @@ def _is_word_char(codes: np.ndarray) -> np.ndarray:
     out = np.zeros(len(codes), dtype=bool)
     out[~astral] = _WORD_CHARS[codes[~astral]]
     distinct, inverse = np.unique(codes[astral], return_inverse=True)
-    out[astral] = np.array([bool(re.match(r"\w", chr(c))) for c in distinct.tolist()], dtype=bool)[inverse]
+    word_char = regex.compile(rf"[{_WORD_CHAR}]")
+    out[astral] = np.array([bool(word_char.match(chr(c))) for c in distinct.tolist()], dtype=bool)[inverse]
     return out
 
 

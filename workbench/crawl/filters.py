@@ -11,7 +11,7 @@ rule                        drops a document whose ...                          
 ``max_words``               word count is above                                                    100000
 ``mean_word_length``        mean word length (characters) is outside ``[lo, hi]`` (spaced scripts)  [2, 12]
 ``min_alpha_words``         share of words with a letter is below                                  0.7
-``min_letter_ratio``        share of non-space characters that are letters is below                0.6
+``min_letter_ratio``        share of non-space characters that are letters (marks included) is below  0.6
 ``max_symbol_ratio``        ``#``/``…``/``...`` per word is above                                  0.1
 ``max_bullet_lines``        share of lines starting with a bullet is above                         0.9
 ``max_ellipsis_lines``      share of lines ending with an ellipsis is above                         0.3
@@ -41,10 +41,11 @@ import regex
 from pydantic import Field
 
 from ..recipe import StrictModel
+from ..text import UNSPACED_CLASS, WORD_PATTERN
 from .dedup import run_hashes
 
-_UNSPACED_SCRIPTS = r"\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}"
-_WORD = regex.compile(f"[{_UNSPACED_SCRIPTS}]|[\\p{{L}}\\p{{M}}\\p{{N}}]+")
+_UNSPACED_SCRIPTS = UNSPACED_CLASS
+_WORD = regex.compile(WORD_PATTERN)
 # bits of a character's class, and the characters outside each class
 _LETTER, _UNSPACED_CHAR, _MARK = 1, 2, 4
 _NOT_IN_CLASS = ((_LETTER, regex.compile(r"\P{L}")), (_UNSPACED_CHAR, regex.compile(f"[^{_UNSPACED_SCRIPTS}]")),
@@ -166,9 +167,10 @@ def _classes(codepoints: np.ndarray) -> np.ndarray:
 
 def word_spans(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r"""Start and end positions of the words (see the module docstring) in characters of these ``classes``: what
-    ``_WORD`` (``[unspaced]|[\p{L}\p{M}\p{N}]+``) matches, found in numpy. A match that begins at a character of an
-    unspaced script is that character alone; one that begins at another word character runs to the end of its
-    run of word characters (unspaced characters included, as the regex does)."""
+    ``_WORD`` (``[unspaced]\p{M}*|[\p{L}\p{M}\p{N}]+``) matches, found in numpy. A match that begins at a character
+    of an unspaced script is that character with the combining marks right after it; one that begins at another
+    word character runs to the end of its run of word characters (unspaced characters included, as the regex
+    does)."""
     word = (classes & _WORD_CHAR) != 0
     edges = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
@@ -179,26 +181,67 @@ def word_spans(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return unspaced, unspaced + 1
     run = np.searchsorted(run_starts, unspaced, side="right") - 1  # the run an unspaced character may be in
     inside = (run >= 0) & (unspaced < run_ends[np.maximum(run, 0)])
-    alone = unspaced[~inside]  # an unspaced character that is no letter, mark or digit: a word of its own
+    alone = unspaced[~inside]  # an unspaced character that is no letter, mark or digit: a word of its own ...
+    if len(alone) and np.isin(alone + 1, run_starts).any() and (classes[np.minimum(alone + 1, len(classes) - 1)]
+                                                                 & _MARK).any():
+        return _word_spans_by_scan(classes)  # ... unless marks follow it (rare): they are its marks
     split = np.unique(run[inside])  # runs that hold unspaced characters: the only ones that are not one word
     whole = np.ones(len(run_starts), dtype=bool)
     whole[split] = False
     starts, ends = [run_starts[whole], alone], [run_ends[whole], alone + 1]
     if len(split):
-        lengths = run_ends[split] - run_starts[split]
-        offsets = np.cumsum(lengths) - lengths
-        positions = np.arange(lengths.sum()) - np.repeat(offsets - run_starts[split], lengths)  # their characters
-        spaced = (classes[positions] & _UNSPACED_CHAR) == 0
-        # each run's head of unspaced characters are words of one character; its first spaced character starts a
-        # word that lasts to the end of the run (unspaced characters after it included, as the regex does)
-        first_spaced = np.minimum.reduceat(np.where(spaced, positions, np.iinfo(np.int64).max), offsets)
-        head = positions < np.repeat(first_spaced, lengths)
-        rest = first_spaced < run_ends[split]
-        starts += [positions[head], first_spaced[rest]]
-        ends += [positions[head] + 1, run_ends[split][rest]]
+        head_starts, rest_starts = _split_runs(classes, run_starts[split], run_ends[split])
+        boundaries = np.sort(np.concatenate((head_starts, np.minimum(rest_starts, run_ends[split]))))
+        starts += [head_starts, rest_starts[rest_starts < run_ends[split]]]
+        ends += [boundaries[np.searchsorted(boundaries, head_starts, side="right")],
+                 run_ends[split][rest_starts < run_ends[split]]]
     starts_all, ends_all = np.concatenate(starts), np.concatenate(ends)
     order = np.argsort(starts_all)
     return starts_all[order], ends_all[order]
+
+
+def _split_runs(classes: np.ndarray, begins: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Words of runs of word characters that hold unspaced characters: where each word of a run's head begins (an
+    unspaced character, its marks after it), and where each run's rest begins (its first other character, which
+    starts a word lasting to the end of the run; the run's end if there is none)."""
+    lengths = ends - begins
+    offsets = np.cumsum(lengths) - lengths
+    positions = np.arange(lengths.sum()) - np.repeat(offsets - begins, lengths)  # their characters
+    kinds = classes[positions]
+    is_unspaced, is_mark = (kinds & _UNSPACED_CHAR) != 0, (kinds & _MARK) != 0
+    run_start = np.zeros(len(positions), dtype=bool)
+    run_start[offsets] = True
+    # a mark is absorbed by the unspaced character before it (marks in between): find each one's anchor, the
+    # last position at or before it that is no mark or begins its run
+    anchor = np.maximum.accumulate(np.where(~is_mark | run_start, np.arange(len(positions)), 0))
+    absorbed = is_mark & ~run_start & is_unspaced[anchor] & (anchor != np.arange(len(positions)))
+    spaced = ~is_unspaced & ~absorbed
+    first_spaced = np.minimum.reduceat(np.where(spaced, positions, np.iinfo(np.int64).max), offsets)
+    head = positions < np.repeat(first_spaced, lengths)
+    return positions[head & ~absorbed], first_spaced
+
+
+def _word_spans_by_scan(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`word_spans` one character at a time (the regex's own steps), for the rare texts it does not cover."""
+    starts, ends, i, n = [], [], 0, len(classes)
+    kinds = classes.tolist()
+    while i < n:
+        kind = kinds[i]
+        if kind & _UNSPACED_CHAR:
+            j = i + 1
+            while j < n and kinds[j] & _MARK:
+                j += 1
+        elif kind & _WORD_CHAR:
+            j = i + 1
+            while j < n and kinds[j] & _WORD_CHAR:
+                j += 1
+        else:
+            i += 1
+            continue
+        starts.append(i)
+        ends.append(j)
+        i = j
+    return np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
 
 
 @dataclass
@@ -240,7 +283,7 @@ def measure(texts: Sequence[str]) -> _Measures:
         words=np.bincount(word_text, minlength=len(texts)).tolist(),
         word_chars=per_text(_WORD_CHAR | _UNSPACED_CHAR).tolist(),
         unspaced=per_text(_UNSPACED_CHAR).tolist(),
-        letters=per_text(_LETTER).tolist(),
+        letters=per_text(_LETTER | _MARK).tolist(),  # a combining mark is part of its letter
         visible=(lengths - per_text(_SPACE)).tolist(),
         no_letter_words=np.bincount(word_text[no_letter], minlength=len(texts)).tolist(),
         classes=classes, word_starts=starts, word_ends=ends, word_text=word_text)

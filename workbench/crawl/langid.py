@@ -18,10 +18,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pycountry
+import regex
 import scipy.sparse
 
 from ..errors import DataError
-from .text import is_collapsed, lines_collapsed
+from ..text import LETTER_CLASS, char_script, is_collapsed, lines_collapsed, writing_system
+from ..text.scripts import SCRIPT_CODES
 
 Prediction = list[tuple[str, float]]
 _FLORES_CODE = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
@@ -38,29 +40,17 @@ class LanguageIdentifier(Protocol):
 
 # --------------------------------------------------------------------------- scripts
 
-_SCRIPT_BY_NAME = {
-    "LATIN": "Latn", "CYRILLIC": "Cyrl", "GREEK": "Grek", "ARABIC": "Arab", "HEBREW": "Hebr",
-    "DEVANAGARI": "Deva", "BENGALI": "Beng", "GURMUKHI": "Guru", "GUJARATI": "Gujr", "ORIYA": "Orya",
-    "TAMIL": "Taml", "TELUGU": "Telu", "KANNADA": "Knda", "MALAYALAM": "Mlym", "SINHALA": "Sinh",
-    "THAI": "Thai", "LAO": "Laoo", "TIBETAN": "Tibt", "MYANMAR": "Mymr", "GEORGIAN": "Geor",
-    "ARMENIAN": "Armn", "ETHIOPIC": "Ethi", "KHMER": "Khmr", "HANGUL": "Hang", "HIRAGANA": "Jpan",
-    "KATAKANA": "Jpan", "CJK": "Hani", "THAANA": "Thaa", "TIFINAGH": "Tfng", "MONGOLIAN": "Mong",
-    "SYRIAC": "Syrc", "NKO": "Nkoo", "CHEROKEE": "Cher", "CANADIAN": "Cans",
-}
 # A few very frequent characters that differ between simplified and traditional Chinese.
 _HANS_ONLY = frozenset("这们个来时会对说国为学后经与还当发过开关门无长见问电东车")
 _HANT_ONLY = frozenset("這們個來時會對說國為學後經與還當發過開關門無長見問電東車")
 
 
-@lru_cache(maxsize=65536)
 def _char_script(char: str) -> str | None:
-    if not unicodedata.category(char).startswith("L"):
-        return None
-    name = unicodedata.name(char, "")
-    return _SCRIPT_BY_NAME.get(name.split(" ", 1)[0]) if name else None
+    """The writing system of a letter (its Unicode script; kana -> ``Jpan``), None for any other character."""
+    return writing_system(char_script(char))
 
 
-_SCRIPT_CODES = (None, *dict.fromkeys(_SCRIPT_BY_NAME.values()))  # index 0: not a letter of a known script
+_SCRIPT_CODES = (None, *SCRIPT_CODES, "Jpan")  # index 0: not a letter of a known script
 _SCRIPT_INDEX = {code: i for i, code in enumerate(_SCRIPT_CODES)}
 _SCRIPT_TABLE = np.zeros(0x110000, dtype=np.uint8)  # code point -> index in _SCRIPT_CODES, filled per page
 _PAGE_BITS = 8
@@ -159,7 +149,7 @@ def _han_variant(text: str) -> str:
 
 # --------------------------------------------------------------------------- n-gram model
 
-_NON_LETTERS = re.compile(r"(?:[^\w']|[\d_])+")
+_NON_LETTERS = regex.compile(rf"[^{LETTER_CLASS}']+")  # combining marks are part of letters
 _APOSTROPHES = "\u2019\u2018`\u02bc\u00b4"  # read as "'"
 _CALIBRATION_GRID = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0)
 _SLOT_BITS = 16  # an n-gram is packed into a uint64 key: up to 4 character ids of 16 bits

@@ -48,6 +48,8 @@ from tqdm import tqdm
 from ..errors import DataError
 from ..io import atomic_write_json
 from ..languages import check_code
+from ..text import is_collapsed, lines_collapsed, nfkc
+from ..text import words as unicode_words
 from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .extract import make_extractor
@@ -63,13 +65,11 @@ from .shards import (
     merge_counters,
     plan_shards,
 )
-from .text import is_collapsed, lines_collapsed
 
 DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
                 "near_duplicate")
 RECORD_FIELDS = ("text", "language", "score", "source", "offset", "url")
 MERGE_FIELD = "_merge"  # in a shard's candidate records only: {"key", "words"[, "minhash"]} (see the docstring)
-_WORDS = re.compile(r"\w+", re.UNICODE)
 _BLANK_LINE = re.compile(r"\n[ \t\u00a0\r\f\v]*\n")
 _SHORT, _OTHER, _LOW = "too_short", "other_language", "low_confidence"
 
@@ -201,8 +201,8 @@ def record_line(record: dict) -> str:
 
 
 def hit_rate(text: str, wordlist: frozenset[str]) -> float:
-    """Share of the (casefolded) words of ``text`` that are in ``wordlist``."""
-    words = _WORDS.findall(text.casefold())
+    """Share of the words of ``text`` (NFKC, casefolded; see :mod:`workbench.text`) that are in ``wordlist``."""
+    words = unicode_words(nfkc(text), casefold=True)
     return sum(1 for w in words if w in wordlist) / len(words) if words else 0.0
 
 
@@ -212,7 +212,7 @@ def read_wordlist(path: Path, limit: int | None = None) -> frozenset[str]:
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         parts = line.split()
         if parts:
-            words.append(parts[0].casefold())
+            words.append(nfkc(parts[0]).casefold())
     return frozenset(words[:limit] if limit else words)
 
 

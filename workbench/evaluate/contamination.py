@@ -20,27 +20,27 @@ import gzip
 import hashlib
 import io
 import json
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import regex
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..text import nfkc
+from ..text import words as unicode_words
 
-_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial n-gram hash
 _CHUNK_WORDS = 200_000  # words hashed per numpy pass
 _SLICE_CHARS = 1 << 20  # a longer text is normalised and split piece by piece
 
 
 def normalise_words(text: str) -> list[str]:
-    """NFKC + casefold, then the Unicode words (letters, marks, digits); punctuation is dropped."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    """NFKC + casefold, then the words of :mod:`workbench.text` (each character of a script written without
+    spaces is a word); punctuation is dropped."""
+    return unicode_words(nfkc(text), casefold=True)
 
 
 def _word_hash(word: str) -> int:

@@ -30,15 +30,13 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pycountry
-import regex
-
 from ..crawl.langid import LanguageIdentifier, train_identifier
 from ..io import tree_fingerprint
+from ..text import char_script, normalize_for_matching, target_scripts
+from ..text import words as text_words
 
 DETECTORS = ("empty", "script_leak", "copy", "repetition", "off_target")
 
@@ -65,77 +63,15 @@ class DetectorConfig:
     min_chars_langid: int = 20  # shorter outputs (stripped) are not identified (flag None)
 
 
-# --------------------------------------------------------------------------- scripts
-
-# ISO 15924 codes that are not Unicode Script values but name a (set of) Unicode script(s).
-_SCRIPT_ALIASES: dict[str, frozenset[str]] = {
-    "Hans": frozenset({"Hani"}), "Hant": frozenset({"Hani"}), "Hanb": frozenset({"Hani", "Bopo"}),
-    "Jpan": frozenset({"Hani", "Hira", "Kana"}), "Kore": frozenset({"Hang", "Hani"}),
-    "Hang": frozenset({"Hang", "Hani"}), "Jamo": frozenset({"Hang"}), "Aran": frozenset({"Arab"}),
-    "Latf": frozenset({"Latn"}), "Latg": frozenset({"Latn"}), "Cyrs": frozenset({"Cyrl"}),
-    "Geok": frozenset({"Geor"}), "Syre": frozenset({"Syrc"}), "Syrj": frozenset({"Syrc"}),
-    "Syrn": frozenset({"Syrc"}),
-}
-_FIRST = ("Latn", "Cyrl", "Grek", "Arab", "Hani", "Hira", "Kana", "Hang", "Ethi", "Deva", "Hebr", "Thai")
-
-
-def _script_codes() -> list[str]:
-    """ISO 15924 codes the ``regex`` module knows as Script values (minus Common/Inherited/aliases)."""
-    codes = []
-    for script in pycountry.scripts:
-        code = script.alpha_4
-        if code[0] in "QZ" or code in _SCRIPT_ALIASES:
-            continue
-        try:
-            regex.compile(rf"\p{{sc={code}}}")
-        except regex.error:
-            continue
-        codes.append(code)
-    return [*_FIRST, *sorted(set(codes) - set(_FIRST))]
-
-
-_SCRIPT_PATTERN = regex.compile("|".join(rf"(?P<{code}>\p{{sc={code}}})" for code in _script_codes()))
-
-
-@lru_cache(maxsize=65536)
-def char_script(char: str) -> str | None:
-    """ISO 15924 code of the Unicode Script of a letter (``'ሰ'`` -> ``'Ethi'``); ``None`` for
-    non-letters and for letters of the Common/Inherited/Unknown scripts."""
-    if not unicodedata.category(char).startswith("L"):
-        return None
-    match = _SCRIPT_PATTERN.match(char)
-    return match.lastgroup if match else None
-
-
-@lru_cache(maxsize=1024)
-def target_scripts(code: str) -> frozenset[str] | None:
-    """Unicode scripts allowed for a FLORES code (``zho_Hans`` -> {Hani}, ``jpn_Jpan`` -> {Hani, Hira,
-    Kana}); ``None`` if the code's script is not one the ``regex`` module knows."""
-    script = code.rsplit("_", 1)[-1]
-    if script in _SCRIPT_ALIASES:
-        return _SCRIPT_ALIASES[script]
-    try:
-        regex.compile(rf"\p{{sc={script}}}")
-    except regex.error:
-        return None
-    return frozenset({script})
-
-
 # --------------------------------------------------------------------------- detectors
 
-_WORD = regex.compile(
-    r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}]"
-    r"|[\p{L}\p{M}\p{N}]+"
-)
-
-
 def words(text: str) -> list[str]:
-    """Casefolded words (characters, for scripts written without spaces)."""
-    return _WORD.findall(text.casefold())
+    """Casefolded words (characters with their marks, for scripts written without spaces)."""
+    return text_words(text, casefold=True)
 
 
 def _normalise(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return normalize_for_matching(text)
 
 
 def detect_empty(hypothesis: str) -> Detection:

@@ -59,8 +59,8 @@ class CrawlConfig(StrictModel):
 
 class CrawlStage(Stage):
     kind = "crawl"
-    version = "3"  # 2: quality filters, near dedup, data card, exclusion list, corpus sizes in the scoreboard;
-    # 3: corpus words are Unicode words (as the quality filters count them), optional Parquet copies
+    version = "4"  # what the result depends on besides the config: letters include their combining marks (filters,
+    # identification, dedup), the identifier's evidence rules
     Config = CrawlConfig
     trains_on_data = True
     key_exclude = frozenset({"executor", "processes"})  # where shards run does not change the result

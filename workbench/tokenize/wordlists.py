@@ -14,6 +14,7 @@ from typing import Any
 import regex
 
 from ..errors import DataError
+from ..text import UNSPACED_CLASS
 
 MAX_DISTANCE = 9
 """Largest langcodes distance accepted between a requested language and a wordfreq list (same language;
@@ -65,7 +66,7 @@ def _in_script(word: str, script: str | None) -> bool:
         return True
 
 
-UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]")
+UNSPACED = regex.compile(f"[{UNSPACED_CLASS}]")
 """Scripts written without spaces between words: there a word's bare form is the common one."""
 
 

@@ -1,4 +1,4 @@
-"""Whitespace facts and Unicode normalisation that the crawl's normalisations share."""
+"""Whitespace facts and Unicode normalisation shared by the crawl, the detectors and contamination."""
 
 from __future__ import annotations
 
@@ -26,3 +26,9 @@ def nfkc(text: str) -> str:
         return text
     return "\n".join([line if unicodedata.is_normalized("NFKC", line) else unicodedata.normalize("NFKC", line)
                       for line in text.split("\n")])
+
+
+def normalize_for_matching(text: str) -> str:
+    """NFKC, casefolded, whitespace collapsed to single spaces: the form in which two texts are compared
+    (copy detection, contamination). Combining marks are kept (NFKC composes what can be composed)."""
+    return " ".join(nfkc(text).casefold().split())
