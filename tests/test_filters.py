@@ -132,10 +132,12 @@ def _regex_counts(text: str) -> tuple[int, int, int]:
     filters' character table stands for (an independent computation)."""
     import regex
 
-    unspaced = r"\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}"
-    words = regex.findall(f"[{unspaced}]\\p{{M}}*|[\\p{{L}}\\p{{M}}\\p{{N}}]+", text)
-    no_letter = sum(1 for w in words if not regex.search(f"[\\p{{L}}\\p{{M}}{unspaced}]", w))
-    return len(regex.findall(r"[\p{L}\p{M}]", text)), len(regex.findall(f"[{unspaced}]", text)), no_letter
+    scripts = r"\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Thai}\p{sc=Laoo}\p{sc=Khmr}\p{sc=Mymr}\p{sc=Tibt}"
+    word_char = r"\p{L}\p{M}\p{N}\u200c\u200d"
+    unspaced = rf"(?V1)[[{scripts}]&&[{word_char}]]"  # word characters of unspaced scripts, not their punctuation
+    words = regex.findall(rf"{unspaced}\p{{M}}*|[{word_char}]+", text)
+    no_letter = sum(1 for w in words if not regex.search(r"[\p{L}\p{M}]", w) and not regex.search(unspaced, w))
+    return len(regex.findall(r"[\p{L}\p{M}]", text)), len(regex.findall(unspaced, text)), no_letter
 
 
 @pytest.mark.parametrize("text", [
@@ -461,9 +463,10 @@ def test_truncated_wikipedia_dump_keeps_the_pages_before_the_cut(tmp_path):
 def test_wordlist_prefilter_drops_documents_without_target_words(tmp_path):
     from collections import Counter
 
-    from workbench.crawl.pipeline import _WORDS, hit_rate, read_wordlist
+    from workbench.crawl.pipeline import hit_rate, read_wordlist
+    from workbench.text import words as unicode_words
 
-    counts = Counter(w for s in flores("srd_Latn")[200:] for w in _WORDS.findall(s.casefold()))
+    counts = Counter(w for s in flores("srd_Latn")[200:] for w in unicode_words(s, casefold=True))
     (tmp_path / "srd.words").write_text("".join(f"{w} {c}\n" for w, c in counts.most_common()), encoding="utf-8")
     words = read_wordlist(tmp_path / "srd.words", limit=300)
     assert len(words) == 300 and hit_rate(flores("srd_Latn")[0], words) > hit_rate(flores("eng_Latn")[0], words)

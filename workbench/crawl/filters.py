@@ -41,14 +41,13 @@ import regex
 from pydantic import Field
 
 from ..recipe import StrictModel
-from ..text import UNSPACED_CLASS, WORD_PATTERN
+from ..text import NOT_UNSPACED_CHAR, WORD_CHAR_CLASS, WORD_PATTERN
 from .dedup import run_hashes
 
-_UNSPACED_SCRIPTS = UNSPACED_CLASS
 _WORD = regex.compile(WORD_PATTERN)
 # bits of a character's class, and the characters outside each class
 _LETTER, _UNSPACED_CHAR, _MARK = 1, 2, 4
-_NOT_IN_CLASS = ((_LETTER, regex.compile(r"\P{L}")), (_UNSPACED_CHAR, regex.compile(f"[^{_UNSPACED_SCRIPTS}]")),
+_NOT_IN_CLASS = ((_LETTER, regex.compile(r"\P{L}")), (_UNSPACED_CHAR, regex.compile(NOT_UNSPACED_CHAR)),
                  (_MARK, regex.compile(r"\P{M}")))
 _RE_DIFFERS = 8  # `re` (Python's Unicode version) and `regex` disagree on whether it is a letter or digit
 _LETTERISH = _LETTER | _UNSPACED_CHAR | _MARK | _RE_DIFFERS  # a word without any of these has no letter
@@ -112,7 +111,7 @@ def _bmp_classes() -> np.ndarray:
     return table
 
 
-_NOT_WORD_CHAR = regex.compile(r"[^\p{L}\p{M}\p{N}]")
+_NOT_WORD_CHAR = regex.compile(f"[^{WORD_CHAR_CLASS}]")
 
 
 def _kind(char: str) -> int:

@@ -9,11 +9,17 @@ from .scripts import UNSPACED_SCRIPTS
 
 LETTER_CLASS = r"\p{L}\p{M}"
 """A letter: categories L and M (a vowel sign or an accent belongs to its letter). Inside ``[...]``."""
+WORD_CHAR_CLASS = r"\p{L}\p{M}\p{N}\u200c\u200d"
+"""What words are made of: letters, marks, digits and the zero-width (non-)joiners that sit inside words of
+Indic scripts and Persian. Inside ``[...]``."""
 UNSPACED_CLASS = "".join(rf"\p{{sc={code}}}" for code in UNSPACED_SCRIPTS)
-"""Characters of scripts written without spaces between words. Inside ``[...]``."""
-WORD_PATTERN = rf"[{UNSPACED_CLASS}]\p{{M}}*|[\p{{L}}\p{{M}}\p{{N}}]+"
-"""A word: a character of an unspaced script with the marks that follow it, or a run of letters, marks and
-digits (which may run on into unspaced characters after a spaced one, e.g. ``abc漢``)."""
+"""Characters of scripts written without spaces between words, punctuation included. Inside ``[...]``."""
+UNSPACED_CHAR = rf"(?V1)[[{UNSPACED_CLASS}]&&[{WORD_CHAR_CLASS}]]"
+"""A pattern for one word character of an unspaced script (not its punctuation: ``။``, ``་``, ``。``)."""
+NOT_UNSPACED_CHAR = rf"(?V1)[^[{UNSPACED_CLASS}]&&[{WORD_CHAR_CLASS}]]"
+WORD_PATTERN = rf"{UNSPACED_CHAR}\p{{M}}*|[{WORD_CHAR_CLASS}]+"
+"""A word: a character of an unspaced script with the marks that follow it, or a run of word characters (which
+may run on into unspaced characters after a spaced one, e.g. ``abc漢``)."""
 
 _WORD = regex.compile(WORD_PATTERN)
 _LETTER = regex.compile(rf"[{LETTER_CLASS}]")

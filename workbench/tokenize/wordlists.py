@@ -14,7 +14,7 @@ from typing import Any
 import regex
 
 from ..errors import DataError
-from ..text import UNSPACED_CLASS
+from ..text import UNSPACED_CHAR
 
 MAX_DISTANCE = 9
 """Largest langcodes distance accepted between a requested language and a wordfreq list (same language;
@@ -66,7 +66,7 @@ def _in_script(word: str, script: str | None) -> bool:
         return True
 
 
-UNSPACED = regex.compile(f"[{UNSPACED_CLASS}]")
+UNSPACED = regex.compile(UNSPACED_CHAR)
 """Scripts written without spaces between words: there a word's bare form is the common one."""
 
 
