@@ -121,7 +121,13 @@ def scores(run_name: str, workspace: Path, fmt: str) -> None:
     from .scoreboard import print_scoreboard, to_csv, to_json
     from .store import open_run
 
-    records = open_run(run_name, workspace).scoreboard()
+    store = open_run(run_name, workspace)
+    records = store.scoreboard()
+    status = store.status()
+    if status != "finished":
+        scored = sorted({str(r["stage"]) + (f"/{r['variant']}" if r.get("variant") else "") for r in records})
+        click.echo(f"note: run '{store.name}' is {status}; scores of the steps that finished: "
+                   f"{', '.join(scored) or 'none'}", err=True)
     if fmt == "csv":
         click.echo(to_csv(records), nl=False)
     elif fmt == "json":

@@ -28,7 +28,10 @@ from .stages import STAGES
 from .stages.base import Artifact, Stage, StageContext
 from .store import RunStore
 
-SCORER_VERSION = "4"  # 2: detectors; 3: per-sentence files, surprisal, spBLEU, chat prompts; 4: bf16 where native
+SCORER_VERSION = "6"  # 2: detectors; 3: per-sentence files, surprisal, spBLEU, chat prompts; 4: bf16 where native;
+#                        5: generation budgets from characters, truncation counted, no half characters;
+#                        6: detectors calibrated on the references (reference_flags), partial copies, character
+#                           repetition, script leak by words; BLEU tokenized per script; skipped metrics as records
 FLOOR_VERSION = "1"
 CONTAMINATION_VERSION = "1"
 SCORING_KINDS = ("score", "floor", "contamination")  # steps that write scores, not artifacts
@@ -234,6 +237,7 @@ class _Runner:
                 self.world.barrier()  # helper processes read what this step committed
         except BaseException as err:
             self.store.log_event("run_failed", error=f"{type(err).__name__}: {err}")
+            self._write_partial_scoreboard(steps)
             self._write_manifest(steps, status="failed")
             raise
         board = self._scoreboard(steps)
@@ -431,6 +435,15 @@ class _Runner:
         path = self.artifacts[step.id].path
         self.table.append({"id": step.id, "kind": step.kind, "key": step.key, "status": status,
                            "seconds": seconds, "path": str(path) if path else None})
+
+    def _write_partial_scoreboard(self, steps: list[Step]) -> None:
+        """The scores of the steps that finished before a failure (e.g. the base model's, when the tokenizer's
+        gate stops the run), so that ``workbench scores`` shows what was measured."""
+        finished = [step for step in steps if step.id in self.artifacts]
+        try:
+            self.store.write_scoreboard(self._scoreboard(finished))
+        except (OSError, ValueError, KeyError) as err:  # the run's own error is the one to report
+            self.store.log_event("scoreboard_not_written", error=f"{type(err).__name__}: {err}")
 
     def _scoreboard(self, steps: list[Step]) -> list[dict[str, Any]]:
         """Every scoring step's records; with ``contamination.exclude`` the model scores are recomputed
