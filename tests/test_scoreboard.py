@@ -240,3 +240,23 @@ def test_runs_tab_and_scores_tab_read_the_store(workspace: Path) -> None:
     for bad in ("../" + workspace.name + "/" + RUN, "/etc", "", None):  # only names the store lists
         assert ctx.run(bad) is None and runs_tab.timeline_frame(ctx, bad).empty
     assert inspect.signature(ui_app.launch).parameters["host"].default == "127.0.0.1"
+
+
+def test_bits_per_byte_is_labelled_as_a_within_language_number() -> None:
+    """UTF-8 costs 3 bytes per Devanagari character: the table says bits per byte compares stages, not languages,
+    with each language's bytes per character (bits per character over bits per byte)."""
+    from rich.console import Console
+
+    def lm(language: str, metric: str, value: float) -> dict[str, Any]:
+        return {"stage": "base", "variant": None, "kind": "lm", "language": language, "metric": metric,
+                "value": value, "n": 5}
+
+    records = [lm("hin_Deva", "bits_per_byte", 1.78), lm("hin_Deva", "bits_per_char", 4.50),
+               lm("eng_Latn", "bits_per_byte", 1.33), lm("eng_Latn", "bits_per_char", 1.33)]
+    ratios = scoreboard.bytes_per_char(records)
+    assert ratios["hin_Deva"] == pytest.approx(4.50 / 1.78) and ratios["eng_Latn"] == pytest.approx(1.0)
+    console = Console(width=200, record=True)
+    scoreboard.print_scoreboard(records, console)
+    assert "compares stages of one language" in console.export_text()
+    figure = scoreboard.plot_lm(records)
+    assert any("bits_per_char" in text.get_text() for text in figure.texts)

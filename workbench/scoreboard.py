@@ -30,9 +30,11 @@ BASE_STAGE = "base"
 LOWER_IS_BETTER = frozenset({
     "tokens_per_word", "tokens_per_char", "byte_fallback_rate", "bits_per_byte", "bits_per_char", "token_perplexity",
     "surprisal_bits", "empty_rate", "script_leak_rate", "copy_rate", "repetition_rate", "off_target_rate",
+    *(f"{d}_ref_rate" for d in ("empty", "script_leak", "copy", "repetition", "off_target")),
 })
 HIGHER_IS_BETTER = frozenset({"chrf++", "bleu", "spbleu"})
-EXTRA_FIELDS = ("signature", "prefix_policy", "prompt", "excluded", "flagged", "ngram")
+EXTRA_FIELDS = ("signature", "prefix_policy", "prompt", "excluded", "flagged", "ngram", "skipped", "warning")
+SKIPPED_CELL = "skipped"  # the cell of a metric that could not be computed (its record has value None)
 METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, "surprisal_bits": 2, "chrf++": 2,
                  "bleu": 2, "spbleu": 2,
                  **{f"{d}_rate": 3 for d in ("empty", "script_leak", "copy", "repetition", "off_target")},
@@ -40,7 +42,7 @@ METRIC_DIGITS = {"bits_per_byte": 3, "bits_per_char": 3, "token_perplexity": 2, 
                  "documents": 0, "words": 0, "bytes": 0, "tokens_per_word": 3, "tokens_per_char": 3,
                  "byte_fallback_rate": 3}
 METRIC_LABELS = {
-    "bits_per_byte": "bits per byte",
+    "bits_per_byte": "bits per byte",  # of one language's text across stages; bits_per_char across languages
     "bits_per_char": "bits per character",
     "token_perplexity": "token perplexity",
     "surprisal_bits": "second-half surprisal (bits)",
@@ -186,19 +188,38 @@ def format_cell(value: float, delta: float, metric: str) -> str:
     return text
 
 
+def skipped_cells(records: Iterable[Record]) -> dict[tuple[str, str, str], str]:
+    """``{(row, metric, column): reason}`` of the records of metrics that were skipped (value None)."""
+    return {(row_label(r), r["metric"], column_label(r)): str(r["skipped"])
+            for r in records if r.get("skipped") and r.get("value") is None}
+
+
+def notes(records: Iterable[Record]) -> list[str]:
+    """One line per distinct skipped-metric reason and warning of the records, for a table's caption."""
+    lines = [f"{r['metric']} skipped: {r['skipped']}" for r in records if r.get("skipped")]
+    lines += [f"WARNING {r['metric']} ({column_label(r)}): {r['warning']}" for r in records if r.get("warning")]
+    return list(dict.fromkeys(lines))
+
+
+def _cell(values: pd.DataFrame, deltas: pd.DataFrame, skipped: Mapping[tuple[str, str, str], str],
+          key: tuple[str, str], column: Any) -> str:
+    row, metric = key
+    if (row, metric, str(column)) in skipped and math.isnan(values.loc[key, column]):
+        return SKIPPED_CELL
+    return format_cell(values.loc[key, column], deltas.loc[key, column], metric)
+
+
 def pivot_with_deltas(records: Iterable[Record], kind: str | None = None) -> pd.DataFrame:
     """A flat table of strings for display: ``stage``, ``variant``, ``metric``, then one column per
-    language/direction holding ``"value (Δ vs base)"``."""
+    language/direction holding ``"value (Δ vs base)"`` (``skipped`` for a metric that was not computed)."""
     records = list(records)
     values, deltas = pivot(records, kind), delta_vs_base(records, kind)
     stage_of = {row_label(r): (r["stage"], r.get("variant") or "") for r in records}
+    skipped = skipped_cells(records)
     out = []
     for row, metric in values.index:
         stage, variant = stage_of[row]
-        cells = {
-            str(c): format_cell(values.loc[(row, metric), c], deltas.loc[(row, metric), c], metric)
-            for c in values.columns
-        }
+        cells = {str(c): _cell(values, deltas, skipped, (row, metric), c) for c in values.columns}
         out.append({"stage": stage, "variant": variant, "metric": metric, **cells})
     return pd.DataFrame(out, columns=["stage", "variant", "metric", *map(str, values.columns)])
 
@@ -219,9 +240,13 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
         caption += "\ntoken_perplexity depends on the tokenizer: compare stages by bits_per_byte"
     if any(r.get("stage") == "floor" for r in records):
         caption += "\nfloor: a character n-gram trained on the crawl corpus; a model above it is worse than it"
+    caption += _bytes_per_char_note(records)
     excluded = max((r.get("excluded") or 0 for r in records), default=0)
     if excluded:
         caption += f"\nscored without the evaluation sentences found in training data (up to {excluded} per column)"
+    for line in notes(records):
+        caption += "\n" + line
+    skipped = skipped_cells(records)
     table = Table(title=title, caption=caption.strip("\n") or None)
     table.add_column("stage", style="bold")
     table.add_column("variant")
@@ -235,9 +260,9 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
         following = stage_of[keys[i + 1][0]] if i + 1 < len(keys) else None
         cells = []
         for column in values.columns:
-            value, delta = values.loc[(row, metric), column], deltas.loc[(row, metric), column]
+            delta = deltas.loc[(row, metric), column]
             style = {1: "green", -1: "red", 0: ""}[improvement(metric, delta)]
-            cells.append(Text(format_cell(value, delta, metric), style=style))
+            cells.append(Text(_cell(values, deltas, skipped, (row, metric), column), style=style))
         table.add_row(
             stage if previous is None or previous[0] != stage else "",
             variant if previous is None or previous != (stage, variant) else "",
@@ -246,6 +271,31 @@ def render_table(records: Iterable[Record], title: str | None = "Scoreboard") ->
             end_section=following is not None and following[0] != stage,
         )
     return table
+
+
+def bytes_per_char(records: Iterable[Record]) -> dict[str, float]:
+    """UTF-8 bytes per character of each language's evaluation text, read off its LM records (bits per character
+    over bits per byte of one model on the same text): 1.0 for English, about 3 for Devanagari or Thai."""
+    found: dict[str, dict[str, float]] = {}
+    for r in records:
+        if r.get("kind") == "lm" and r.get("metric") in ("bits_per_byte", "bits_per_char") and r.get("value"):
+            found.setdefault(f"{row_label(r)}|{r['language']}", {})[r["metric"]] = float(r["value"])
+    out: dict[str, float] = {}
+    for key, metrics in found.items():
+        if len(metrics) == 2:
+            out.setdefault(key.split("|", 1)[1], metrics["bits_per_char"] / metrics["bits_per_byte"])
+    return out
+
+
+def _bytes_per_char_note(records: list[Record]) -> str:
+    """A caption line that stops bits per byte from being compared across languages whose scripts take different
+    numbers of bytes per character."""
+    ratios = bytes_per_char(records)
+    if not any(r.get("metric") == "bits_per_byte" for r in records) or len(ratios) < 2:
+        return ""
+    spread = ", ".join(f"{code} {ratio:.2f}" for code, ratio in ratios.items())
+    return ("\nbits_per_byte compares stages of one language, not languages: UTF-8 bytes per character differ "
+            f"({spread}); across languages compare bits_per_char or surprisal_bits")
 
 
 KIND_TITLES = {"corpus": "Corpus kept by the crawl",
@@ -388,6 +438,9 @@ def plot_lm(records: Iterable[Record], metric: str = "bits_per_byte") -> Figure:
     axes.set_xticks(x, rows, rotation=20, ha="right")
     axes.grid(True, alpha=0.3)
     axes.legend(title="language")
+    note = _bytes_per_char_note(list(records)).strip()
+    if metric == "bits_per_byte" and note:
+        figure.text(0.01, 0.0, note.replace("; across", ";\nacross"), fontsize=7, va="bottom", color="dimgray")
     return figure
 
 
@@ -402,8 +455,8 @@ def plot_mt(records: Iterable[Record], metric: str = "chrf++") -> Figure:
     FigureCanvasAgg(figure)
     left, right = figure.subplots(1, 2, width_ratios=[3, 2])
     label = METRIC_LABELS.get(metric, metric)
-    quality = [r for r in records if r.get("kind") == "mt" and r.get("metric") == metric]
-    rates = [r for r in records if r.get("kind") == "detector"]
+    quality = [r for r in records if r.get("kind") == "mt" and r.get("metric") == metric and r.get("value") is not None]
+    rates = [r for r in records if r.get("kind") == "detector" and not str(r.get("metric")).endswith("_ref_rate")]
     _grouped_bars(left, quality, group=lambda r: r["direction"], title=f"{label} per direction (higher is better)")
     _grouped_bars(right, rates, group=lambda r: str(r["metric"]).removesuffix("_rate").replace("_", " "),
                   title="detector rates, mean over directions (lower is better)", mean=True)
