@@ -84,5 +84,5 @@ def test_cli_select_then_fetch_offline_is_one_message(index, tmp_path):
     fetch = [*command, "cc-fetch", "--selection", str(selection), "--out", str(tmp_path / "x.warc.gz"),
              "--base", "https://data.commoncrawl.invalid/"]
     fetched = subprocess.run(fetch, capture_output=True, text=True, timeout=120)
-    assert fetched.returncode == 1 and "Traceback" not in fetched.stderr
+    assert fetched.returncode == 2 and "Traceback" not in fetched.stderr
     assert "cannot reach https://data.commoncrawl.invalid/" in fetched.stderr and "offline?" in fetched.stderr

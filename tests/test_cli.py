@@ -37,7 +37,7 @@ def test_scores_in_three_formats(finished_run) -> None:
 
 def test_scores_of_unknown_run_is_one_message(tmp_path: Path) -> None:
     proc = _cli("scores", "nope", "--workspace", str(tmp_path))
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no run 'nope'" in proc.stderr
 
 
@@ -94,7 +94,7 @@ def test_run_with_an_unreachable_hub_model_is_one_message(tmp_path: Path) -> Non
         [sys.executable, "-m", "workbench.cli", "run", str(recipe), "--workspace", str(tmp_path / "runs"),
          "--no-progress"], capture_output=True, text=True, timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "hf:Qwen/Qwen2.5-0.5B" in proc.stderr and "hf download Qwen/Qwen2.5-0.5B" in proc.stderr
     events = (tmp_path / "runs" / "tiny" / "events.jsonl").read_text()
     assert '"run_failed"' in events

@@ -65,10 +65,10 @@ def test_fasttext_alone_misses_sardinian(split_sets, tmp_path):
 def test_bad_sets_are_one_message(tmp_path):
     (tmp_path / "notes.md").write_text("x")
     result = _workbench("lid-train", "--sets", str(tmp_path), "--out", str(tmp_path / "m"))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no <code>.dev or <code>.txt file named by a FLORES-style code" in result.stderr
     result = _workbench("lid-eval", "--model", str(tmp_path / "missing"), "--sets", str(FLORES))
-    assert result.returncode == 1 and "cannot load language identifier" in result.stderr
+    assert result.returncode == 2 and "cannot load language identifier" in result.stderr
 
 
 def test_a_model_file_plugs_in_by_path(split_sets, tmp_path):

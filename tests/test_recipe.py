@@ -138,3 +138,11 @@ def test_trim_options_outside_trim_mode_are_refused(tmp_path: Path) -> None:
     assert "stages[1].tokenizer" in message and "trim_rows" in message and "mode: trim" in message
     recipe["stages"][1]["tokenizer"] = {"mode": "trim", "trim_rows": 0}
     assert "trim_rows" in _error(tmp_path, recipe)
+
+
+def test_stages_out_of_pipeline_order_are_refused(tmp_path: Path) -> None:
+    """crawl, tokenizer, finetune, cpt once ran (finetune before cpt), although the README says it is refused."""
+    recipe = tiny_recipe()
+    crawl, tokenizer, cpt, finetune = recipe["stages"]
+    recipe["stages"] = [crawl, tokenizer, finetune, cpt]
+    assert "stages[3].cpt: comes after stages[2].finetune" in _error(tmp_path, recipe)

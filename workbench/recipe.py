@@ -151,7 +151,9 @@ class MTEvalConfig(StrictModel):
     shots: int = Field(1, ge=0, description="few-shot exemplars, taken from sentences never scored")
     prompt: Literal["auto", "plain", "chat"] = Field(
         "auto", description="auto: the chat template if the tokenizer has one (instruct models), else plain")
-    max_new_tokens: int = Field(96, gt=0)
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="hard cap on generated tokens; each sentence's budget follows its length in "
+        "characters and the tokenizer's tokens per target character (null: no cap but the model's positions)")
     batch_size: int = Field(8, gt=0)
     spbleu: bool = Field(True, description="spBLEU (flores200 SentencePiece) when its model file can be had")
     lid_seed: ExistingPath | None = Field(
@@ -285,6 +287,13 @@ def _check_stage_order(recipe: Recipe, spec: StageSpec, path: Path) -> None:
     from .stages import STAGES
 
     index = recipe.stages.index(spec)
+    order = list(STAGES)
+    later = [(i, s.kind) for i, s in enumerate(recipe.stages[:index]) if order.index(s.kind) > order.index(spec.kind)]
+    if later:
+        raise RecipeError(
+            f"{path}: stages[{index}].{spec.kind}: comes after stages[{later[0][0]}].{later[0][1]} "
+            f"(order the stages: {' -> '.join(STAGES)})"
+        )
     before = {s.kind for s in recipe.stages[:index]}
     missing = [need for need in STAGES[spec.kind].requires if need not in before]
     if missing:
