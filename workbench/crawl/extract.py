@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
 
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding, map_encoding_to_html5
 
 from ..errors import DataError
+from .charset import SINGLE_BYTE, guess_single_byte
 
 MAX_REPLACEMENT_RATIO = 0.01  # more U+FFFD than this (and > 20 of them): the page is undecodable
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "euc-cn": "gb18030"}
+META_SCAN_BYTES = 4096  # a <meta> charset is looked for in the page's first bytes
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 _MANY_NEWLINES = re.compile("\n\n\n+")  # (a literal start: the regex engine skips ahead to it, 10x faster than \n{3,})
 
 
@@ -38,30 +44,79 @@ def _valid_utf8(html: bytes) -> str | None:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+@dataclass(frozen=True)
+class DecodedPage:
+    """A page's text, the codec that decoded it, whether that codec was guessed (no charset declared, in HTTP
+    or a meta tag, and the page is not UTF-8: :func:`~workbench.crawl.charset.guess_single_byte` chose it)
+    and how many U+FFFD replacement characters the text holds."""
+
+    text: str
+    codec: str
+    guessed: bool = False
+    replacements: int = 0
+
+
 def decode_html(html: bytes, charset: str | None = None) -> str:
-    """Decode HTML bytes: the HTTP charset if valid, else meta tag / statistical detection.
+    """Decode HTML bytes: the HTTP charset if valid, else meta tag / statistical detection; a page that
+    declares no charset and is not UTF-8 in the single-byte code page whose text is the most plausible.
 
     Raises :class:`DataError` if the result is mostly replacement characters.
     """
+    return decode_page(html, charset).text
+
+
+def decode_page(html: bytes, charset: str | None = None) -> DecodedPage:
+    """:func:`decode_html`, with the codec used and what decoding found (a :class:`DecodedPage`)."""
     declared = python_codec(charset)
     text = _valid_utf8(html) if declared == "utf-8" else None
     if text is not None:  # valid UTF-8 (a one-character search of the text is 4x faster than the bytes')
         primary, bad = "utf-8", text.count("\ufffd") if "\ufffd" in text else 0
-    else:
-        detected = python_codec(detect_encoding(html, from_html_meta=True)) or "utf-8"
-        primary = declared or detected
-        fallbacks = tuple(dict.fromkeys(c for c in (detected, "utf-8") if c != primary))
-        text = bytes_to_str(html, primary, errors="replace", fallback_encodings=fallbacks)
-        bad = text.count("\ufffd")
-    if bad > 20 and bad > MAX_REPLACEMENT_RATIO * len(text):
-        raise DataError(f"page does not decode as {primary} ({bad} replacement characters)")
-    return text
+        return _checked(DecodedPage(text, primary, replacements=bad))
+    detected = python_codec(detect_encoding(html, from_html_meta=True)) or "utf-8"
+    if declared is None and (detected == "utf-8" or detected in SINGLE_BYTE):  # a statistical guess, or none
+        text = _valid_utf8(html)
+        if text is not None:
+            return _checked(DecodedPage(text, "utf-8", replacements=text.count("\ufffd")))
+        if _meta_charset(html) is None:  # nothing declared: chosen by what the text becomes
+            return _checked(_guessed_page(html, detected))
+    primary = declared or detected
+    fallbacks = tuple(dict.fromkeys(c for c in (detected, "utf-8") if c != primary))
+    text = bytes_to_str(html, primary, errors="replace", fallback_encodings=fallbacks)
+    return _checked(DecodedPage(text, primary, replacements=text.count("\ufffd")))
+
+
+def _guessed_page(html: bytes, detected: str) -> DecodedPage:
+    """A page with no declared charset that is not UTF-8, in the most plausible single-byte code page (or in
+    UTF-8 with replacement characters, if it is UTF-8 but for a few bytes)."""
+    codec = guess_single_byte(html, detected)
+    text = html.decode(codec, errors="replace")
+    if codec == "cp1258":  # Vietnamese code page: tone marks are separate characters, composed here
+        text = unicodedata.normalize("NFC", text)
+    return DecodedPage(text, codec, guessed=True, replacements=text.count("\ufffd"))
+
+
+def _meta_charset(html: bytes) -> str | None:
+    """The charset a ``<meta>`` tag near the start of the page declares, if any."""
+    found = _META_CHARSET.search(html, 0, META_SCAN_BYTES)
+    return found.group(1).decode("ascii") if found else None
+
+
+def _checked(page: DecodedPage) -> DecodedPage:
+    """``page``, or :class:`DataError` if it holds more replacement characters than a page may."""
+    if page.replacements > 20 and page.replacements > MAX_REPLACEMENT_RATIO * len(page.text):
+        raise DataError(f"page does not decode as {page.codec} ({page.replacements} replacement characters)")
+    return page
 
 
 def html_to_text(html: bytes, charset: str | None = None) -> str:
     """Main-content plain text of an HTML page; paragraphs are separated by blank lines."""
+    return main_text(decode_html(html, charset))
+
+
+def main_text(page: str) -> str:
+    """Main-content plain text of a decoded HTML page; paragraphs are separated by blank lines."""
     text = extract_plain_text(
-        decode_html(html, charset),
+        page,
         preserve_formatting=True,
         main_content=True,
         list_bullets=False,
@@ -84,6 +139,21 @@ def tidy_lines(text: str) -> str:
     return text.strip()
 
 
+@dataclass
+class DecodingCounts:
+    """What decoding found over a crawl's pages: guessed code pages (by codec) and pages left with U+FFFD."""
+
+    charset_guessed: Counter = field(default_factory=Counter)
+    replacement_characters: Counter = field(default_factory=Counter)  # pages, characters
+
+    def add(self, page: DecodedPage) -> None:
+        if page.guessed:
+            self.charset_guessed[page.codec] += 1
+        if page.replacements:  # never kept silently: counted in the crawl's stats and data card
+            self.replacement_characters["pages"] += 1
+            self.replacement_characters["characters"] += page.replacements
+
+
 # --------------------------------------------------------------------------- extractors
 
 EXTRACTORS = ("resiliparse", "trafilatura")
@@ -91,12 +161,25 @@ EXTRACTORS = ("resiliparse", "trafilatura")
 
 def make_extractor(name: str = "resiliparse", timeout: float = 10.0):
     """``extract(html, charset) -> text``: resiliparse (fast, default) or trafilatura (precision) in a
-    worker process with a per-document ``timeout`` (a pathological page cannot stall a crawl)."""
+    worker process with a per-document ``timeout`` (a pathological page cannot stall a crawl). Either counts
+    what decoding found in its ``decoding`` (:class:`DecodingCounts`)."""
     if name == "resiliparse":
-        return html_to_text
+        return ResiliparseExtractor()
     if name == "trafilatura":
         return TrafilaturaExtractor(timeout)
     raise DataError(f"unknown HTML extractor '{name}'; allowed: {', '.join(EXTRACTORS)}")
+
+
+class ResiliparseExtractor:
+    """:func:`html_to_text`, counting what decoding found in ``decoding``."""
+
+    def __init__(self) -> None:
+        self.decoding = DecodingCounts()
+
+    def __call__(self, html: bytes, charset: str | None = None) -> str:
+        page = decode_page(html, charset)
+        self.decoding.add(page)
+        return main_text(page.text)
 
 
 def _trafilatura_worker(connection) -> None:
@@ -128,6 +211,7 @@ class TrafilaturaExtractor:
         except ImportError:
             raise DataError("extractor 'trafilatura' needs trafilatura >= 2: pip install 'workbench[crawl]'") from None
         self.timeout = timeout
+        self.decoding = DecodingCounts()
         self._process = None
         self._connection = None
 
@@ -141,7 +225,9 @@ class TrafilaturaExtractor:
         child.close()
 
     def __call__(self, html: bytes, charset: str | None = None) -> str:
-        text = decode_html(html, charset)
+        page = decode_page(html, charset)
+        self.decoding.add(page)
+        text = page.text
         if self._process is None or not self._process.is_alive():
             self._start()
         self._connection.send(text)
