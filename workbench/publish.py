@@ -1,5 +1,9 @@
 """Trained adapters published where people look for them: ``adapters/<run>/<variant>/``.
 
+``adapters/`` sits beside the workspace, so two workspaces in one folder share it: ``adapters/<run>/.owner``
+names the run folder that published there, and a run of the same name in another workspace publishes to
+``adapters/<run>@<workspace>-<hash>/`` instead of overwriting (see :func:`run_home`).
+
 Each is a standard peft adapter directory (``adapter_config.json`` + weights; a ``full`` variant is
 a whole model directory) with ``metadata.json``: base model and tokenizer hashes, data hash, the
 variant's config, trainable parameters, training time, peak memory, and its scores from the run's
@@ -8,20 +12,41 @@ scoreboard. :func:`merge_adapter` turns one into a standalone model directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .errors import DataError
-from .io import atomic_write_json
+from .io import atomic_write_json, atomic_write_text
+
+OWNER_FILE = ".owner"
+
+
+def run_home(home: Path, run: str, owner: Path) -> Path:
+    """The folder of ``run``'s adapters under ``home``: ``home/run`` unless another run folder (``owner``: the run's
+    own folder in its workspace) published there, then ``home/run@<workspace>-<hash of the owner's path>``."""
+    owner_text = str(Path(owner).resolve())
+    plain = home / run
+    marker = plain / OWNER_FILE
+    if not plain.exists() or (marker.is_file() and marker.read_text(encoding="utf-8").strip() == owner_text):
+        return plain
+    if not marker.is_file() and not any(plain.iterdir()):
+        return plain
+    digest = hashlib.sha256(owner_text.encode("utf-8")).hexdigest()[:8]
+    return home / f"{run}@{Path(owner_text).parent.name}-{digest}"
 
 
 def publish_adapters(run: str, artifacts: list[tuple[str, Path, dict[str, Any]]], board: list[dict[str, Any]],
-                     home: Path) -> list[Path]:
-    """Copy every variant of the given (stage id, artifact dir, record) into ``home/run/variant``
-    (replacing an older copy atomically), its metadata extended with its scores."""
+                     home: Path, owner: Path) -> list[Path]:
+    """Copy every variant of the given (stage id, artifact dir, record) into :func:`run_home`'s ``variant``
+    folder (replacing this run's older copy atomically), its metadata extended with its scores; ``owner`` is the
+    run's folder in its workspace, so that no other workspace's run of the same name is overwritten."""
     published = []
+    folder = run_home(home, run, owner)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / OWNER_FILE, str(Path(owner).resolve()) + "\n")
     for stage, directory, record in artifacts:
         variants = record.get("stats", {}).get("variants", {})
         for model in record.get("models", []):
@@ -30,7 +55,7 @@ def publish_adapters(run: str, artifacts: list[tuple[str, Path, dict[str, Any]]]
             if not name or name not in variants or not rel:
                 continue
             source = directory / rel
-            target = home / run / name
+            target = folder / name
             tmp = target.with_name(f".{name}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(source, tmp)
