@@ -65,7 +65,7 @@ def build_steps(recipe: Recipe) -> list[Step]:
         stage = STAGES[spec.kind](spec.config)
         key = stable_hash({
             "kind": spec.kind, "version": stage.version,
-            "config": spec.config.model_dump(mode="json", exclude=set(stage.key_exclude)),
+            "config": spec.config.model_dump(mode="json", exclude=key_exclusions(stage.key_exclude)),
             "inputs": stage.input_fingerprints(), "upstream": upstream, **shared,
         })
         step = Step(spec.id, spec.kind, key, spec=spec, stage=stage)
@@ -75,6 +75,18 @@ def build_steps(recipe: Recipe) -> list[Step]:
         steps += _floor_steps(recipe, step)
         steps += _score_steps(recipe, step, stage.model_variants())
     return steps
+
+
+def key_exclusions(names: frozenset[str]) -> dict[str, Any]:
+    """``Stage.key_exclude`` as pydantic's ``exclude``: a dotted name (``gate.action``) leaves out a nested field."""
+    tree: dict[str, Any] = {}
+    for name in sorted(names):
+        node = tree
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = True
+    return tree
 
 
 def _contamination_steps(recipe: Recipe, stage_step: Step) -> list[Step]:
@@ -310,8 +322,11 @@ class _Runner:
                    and self.artifacts[s.id].record.get("stats", {}).get("variants")]
         if trained:
             home = self.options.get("adapters_home") or self.store.workspace.resolve().parent / "adapters"
-            for path in publish_adapters(self.recipe.name, trained, board, Path(home)):
+            for path in publish_adapters(self.recipe.name, trained, board, Path(home), owner=self.store.root):
                 self.store.log_event("adapter_published", path=str(path))
+                if path.parent.name != self.recipe.name:  # another workspace's run of this name owns adapters/<run>
+                    self.echo(f"adapters of '{self.recipe.name}' published to {path.parent} (adapters/"
+                              f"{self.recipe.name} belongs to a run of another workspace)")
 
     def _score(self, step: Step, partial: Path) -> dict[str, Any]:
         from .evaluate.scorer import score_model
