@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -12,6 +13,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding, map_encoding_to_html5
 
 from ..errors import DataError
+from ..lifetime import exit_with_parent
 from .charset import SINGLE_BYTE, guess_single_byte
 
 MAX_REPLACEMENT_RATIO = 0.01  # more U+FFFD than this (and > 20 of them): the page is undecodable
@@ -182,9 +184,12 @@ class ResiliparseExtractor:
         return main_text(page.text)
 
 
-def _trafilatura_worker(connection) -> None:
-    """Child process: receive (html text) and answer with trafilatura's main text (or an error)."""
+def _trafilatura_worker(connection, parent_pid: int) -> None:
+    """Child process: receive (html text) and answer with trafilatura's main text (or an error); it ends with
+    its parent."""
     import trafilatura
+
+    exit_with_parent(parent_pid)
 
     while True:
         try:
@@ -220,7 +225,7 @@ class TrafilaturaExtractor:
 
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
-        self._process = context.Process(target=_trafilatura_worker, args=(child,), daemon=True)
+        self._process = context.Process(target=_trafilatura_worker, args=(child, os.getpid()), daemon=True)
         self._process.start()
         child.close()
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..io import atomic_write_json
+from ..lifetime import exit_with_parent
 from .langid import LanguageIdentifier
 from .readers import CrawlStats, iter_documents, record_ranges_possible
 
@@ -222,7 +223,8 @@ def _run_local(shards, settings, identifier, identifier_dir, out_root, processes
     context = multiprocessing.get_context("spawn")  # no forked copies of torch/tokenizer threads
     waiting = deque(shards)
     finished: queue.SimpleQueue = queue.SimpleQueue()  # (shard, future) of each shard a worker finished
-    with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context, initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
 
         def feed() -> None:  # a worker is free (runs in the pool's thread when a worker finishes)
             try:
@@ -285,14 +287,15 @@ def merge_bad_input(results: Sequence[ShardResult], max_logged: int = 100) -> di
     """The bad-input reports of every shard as one (the same JSON shape as :meth:`CrawlStats.to_dict`)."""
     by_kind: Counter = Counter()
     locations: list[dict] = []
-    total = 0
+    total = skipped_bytes = 0
     for result in results:
         bad = result.stats.get("bad_input", {})
         total += bad.get("total", 0)
+        skipped_bytes += bad.get("skipped_bytes", 0)
         by_kind.update(bad.get("by_kind", {}))
         locations += bad.get("locations", [])
     return {"total": total, "by_kind": dict(sorted(by_kind.items())), "locations": locations[:max_logged],
-            "locations_truncated": total > min(len(locations), max_logged)}
+            "locations_truncated": total > min(len(locations), max_logged), "skipped_bytes": skipped_bytes}
 
 
 def settings_key(settings: Any) -> str:
