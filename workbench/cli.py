@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, disk_full
 from .store import DEFAULT_WORKSPACE
 
 workspace_option = click.option(
@@ -16,7 +16,10 @@ workspace_option = click.option(
     help="Directory holding the runs.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Exit status: 0 success; 2 a user's mistake (recipe, data, model source, unknown run or "
+                    "workspace), named in one message; 3 a quality gate stopped the run; 1 an internal failure "
+                    "(a bug: please report it with its traceback); 130 interrupted.")
 @click.version_option(package_name="workbench")
 def cli() -> None:
     """Adapt a pretrained language model to a low-resource language, scoring every stage."""
@@ -451,6 +454,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except OSError as err:
+        full = disk_full(err)
+        if full is None:
+            raise
+        click.echo(f"error: {full}", err=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 
