@@ -10,6 +10,11 @@ A gzipped WARC/WET file written one gzip member per record (as Common Crawl's ar
 range: the records that *start* inside ``[start, end)``, found by moving from ``start`` to the next gzip
 member that holds a WARC record (:func:`record_ranges_possible`, :func:`iter_documents` ``byte_range``).
 Every range reads only its own part of the file, so big files split into ranges cost one read in total.
+
+A damaged WARC/WET file (a bad gzip member, garbage between records, a broken header, a cut) is read past
+the damage: reading resumes at the next record (the next gzip member holding one, or the next ``WARC/1.``
+header line of an uncompressed file), and every damaged stretch is counted (``corrupt_record``, or
+``truncated_file`` when it runs to the end of the file) with its bytes (:attr:`CrawlStats.skipped_bytes`).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
@@ -41,7 +48,6 @@ SUPPORTED_SUFFIXES = WARC_SUFFIXES + TEXT_SUFFIXES + JSONL_SUFFIXES + WIKI_SUFFI
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # larger WARC payloads are skipped (bounded memory)
 MAX_DOCUMENT_CHARS = 1024 * 1024  # longer text paragraphs are cut into pieces of this size
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_BLANK = re.compile(rb"^\s*$")
 
 
 @dataclass
@@ -68,6 +74,7 @@ class CrawlStats:
     bad_input: list[dict] = field(default_factory=list)
     bad_input_total: int = 0
     bad_input_by_kind: Counter = field(default_factory=Counter)
+    skipped_bytes: int = 0  # bytes of damaged WARC/WET data passed over to reach the next readable record
 
     def bad(self, kind: str, source: str | Path, offset: int | None, detail: str = "") -> None:
         """Count one piece of bad input; the first ``max_logged`` are kept with their location."""
@@ -84,6 +91,7 @@ class CrawlStats:
             "by_kind": dict(sorted(self.bad_input_by_kind.items())),
             "locations": list(self.bad_input),
             "locations_truncated": self.bad_input_total > len(self.bad_input),
+            "skipped_bytes": self.skipped_bytes,
         }
 
 
@@ -151,35 +159,178 @@ def _iter_wiki(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
 # --------------------------------------------------------------------------- WARC / WET
 
 def _iter_warc(path: Path, stats: CrawlStats, byte_range: tuple[int, int] | None = None) -> Iterator[RawDocument]:
-    source, last_pos, seen = str(path), None, 0
+    """The documents of a WARC/WET file (or of the records starting in ``byte_range``). A damaged stretch
+    (bad gzip data, garbage, a broken header, a cut) is skipped: reading resumes at the next record start
+    (:func:`next_record_member`), and the stretch is counted once, with its bytes: by the range it starts in, or,
+    for garbage right after a range's last record, by that range (the next range's reader starts past it)."""
+    source = str(path)
     start, end = byte_range or (0, None)
     with open(path, "rb") as handle:
-        if start > 0:
-            begin = next_record_member(handle, start, end)
-            if begin is None:  # no record starts in this range
+        archive = _Archive(handle, path.name)
+        position = start if start == 0 else next_record_member(handle, start, end)
+        records = 0
+        while position is not None:
+            run = yield from _read_run(handle, position, end, source, stats)
+            records += run.records
+            if run.range_done:
                 return
-            handle.seek(begin)
-        try:
-            for record in ArchiveIterator(handle, parse_http=False):
-                if end is not None and record.stream_pos >= end:
-                    return  # the next range's first record: its reader takes it from here
-                last_pos, seen = record.stream_pos, seen + 1
-                doc = _record_document(record, source, stats)
-                if doc is _TRUNCATED:
-                    return
-                if doc is not None:
-                    yield doc
-        except (OSError, ValueError) as exc:
-            kind = "corrupt_record" if seen else "corrupt_file"
-            stats.bad(kind, source, last_pos if seen else start, f"unreadable WARC data: {exc}")
-            return
-    if seen == 0 and start == 0:
-        stats.bad("corrupt_file", source, 0, "no WARC record found")
-    elif seen and not _tail_complete(path, last_pos):
-        stats.bad("truncated_file", source, last_pos, "file ends inside a WARC record")
+            damage = _damage_start(archive, run, position, end)
+            if damage is None:
+                return
+            position = archive.next_record(damage + 1)  # the record at ``damage`` failed: never retried
+            _count_damage(stats, source, archive, damage, position, run, nothing_read=records == 0 and start == 0)
+            if end is not None and position is not None and position >= end:
+                return  # the next range's reader starts at this same record
+
+
+@dataclass
+class _Run:
+    """How one pass of fastwarc's iterator, from one record start on, ended."""
+
+    records: int = 0  # records the iterator gave
+    last: int | None = None  # start of the last record read (its document made or skipped)
+    broken: int | None = None  # start of the record whose reading failed
+    failure: str = ""  # why reading stopped before the end of the file ("" when it did not, as far as it knows)
+    unreadable: bool = False  # stopped by an error (bad data), not by data that ends early
+    range_done: bool = False  # reached a record that starts in the next byte range
+
+
+class _ShortRecord(Exception):
+    """A record's payload ends before its declared length."""
+
+
+def _read_run(handle: BinaryIO, position: int, end: int | None, source: str,
+              stats: CrawlStats) -> Generator[RawDocument, None, _Run]:
+    """The documents of the records from ``position`` on, until the file or range ends or reading fails;
+    returns how it ended. Nothing here costs more than reading when the file is intact."""
+    run = _Run()
+    handle.seek(position)
+    try:
+        for record in ArchiveIterator(handle, parse_http=False):
+            if end is not None and record.stream_pos >= end:
+                run.range_done = True
+                return run
+            run.records, run.broken = run.records + 1, record.stream_pos
+            doc = _record_document(record, source, stats)
+            run.last, run.broken = record.stream_pos, None
+            if doc is not None:
+                yield doc
+    except _ShortRecord as exc:
+        run.failure = str(exc)
+    except (OSError, ValueError) as exc:
+        run.failure, run.unreadable = f"unreadable WARC data: {exc}", True
+    return run
+
+
+def _damage_start(archive: _Archive, run: _Run, position: int, end: int | None) -> int | None:
+    """Where the damage that ended ``run`` (which started at ``position``) begins; None when the run ended with
+    the file, or when what stopped it is a record of the next byte range (whose reader counts it)."""
+    if run.broken is not None:
+        return run.broken
+    if run.last is None:
+        return position
+    if not archive.is_record_start(run.last):  # records in one gzip stream: no offset to check the end against
+        return run.last if run.failure else None
+    after = archive.record_end(run.last)
+    if after == _FILE_ENDS_INSIDE:  # the file ends inside the record's gzip member: after its block (e.g. in the
+        # gzip trailer: nothing of the record is lost), or inside the record (it is lost, although fastwarc gave it);
+        # after an error, the member's end is damaged (its data runs on into what follows)
+        complete = not run.failure and _gzip_block_complete(archive.handle, run.last)
+        return archive.size if complete else run.last
+    if after is None:  # the last record read is itself damaged (e.g. a bad checksum)
+        return run.last
+    if not run.failure and after == archive.size:
+        return None
+    if end is not None and after >= end and archive.holds_record(after):
+        return None
+    return after
+
+
+def _count_damage(stats: CrawlStats, source: str, archive: _Archive, damage: int, resume: int | None,
+                  run: _Run, nothing_read: bool) -> None:
+    """Count the stretch ``[damage, resume)`` (to the end of the file when ``resume`` is None) as skipped."""
+    stop = archive.size if resume is None else resume
+    stats.skipped_bytes += stop - damage
+    if resume is not None:
+        kind, where = "corrupt_record", f"reading resumes at byte {resume}"
+    elif _file_cut_at(archive, damage, run):
+        kind, where = "truncated_file", "the file ends inside this record"
+    else:
+        kind = "corrupt_file" if nothing_read else "corrupt_record"
+        where = "no WARC record found" if nothing_read else "no record follows"
+    detail = f"{stop - damage} bytes skipped, {where}" + (f": {run.failure}" if run.failure else "")
+    stats.bad(kind, source, damage, detail)
+
+
+def _file_cut_at(archive: _Archive, damage: int, run: _Run) -> bool:
+    """Whether a damaged stretch running to the end of the file is a record cut by it (intact up to there):
+    decided by the data, as fastwarc may stop with an error or without one on a cut record."""
+    cut = archive.ends_inside_record(damage)
+    return not run.unreadable if cut is None else cut
+
+
+class _Archive:
+    """An open WARC/WET file seen as a sequence of records, for finding where a record ends and where the
+    next one starts after damage. Used only when reading stops early, and once at the end of a file."""
+
+    def __init__(self, handle: BinaryIO, name: str):
+        self.handle = handle
+        self.name = name.lower()
+
+    @cached_property
+    def size(self) -> int:
+        return os.fstat(self.handle.fileno()).st_size
+
+    @cached_property
+    def compressed(self) -> bool:
+        """Gzipped (by its first bytes; by its name when they are damaged)."""
+        self.handle.seek(0)
+        head = self.handle.read(len(_GZIP_MAGIC))
+        return head[:2] == _GZIP_MAGIC[:2] or (self.name.endswith(".gz") and not head.startswith(b"WARC/"))
+
+    def is_record_start(self, position: int) -> bool:
+        """Whether fastwarc's ``stream_pos`` is where a record starts in the file (not so for records inside one
+        gzip stream, whose positions are those of the compressed data read so far)."""
+        if not self.compressed:
+            return True
+        self.handle.seek(position)
+        return self.handle.read(2) == _GZIP_MAGIC[:2]
+
+    def record_end(self, position: int) -> int | None:
+        """Where the record (gzip member) starting at ``position`` ends; None if it is damaged or incomplete,
+        :data:`_FILE_ENDS_INSIDE` if the file ends inside a gzip member whose data is intact so far."""
+        if self.compressed:
+            return _gzip_member_end(self.handle, position)
+        return _plain_record_end(self.handle, position, self.size)
+
+    def ends_inside_record(self, position: int) -> bool | None:
+        """Whether the file ends inside a record starting at ``position``, intact up to there (None: unknown, for
+        a position inside one gzip stream)."""
+        if position >= self.size:
+            return True
+        if self.compressed:
+            return self.record_end(position) == _FILE_ENDS_INSIDE if self.is_record_start(position) else None
+        return _plain_record_cut(self.handle, position, self.size)
+
+    def holds_record(self, position: int) -> bool:
+        """Whether a record (a gzip member holding one) starts at ``position``."""
+        if self.compressed:
+            return _holds_warc_record(self.handle, position)
+        return _holds_plain_record(self.handle, position)
+
+    def next_record(self, position: int) -> int | None:
+        """The first record start at or after ``position``, or None."""
+        if self.compressed:
+            return next_record_member(self.handle, position)
+        return _find_record_start(self.handle, position, None, _PLAIN_MARKER, _holds_plain_record)
 
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
+_FILE_ENDS_INSIDE = -1  # a gzip member cut by the end of the file, intact up to there
+_HEADER_LIMIT = 64 * 1024  # a WARC header must end within this many bytes
+_PLAIN_MARKER = b"WARC/1."
+_WARC_VERSION_LINE = re.compile(rb"WARC/1\.[01]\r?\n")
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length:[ \t]*(\d+)")
 
 
 def _holds_warc_record(handle: BinaryIO, position: int) -> bool:
@@ -195,22 +346,122 @@ def _holds_warc_record(handle: BinaryIO, position: int) -> bool:
 def next_record_member(handle: BinaryIO, start: int, end: int | None = None) -> int | None:
     """The offset of the first gzip member at or after ``start`` (and before ``end``) that holds a WARC record,
     or None. The gzip magic bytes can occur inside compressed data too: each candidate is checked."""
+    return _find_record_start(handle, start, end, _GZIP_MAGIC, _holds_warc_record)
+
+
+def _find_record_start(handle: BinaryIO, start: int, end: int | None, marker: bytes,
+                       holds_record: Callable[[BinaryIO, int], bool]) -> int | None:
+    """The first offset in ``[start, end)`` where ``marker`` occurs and ``holds_record`` accepts, or None."""
     window, position = 1 << 20, start
     while end is None or position < end:
         handle.seek(position)
-        chunk = handle.read(window + len(_GZIP_MAGIC) - 1)
-        if len(chunk) < len(_GZIP_MAGIC):
+        chunk = handle.read(window + len(marker) - 1)
+        if len(chunk) < len(marker):
             return None
-        found = chunk.find(_GZIP_MAGIC)
-        while found >= 0 and found < window:
+        found = chunk.find(marker)
+        while 0 <= found < window:
             candidate = position + found
             if end is not None and candidate >= end:
                 return None
-            if _holds_warc_record(handle, candidate):
+            if holds_record(handle, candidate):
                 return candidate
-            found = chunk.find(_GZIP_MAGIC, found + 1)
+            found = chunk.find(marker, found + 1)
         position += window
     return None
+
+
+@dataclass
+class _Member:
+    """What decompressing one gzip member found."""
+
+    end: int | None  # the offset just after it; None if it is damaged or cut by the end of the file
+    cut: bool  # the file ends inside it, its data intact up to there
+    head: bytes  # the beginning of its data (the WARC header)
+    size: int  # bytes of data
+
+
+def _inflate_member(handle: BinaryIO, position: int) -> _Member:
+    """Decompress the gzip member starting at ``position`` (checksum included) in bounded pieces, keeping only
+    the first :data:`_HEADER_LIMIT` bytes."""
+    handle.seek(position)
+    inflate, offset, head, size = zlib.decompressobj(31), position, b"", 0
+    try:
+        while chunk := handle.read(1 << 20):
+            pending = chunk
+            while pending:
+                data = inflate.decompress(pending, 1 << 20)
+                head += data[: max(_HEADER_LIMIT - len(head), 0)]
+                size += len(data)
+                if inflate.eof:
+                    return _Member(offset + len(chunk) - len(inflate.unused_data), False, head, size)
+                pending = inflate.unconsumed_tail
+            offset += len(chunk)
+    except zlib.error:
+        return _Member(None, False, head, size)
+    return _Member(None, True, head, size)
+
+
+def _gzip_member_end(handle: BinaryIO, position: int) -> int | None:
+    """The offset just after the gzip member starting at ``position``: None if there is no intact member there,
+    :data:`_FILE_ENDS_INSIDE` if the file ends inside it."""
+    member = _inflate_member(handle, position)
+    return _FILE_ENDS_INSIDE if member.cut else member.end
+
+
+def _gzip_block_complete(handle: BinaryIO, position: int) -> bool:
+    """Whether the gzip member at ``position`` (cut by the end of the file) holds a whole WARC header and block."""
+    member = _inflate_member(handle, position)
+    header = _warc_header(member.head)
+    return member.cut and header is not None and member.size >= sum(header)
+
+
+def _plain_header(handle: BinaryIO, position: int) -> tuple[int, int] | None:
+    """``(header length, content length)`` of the uncompressed WARC record at ``position``, or None."""
+    handle.seek(position)
+    return _warc_header(handle.read(_HEADER_LIMIT))
+
+
+def _warc_header(head: bytes) -> tuple[int, int] | None:
+    """``(header length, content length)`` of the WARC record that ``head`` starts with, or None."""
+    header_end = head.find(b"\r\n\r\n")
+    match = _CONTENT_LENGTH.search(head, 0, max(header_end, 0))
+    if header_end < 0 or match is None or not _WARC_VERSION_LINE.match(head):
+        return None
+    return header_end + 4, int(match.group(1))
+
+
+def _holds_plain_record(handle: BinaryIO, position: int) -> bool:
+    """Whether an uncompressed WARC record header (version line, ..., Content-Length, blank line) starts at
+    ``position``. Not necessarily at the start of a line: garbage before a record need not end with one."""
+    return _plain_header(handle, position) is not None
+
+
+def _plain_record_cut(handle: BinaryIO, position: int, size: int) -> bool:
+    """Whether the file ends inside an uncompressed WARC record starting at ``position`` (in its header or block)."""
+    handle.seek(position)
+    head = handle.read(_HEADER_LIMIT)
+    if not (head.startswith(_PLAIN_MARKER) or _PLAIN_MARKER.startswith(head)):
+        return False
+    header = _warc_header(head)
+    if header is None:  # a header that never ends was cut; one that ends unreadable is damaged
+        return b"\r\n\r\n" not in head and position + len(head) == size
+    return position + sum(header) > size
+
+
+def _plain_record_end(handle: BinaryIO, position: int, size: int) -> int | None:
+    """Where the uncompressed WARC record at ``position`` ends, with the blank lines after it; None if it is
+    incomplete or its header is unreadable."""
+    header = _plain_header(handle, position)
+    if header is None or position + sum(header) > size:
+        return None
+    end = position + sum(header)
+    handle.seek(end)
+    while chunk := handle.read(4096):
+        rest = chunk.lstrip(b"\r\n")
+        end += len(chunk) - len(rest)
+        if rest:
+            break
+    return end
 
 
 def record_ranges_possible(path: Path) -> bool:
@@ -227,14 +478,14 @@ def record_ranges_possible(path: Path) -> bool:
         return False
 
 
-_TRUNCATED = RawDocument(source="", offset=-1)
-
-
 def _record_document(record: WarcRecord, source: str, stats: CrawlStats) -> RawDocument | None:
-    """The document in a ``response``/``resource`` (HTML) or ``conversion`` (text) record."""
+    """The document in a ``response``/``resource`` (HTML) or ``conversion`` (text) record; :class:`_ShortRecord`
+    if its payload is cut short."""
     rtype = record.record_type
     if rtype not in (WarcRecordType.response, WarcRecordType.conversion, WarcRecordType.resource):
         return None
+    if record.content_length == 0 and not record.headers.get("Content-Length"):
+        raise _ShortRecord("WARC header without Content-Length (cut or damaged)")  # fastwarc gives such a record
     pos, url = record.stream_pos, record.headers.get("WARC-Target-URI")
     warc_content_type = record.headers.get("Content-Type", "")
     if rtype == WarcRecordType.response and warc_content_type.startswith("application/http"):
@@ -250,8 +501,7 @@ def _record_document(record: WarcRecord, source: str, stats: CrawlStats) -> RawD
     declared = record.content_length
     payload = record.reader.read(declared)
     if len(payload) < declared:
-        stats.bad("truncated_file", source, pos, f"record payload has {len(payload)} of {declared} bytes")
-        return _TRUNCATED
+        raise _ShortRecord(f"record payload has {len(payload)} of {declared} bytes")
     if rtype == WarcRecordType.conversion:
         return _conversion_document(payload, source, pos, url, stats)
     return _html_document(record, http, content_type, payload, source, pos, url, stats)
@@ -325,48 +575,6 @@ def _read_all(reader) -> bytes:
     if len(data) > MAX_RECORD_BYTES:
         raise ValueError(f"decoded body larger than {MAX_RECORD_BYTES} bytes")
     return data
-
-
-def _tail_complete(path: Path, last_pos: int) -> bool:
-    """Whether the file ends cleanly after the record starting at ``last_pos``."""
-    with open(path, "rb") as handle:
-        handle.seek(last_pos)
-        compressed = handle.read(2) == b"\x1f\x8b"
-        handle.seek(last_pos)
-        if compressed:
-            return _gzip_members_complete(handle)
-        return _plain_record_complete(handle, last_pos, path.stat().st_size)
-
-
-def _gzip_members_complete(handle: BinaryIO) -> bool:
-    """Whether every gzip member from the current position to EOF is complete."""
-    decomp, buf = None, b""
-    try:
-        while True:
-            if not buf:
-                buf = handle.read(1 << 20)
-                if not buf:
-                    return decomp is None or decomp.eof
-            if decomp is None or decomp.eof:
-                decomp = zlib.decompressobj(31)
-            decomp.decompress(buf, 1 << 20)
-            buf = decomp.unused_data if decomp.eof else decomp.unconsumed_tail
-    except zlib.error:
-        return False
-
-
-def _plain_record_complete(handle: BinaryIO, last_pos: int, size: int) -> bool:
-    """Whether the uncompressed WARC record at ``last_pos`` is complete and the file ends after it."""
-    head = handle.read(64 * 1024)
-    end = head.find(b"\r\n\r\n")
-    match = re.search(rb"(?im)^content-length:\s*(\d+)", head[: max(end, 0)])
-    if end < 0 or match is None:
-        return False
-    block_end = last_pos + end + 4 + int(match.group(1))
-    if size < block_end:
-        return False
-    handle.seek(block_end)
-    return _BLANK.match(handle.read(16)) is not None
 
 
 # --------------------------------------------------------------------------- text / JSONL
