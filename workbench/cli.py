@@ -64,10 +64,12 @@ def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None
     from rich.table import Table
 
     from .engine import plan as make_plan
+    from .engine import preflight
     from .recipe import load_recipe
     from .store import RunStore
 
     loaded = load_recipe(recipe)
+    warnings = preflight(loaded)  # the data and model source, checked now rather than hours into the run
     table = Table(title=f"plan: {loaded.name} (workspace {workspace})")
     for column in ("step", "kind", "artifact key", "status"):
         table.add_column(column)
@@ -78,6 +80,8 @@ def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None
     if not console.is_terminal and console.width < 170:
         console.width = 170
     console.print(table)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     if memory:
         _print_memory_plan(loaded, gpu_memory, console)
 
@@ -310,8 +314,13 @@ def transplant(source: str, corpus: tuple[Path, ...], mode: str, vocab_size: int
 @click.option("--split", default="dev", show_default=True, help="Split of a FLORES-layout folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the identifier into.")
 @click.option("--fasttext/--no-fasttext", "use_fasttext", default=True, show_default=True,
-              help="Back the trained model with the offline fastText lid.176 for languages outside the set.")
-def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_fasttext: bool) -> None:
+              help="Back the trained model with the offline fastText lid.176 for languages outside the set "
+                   "(--no-fasttext is --general-lid none).")
+@click.option("--general-lid", default=None,
+              help="The general identifier, as the crawl's general_lid: fasttext, none, or a fastText model file "
+                   "(GlotLID, OpenLID). Default: fasttext.")
+def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_fasttext: bool,
+              general_lid: str | None) -> None:
     """Train a language identifier that knows the languages of SETS (the target and its neighbours)."""
     import time
 
@@ -319,10 +328,13 @@ def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_
 
     texts = read_labelled(sets_dir, _codes(languages) or None, split)
     started = time.time()
-    identifier = train_from_texts(texts, use_fasttext=use_fasttext)
+    identifier = train_from_texts(texts, use_fasttext=use_fasttext, general_lid=general_lid)
     identifier.save(out)
     lines = sum(map(len, texts.values()))
     click.echo(f"trained on {lines} lines of {len(texts)} languages in {time.time() - started:.1f}s -> {out}")
+    confused = sorted(identifier.confusable - set(identifier.seed_languages))
+    click.echo(f"general identifier: {identifier.describe()}; labels it gives seed lines (the seed model decides "
+               f"those): {', '.join(confused) or 'seed languages only'}")
 
 
 @cli.command("lid-eval")

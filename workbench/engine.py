@@ -181,6 +181,27 @@ def partial_dir(store: RunStore, step: Step) -> Path:
     return store.partial_dir(step.id, step.key)
 
 
+def preflight(recipe: Recipe) -> list[str]:
+    """What can be checked before any work: the base model source (without loading or downloading it) and each
+    stage's own data (:meth:`Stage.preflight`). Raises the first problem as one message naming the recipe file
+    and field; returns warnings (e.g. skipped lines) for the caller to show."""
+    from .errors import DataError, ModelSourceError
+    from .models import check_source
+
+    try:
+        check_source(recipe.base.model)
+    except ModelSourceError as err:
+        raise ModelSourceError(f"{recipe.path}: base.model: {err}") from None
+    warnings = []
+    for index, spec in enumerate(recipe.stages):
+        where = f"{recipe.path}: stages[{index}].{spec.kind}"
+        try:
+            warnings += [f"{where}: {w}" for w in STAGES[spec.kind](spec.config).preflight()]
+        except DataError as err:
+            raise DataError(f"{where}: {err}") from None
+    return warnings
+
+
 def plan(recipe: Recipe, store: RunStore) -> list[tuple[Step, str]]:
     """Each step with its status: ``cached``, ``resume`` (checkpoints exist) or ``run``."""
     from .marks import with_marks
@@ -217,6 +238,8 @@ def run_recipe(recipe: Recipe, workspace: Path, *, device: str | None = None, pr
     from .marks import with_marks
 
     store = RunStore(workspace, recipe.name)
+    for warning in preflight(recipe):
+        echo(f"warning: {warning}")
     recipe = with_marks(recipe, store.root)  # documents marked bad in the app leave the next crawl
     world, device = init_from_launcher(device)
     options = {"executor": executor} if executor else {}

@@ -240,6 +240,34 @@ def resolve_model(source: str) -> ResolvedModel:
     raise _unresolvable(text, path)
 
 
+def check_source(source: str) -> None:
+    """Raise what :func:`resolve_model` would raise for ``source`` without loading, converting or downloading
+    anything: an unknown short name or scheme, a missing directory or file, an uninstalled registry model, a
+    hub model that is not cached while the hub is offline."""
+    text = str(source).strip()
+    if text.startswith("hf:"):
+        repo, _, revision = text[3:].strip().partition("@")
+        if not repo.strip():
+            raise ModelSourceError(f"model source {source!r} names no repository; expected hf:<org>/<name>"
+                                   f"[@revision]; {accepted_forms()}")
+        if _hub_offline() and _hf_snapshot(repo.strip(), revision.strip() or None, local_only=True) is None:
+            raise _hf_unavailable(repo.strip(), revision.strip() or None, "offline mode is on (HF_HUB_OFFLINE=1)")
+        return
+    if text.startswith("gguf:"):
+        path = Path(text[5:].strip()).expanduser()
+        if not path.is_file():
+            raise ModelSourceError(f"GGUF file {path} does not exist; {accepted_forms()}")
+        return
+    if text in REGISTRY:
+        REGISTRY[text].locate()
+        return
+    path = Path(text).expanduser()
+    if not (text and path.exists()):
+        raise _unresolvable(text, path)
+    if not (path.is_file() and path.suffix == ".gguf"):
+        check_model_dir(path)
+
+
 def _unresolvable(text: str, path: Path) -> ModelSourceError:
     if not text:
         return ModelSourceError(f"empty model source; {accepted_forms()}")

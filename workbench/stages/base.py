@@ -109,6 +109,7 @@ class Stage:
     distributed: ClassVar[bool] = False  # every data-parallel process runs it (else rank 0 alone)
     trains_on_data: ClassVar[bool] = False  # its training data is checked for evaluation sentences
     key_exclude: ClassVar[frozenset[str]] = frozenset()  # config fields that do not change the result
+    # (dotted for a nested field: "gate.action")
 
     def __init__(self, config: StrictModel) -> None:
         self.config = config
@@ -132,6 +133,11 @@ class Stage:
         Returns ``{"rows": [...], "failures": [messages], "action": "fail" | "warn"}``, or None (no gate).
         """
         return None
+
+    def preflight(self) -> list[str]:
+        """Check what can be checked before hours of work (the data this stage will read, not what earlier
+        stages make): raise a :class:`~workbench.errors.DataError` for what would stop it; return warnings."""
+        return []
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Do the work into ``ctx.out_dir``; return the record: ``{"models": [...], "outputs": ..., "stats": ...}``."""
