@@ -90,7 +90,13 @@ def test_script_leak_sardinian_with_cyrillic_and_greek():
     greek = detect_script_leak("Sa domo est manna καὶ ἡ θάλασσα μεγάλη", "srd_Latn")
     assert greek.flag is True and greek.label == "Grek"
     assert detect_script_leak(flores("srd_Latn")[0], "srd_Latn") == (False, 0.0, None)
-    assert detect_script_leak("Sa temperadura fiat de 5 μm", "srd_Latn").flag is False  # 1 of 22 letters
+    assert detect_script_leak("Sa temperadura fiat de 5 μm", "srd_Latn").flag is False  # 1 of 5 words
+
+
+def test_script_leak_counts_words_not_letters():
+    # a Latin name in a Chinese sentence: 3 Latin letters but 1 word among 12
+    assert detect_script_leak("当地时间上午左右 JAS 战斗机撞上跑道", "zho_Hans").flag is False
+    assert detect_script_leak("The fighter jet crashed into the runway 跑道", "zho_Hans").flag is True
 
 
 def test_script_leak_cjk():
@@ -106,9 +112,9 @@ def test_script_leak_not_judged_without_letters_or_known_script():
 
 
 def test_script_leak_threshold_is_configurable():
-    hyp = "Sa domo est manna μ"  # 1 Greek letter of 14
+    hyp = "Sa domo est manna μ"  # 1 Greek word of 5
     assert detect_script_leak(hyp, "srd_Latn").flag is False
-    assert detect_script_leak(hyp, "srd_Latn", threshold=0.05).flag is True
+    assert detect_script_leak(hyp, "srd_Latn", threshold=0.1).flag is True
 
 
 # --------------------------------------------------------------------------- copy
@@ -188,6 +194,15 @@ def test_off_target_needs_a_confident_other_language():
     assert detect_off_target(hyp, "srd_Latn", FixedIdentifier([("srd_Latn", 0.9)])).flag is False
 
 
+def test_off_target_needs_a_low_score_for_the_target():
+    hyp = "a sentence long enough to be identified"
+    unsure = FixedIdentifier([("ita_Latn", 0.6), ("srd_Latn", 0.35)])  # the identifier hesitates between them
+    assert detect_off_target(hyp, "srd_Latn", unsure).flag is False
+    sure = FixedIdentifier([("ita_Latn", 0.9), ("srd_Latn", 0.05)])
+    assert detect_off_target(hyp, "srd_Latn", sure).flag is True
+    assert detect_off_target(hyp, "srd_Latn", sure, tolerated=["ita_Latn"]).flag is False
+
+
 def test_load_identifier_is_cached(identifier):
     assert load_identifier(LID_SEED) is identifier
 
@@ -204,7 +219,7 @@ def test_flags_all_detectors(identifier):
 
 
 def test_flags_config():
-    config = DetectorConfig(copy_similarity=0.99)
+    config = DetectorConfig(copy_similarity=0.99, copy_coverage=1.01)
     source = "The quick brown fox jumps over the lazy dog near the river bank."
     near = "The quick brown fox jumps over the lazy dog near sa riva."
     assert flags(source, near, "eng_Latn", "srd_Latn", config=config)["copy"] is False
