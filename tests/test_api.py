@@ -168,10 +168,14 @@ def test_translate_with_an_adapter_equals_the_stored_translation(run: wb.Run) ->
     stored = _stored(run, "finetune/rslora-r4")
     mt = run.recipe()["eval"]["mt"]
     from workbench.evaluate.datasets import load_pairs
+    from workbench.evaluate.scorer import calibration_pairs
+    from workbench.recipe import MTEvalConfig
 
     pairs = load_pairs(mt["sets"], "eng_Latn", "srd_Latn", "dev")
+    calibration = calibration_pairs(MTEvalConfig.model_validate(mt), "eng_Latn-srd_Latn")  # the scorer's budgets
     hypotheses = wb.translate(None, [r["source"] for r in stored[:3]], "eng_Latn", "srd_Latn", adapter=adapter,
-                              exemplars=pairs[-1:], max_new_tokens=mt["max_new_tokens"], device="cpu")
+                              exemplars=pairs[-1:], max_new_tokens=mt["max_new_tokens"], calibration=calibration,
+                              device="cpu")
     assert hypotheses == [r["hypothesis"] for r in stored[:3]]
     with pytest.raises(DataError, match="records no base model"):
         wb.translate(None, ["x"], "eng_Latn", "srd_Latn", adapter=STORIES, device="cpu")

@@ -256,14 +256,20 @@ def test_score_model_records_and_translations(lm, tmp_path):
     lm_keys = {"stage", "variant", "kind", "language", "metric", "value", "n", "prefix_policy"}
     mt_keys = {"stage", "variant", "kind", "direction", "metric", "value", "n", "signature", "prompt"}
     lm_records = [r for r in records if r["kind"] == "lm"]
-    mt_records = [r for r in records if r["kind"] == "mt"]
+    mt_records = [r for r in records if r["kind"] == "mt" and r["value"] is not None]
+    skipped = [r for r in records if r["kind"] == "mt" and r["value"] is None]
     detector_records = [r for r in records if r["kind"] == "detector"]
-    assert len(lm_records) == 8 and len(mt_records) == 4  # spBLEU is skipped offline
-    assert len(records) == 12 + len(detector_records)
-    # without lid_seed the off-target detector is off; the four others judge every sentence
-    assert {r["metric"] for r in detector_records} == {"empty_rate", "script_leak_rate", "copy_rate",
-                                                       "repetition_rate"}
+    assert len(lm_records) == 8 and len(mt_records) == 4
+    # spBLEU is skipped offline: a record per direction with its reason
+    assert [(r["metric"], r["n"]) for r in skipped] == [("spbleu", 3)] * 2 and all(r["skipped"] for r in skipped)
+    assert len(records) == 14 + len(detector_records)
+    # without lid_seed the off-target detector is off; the four others (and truncation) judge every sentence,
+    # and the four are calibrated on the references (their false-alarm rates)
+    detectors = ("empty", "script_leak", "copy", "repetition")
+    assert {r["metric"] for r in detector_records} == {
+        "truncated_rate", *(f"{d}_rate" for d in detectors), *(f"{d}_ref_rate" for d in detectors)}
     assert all(r["n"] == 3 and 0 <= r["value"] <= 1 for r in detector_records)
+    assert all(r["value"] == 0.0 for r in detector_records if r["metric"].endswith("_ref_rate"))
     assert all(set(r) == lm_keys and r["n"] == 5 and r["prefix_policy"] == "bos" for r in lm_records)
     assert all(set(r) == mt_keys and r["n"] == 3 for r in mt_records)
     assert {(r["language"], r["metric"]) for r in lm_records} == {
@@ -276,14 +282,17 @@ def test_score_model_records_and_translations(lm, tmp_path):
         (d, m) for d in ("eng_Latn-srd_Latn", "srd_Latn-eng_Latn") for m in ("chrf++", "bleu")
     }
     assert all(r["stage"] == "base" and r["variant"] is None for r in records)
-    assert all(isinstance(r["value"], float) and math.isfinite(r["value"]) for r in records)
+    assert all(isinstance(r["value"], float) and math.isfinite(r["value"]) for r in records if r not in skipped)
     bpb = {r["language"]: r["value"] for r in lm_records if r["metric"] == "bits_per_byte"}
     assert bpb["eng_Latn"] < bpb["srd_Latn"]  # an English model, not yet adapted
 
     lines = (tmp_path / "translations.jsonl").read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 3 * 2
-    assert set(rows[0]) == {"direction", "index", "source", "reference", "hypothesis", "chrf", "flags", "prompt"}
+    assert set(rows[0]) == {"direction", "index", "source", "reference", "hypothesis", "chrf", "flags", "prompt",
+                            "budget_tokens", "cut_character", "reference_flags", "off_target_tolerated"}
+    assert rows[0]["reference_flags"] == {"empty": False, "script_leak": False, "copy": False, "repetition": False,
+                                          "off_target": None}
     assert rows[0]["flags"]["off_target"] is None and rows[0]["flags"]["empty"] in (True, False)
     eng = read_lines(FLORES, "eng_Latn", "dev")
     forward = [r for r in rows if r["direction"] == "eng_Latn-srd_Latn"]

@@ -247,10 +247,11 @@ def test_spbleu_is_skipped_once_when_unavailable(tmp_path, monkeypatch, caplog):
     from workbench.evaluate import mt
 
     monkeypatch.setattr(tokenizer_spm, "SACREBLEU_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(tokenizer_spm, "download_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(mt, "SPBLEU_MODEL_URL", "http://127.0.0.1:9/flores200sacrebleuspm")  # refused: offline
     monkeypatch.setattr(mt, "_spbleu_state", {})
     for _ in range(2):
         assert set(mt.mt_metrics(["a b c"], ["a b d"], spbleu=True)) == {"bleu", "chrf++"}
+        assert "flores200sacrebleuspm" in mt.skipped_metrics(spbleu=True)["spbleu"]
     assert sum("spBLEU skipped" in r.getMessage() for r in caplog.records) == 1
 
 

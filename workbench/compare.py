@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MT_METRICS = ("chrf++", "bleu", "spbleu")
-DETECTORS = ("off_target_rate", "script_leak_rate", "copy_rate", "repetition_rate", "empty_rate")
+DETECTORS = ("off_target_rate", "script_leak_rate", "copy_rate", "repetition_rate", "empty_rate", "truncated_rate")
 COST_COLUMNS = ("trainable_parameters", "train_seconds", "peak_memory_mb")
 
 
@@ -403,7 +403,7 @@ def compare_adapters(
     max_sentences: int | None = 100,
     shots: int = 1,
     prompt: str = "auto",
-    max_new_tokens: int = 96,
+    max_new_tokens: int | None = None,
     lid_seed: str | Path | None = None,
     baseline: str | None = None,
     n_samples: int = 1000,
@@ -419,6 +419,7 @@ def compare_adapters(
     ``None`` for the base recorded in the adapters' ``metadata.json``. ``adapters``: ``{name: dir}``, a
     list of adapter directories (named by their folder), or one folder holding adapter folders
     (``adapters/<run>``). Per-sentence files are written to ``out_dir/<system>/`` when given.
+    ``max_new_tokens``: a hard cap on every sentence's token budget (which follows its length in characters).
 
     >>> comparison = wb.compare_adapters(None, ADAPTERS_DIR, SETS, ["eng_Latn-srd_Latn"],
     ...                                  max_sentences=4, max_new_tokens=8, n_samples=50, progress=False)

@@ -78,11 +78,14 @@ def _texts(texts: str | Sequence[str] | Path, language: str, split: str) -> list
 
 def translate(model: ModelLike | None, texts: str | Sequence[str], src: str, tgt: str, *,
               adapter: str | Path | None = None, exemplars: Sequence[tuple[str, str]] = (), prompt: str = "auto",
-              max_new_tokens: int = 96, batch_size: int = 8, device: str | None = None,
+              max_new_tokens: int | None = None, calibration: Sequence[tuple[str, str]] | None = None,
+              batch_size: int = 8, device: str | None = None,
               dtype: str = "auto") -> list[str]:
     """Greedy translations of ``texts`` from ``src`` to ``tgt`` (FLORES codes), one per text, with the
     same prompts the scorer uses (the chat template of instruct models, else plain few-shot with
-    ``exemplars``).
+    ``exemplars``). Each text's token budget follows its length in characters, through the length ratio
+    and the tokenizer's tokens per target character measured on ``calibration`` pairs (default: the
+    exemplars; see :func:`workbench.evaluate.mt.length_model`), at most ``max_new_tokens`` when given.
 
     >>> wb.translate(MODEL, ["Good morning."], "eng_Latn", "srd_Latn", max_new_tokens=8)  # doctest: +ELLIPSIS
     [...]
@@ -94,7 +97,7 @@ def translate(model: ModelLike | None, texts: str | Sequence[str], src: str, tgt
     check_code(tgt)
     loaded, tokenizer = load(model, adapter, device, dtype)
     return generate(loaded, tokenizer, _texts(texts, src, "dev"), src, tgt, exemplars=exemplars,
-                    batch_size=batch_size, max_new_tokens=max_new_tokens, prompt=prompt)
+                    calibration=calibration, batch_size=batch_size, max_new_tokens=max_new_tokens, prompt=prompt)
 
 
 def score_text(model: ModelLike | None, texts: str | Sequence[str] | Path, language: str, *,

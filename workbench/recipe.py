@@ -7,16 +7,13 @@ file's directory.
 
 from __future__ import annotations
 
-import glob
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -25,60 +22,14 @@ from pydantic import (
 )
 
 from .errors import RecipeError
-from .languages import check_code, check_direction
-
-# -- reusable field types ----------------------------------------------------------------------------
-
-
-def _language(value: str) -> str:
-    return check_code(value)
-
-
-def _direction(value: str) -> str:
-    check_direction(value)
-    return value
-
-
-def _base_dir(info: ValidationInfo) -> Path:
-    return Path((info.context or {}).get("base_dir", "."))
-
-
-def _existing_path(value: Path, info: ValidationInfo) -> Path:
-    path = value if value.is_absolute() else _base_dir(info) / value
-    if not path.exists():
-        raise ValueError(f"path does not exist: {path} (relative paths are relative to the recipe's folder)")
-    return path.resolve()
-
-
-def _glob_pattern(value: str, info: ValidationInfo) -> str:
-    pattern = value if Path(value).is_absolute() else str(_base_dir(info) / value)
-    if not glob.glob(pattern, recursive=True):
-        raise ValueError(f"no file matches '{value}' (looked for {pattern})")
-    return str(Path(pattern).resolve()) if not glob.has_magic(pattern) else pattern
-
-
-def _eval_source(value: str, info: ValidationInfo) -> str:
-    """``hf:<dataset>[@revision]`` as given, else an existing file or folder made absolute."""
-    if value.startswith("hf:"):
-        if not re.fullmatch(r"hf:[\w.-]+(/[\w.-]+)?(@[\w./-]+)?", value):
-            raise ValueError(f"'{value}' is not a hub dataset id like hf:openlanguagedata/flores_plus[@revision]")
-        return value
-    return str(_existing_path(Path(value), info))
-
-
-LanguageCode = Annotated[str, AfterValidator(_language)]
-Direction = Annotated[str, AfterValidator(_direction)]
-ExistingPath = Annotated[Path, AfterValidator(_existing_path)]
-InputGlob = Annotated[str, AfterValidator(_glob_pattern)]
-EvalSource = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, Path) else v),
-                       AfterValidator(_eval_source)]
-
-
-class StrictModel(BaseModel):
-    """Base for every recipe section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from .schema import (
+    Direction,
+    EvalSource,
+    ExistingPath,
+    LanguageCode,
+    StrictModel,
+    recipe_folder,
+)
 
 # -- recipe sections -----------------------------------------------------------------------------------
 
@@ -92,14 +43,14 @@ class BaseModelConfig(StrictModel):
     def _resolve_local(cls, value: str, info: ValidationInfo) -> str:
         if value.startswith("gguf:"):
             path = Path(value[5:])
-            path = path if path.is_absolute() else _base_dir(info) / path
+            path = path if path.is_absolute() else recipe_folder(info) / path
             if not path.is_file():
                 raise ValueError(f"GGUF file does not exist: {path}")
             return f"gguf:{path.resolve()}"
         looks_local = value.startswith((".", "/", "~")) or (Path(value).exists() and ":" not in value)
         if looks_local:
             path = Path(value).expanduser()
-            path = path if path.is_absolute() else _base_dir(info) / path
+            path = path if path.is_absolute() else recipe_folder(info) / path
             if not (path / "config.json").is_file():
                 raise ValueError(f"not a Hugging Face model directory (no config.json): {path}")
             return str(path.resolve())
@@ -172,17 +123,6 @@ class EvalConfig(StrictModel):
     lm: LMEvalConfig | None = None
     mt: MTEvalConfig | None = None
     contamination: ContaminationConfig | None = Field(ContaminationConfig(), description="null: no check")
-
-
-class TrainingConfig(StrictModel):
-    """Optimisation settings shared by the training stages."""
-
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    weight_decay: float = Field(0.0, ge=0)
 
 
 class RecipeHeader(StrictModel):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .compare import Comparison
 
 TRANSLATIONS_FILE = "translations.jsonl"
-FLAG_NAMES = ("off_target", "script_leak", "copy", "repetition", "empty")
+FLAG_NAMES = ("off_target", "script_leak", "copy", "repetition", "empty", "truncated")  # truncated: budget used up
 TRANSLATION_COLUMNS = ["system", "stage", "variant", "direction", "index", "source", "reference", "hypothesis",
                        "chrf", *(f"flag_{f}" for f in FLAG_NAMES), "prompt"]
 CURVE_COLUMNS = ["stage", "step", "tokens", "language", "bits_per_byte"]

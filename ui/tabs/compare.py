@@ -79,7 +79,7 @@ def translate_typed(ctx: AppContext, name: str | None, direction: str | None, te
         return "Type at most 2000 characters.", pd.DataFrame(columns=OUTPUT_COLUMNS)
     from workbench import inference
     from workbench.evaluate.detectors import flags, load_identifier
-    from workbench.evaluate.scorer import mt_split
+    from workbench.evaluate.scorer import calibration_pairs, mt_split
     from workbench.recipe import MTEvalConfig
 
     src, tgt = direction.split("-")
@@ -87,6 +87,7 @@ def translate_typed(ctx: AppContext, name: str | None, direction: str | None, te
     try:
         cfg = MTEvalConfig.model_validate({**mt, "directions": [direction]})
         _, exemplars = mt_split(cfg, direction)
+        calibration = calibration_pairs(cfg, direction)  # the scorer's budgets for a typed sentence too
         identifier = load_identifier(cfg.lid_seed) if cfg.lid_seed else None
         models = run.models()
         rows = []
@@ -95,7 +96,8 @@ def translate_typed(ctx: AppContext, name: str | None, direction: str | None, te
                 continue
             path, adapter = models[system]
             hypothesis = inference.translate(str(path), [text], src, tgt, adapter=adapter, exemplars=exemplars,
-                                             prompt=cfg.prompt, max_new_tokens=cfg.max_new_tokens)[0]
+                                             prompt=cfg.prompt, max_new_tokens=cfg.max_new_tokens,
+                                             calibration=calibration)[0]
             raised = {f"flag_{k}": v for k, v in flags(text, hypothesis, src, tgt, identifier).items()}
             rows.append({"system": system, "output": hypothesis, "chrF++": None, "flags": _flags(raised)})
     except (WorkbenchError, OSError, ValueError) as error:

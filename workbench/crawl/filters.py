@@ -40,7 +40,7 @@ import numpy as np
 import regex
 from pydantic import Field
 
-from ..recipe import StrictModel
+from ..schema import StrictModel
 from ..text import NOT_UNSPACED_CHAR, WORD_CHAR_CLASS, WORD_PATTERN
 from .dedup import run_hashes
 

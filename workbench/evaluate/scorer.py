@@ -6,7 +6,8 @@ evaluation sentences found in training data) without running any model again:
 1. :func:`score_model` runs the model and writes the per-sentence results into the step directory:
    ``lm_sentences.jsonl`` (bits, bytes, characters and tokens of every LM sentence, and the bits of
    its second half given its first half) and ``translations.jsonl`` (source, reference, hypothesis,
-   sentence chrF++ and detector flags of every MT sentence);
+   sentence chrF++, detector flags and token budget of every MT sentence; the ``truncated`` flag
+   becomes the ``truncated_rate`` record like any detector's);
 2. :func:`records_from_sentences` turns those rows into scoreboard records, leaving out any
    excluded sentence indices (``excluded`` then says how many).
 
@@ -69,6 +70,20 @@ def mt_split(cfg: MTEvalConfig, direction: str) -> tuple[list[tuple[str, str]], 
         return split_exemplars(pairs, cfg.max_sentences, cfg.shots, where)
     exemplars = load_pairs(cfg.sets, src, tgt, cfg.exemplar_split)[: cfg.shots] if cfg.shots else []
     return pairs[: cfg.max_sentences], exemplars
+
+
+CALIBRATION_PAIRS = 16  # unscored pairs on which a direction's generation budgets are measured
+
+
+def calibration_pairs(cfg: MTEvalConfig, direction: str) -> list[tuple[str, str]]:
+    """Pairs never scored on which the generation budgets are measured (target/source length ratio, the
+    tokenizer's tokens per target character): up to :data:`CALIBRATION_PAIRS` of the exemplar split, or,
+    when exemplars come from the scored split, of its pairs after the scored ones (exemplars included)."""
+    src, tgt = check_direction(direction)
+    if has_splits(cfg.sets) and cfg.exemplar_split != cfg.split:
+        return load_pairs(cfg.sets, src, tgt, cfg.exemplar_split)[:CALIBRATION_PAIRS]
+    unscored = load_pairs(cfg.sets, src, tgt, cfg.split)[cfg.max_sentences:]
+    return unscored[-CALIBRATION_PAIRS:]
 
 
 def eval_sentence_sets(eval_cfg: EvalConfig) -> dict[str, list[str]]:
@@ -156,9 +171,10 @@ def floor_sentence_rows(floor_models: Mapping[str, Any], cfg: LMEvalConfig) -> l
 
 
 def translation_rows(model, tokenizer, cfg: MTEvalConfig, progress: bool) -> list[dict[str, Any]]:
-    """One row per scored sentence and direction: source, reference, hypothesis, sentence chrF++, flags."""
-    from .detectors import flags, load_identifier
-    from .mt import sentence_chrf, translate
+    """One row per scored sentence and direction: source, reference, hypothesis, sentence chrF++, flags
+    (``truncated`` among them: the translation used its whole token budget, ``budget_tokens``)."""
+    from .detectors import calibrate, load_identifier
+    from .mt import sentence_chrf, translate_each
     from .prompts import prompt_style
 
     identifier = load_identifier(cfg.lid_seed) if cfg.lid_seed is not None else None
@@ -167,14 +183,20 @@ def translation_rows(model, tokenizer, cfg: MTEvalConfig, progress: bool) -> lis
     for direction in cfg.directions:
         src, tgt = check_direction(direction)
         scored, exemplars = mt_split(cfg, direction)
+        on_references = calibrate(scored, src, tgt, identifier)  # the detectors' false alarms
         sources = [s for s, _ in scored]
-        hypotheses = translate(model, tokenizer, sources, src, tgt, exemplars=exemplars, batch_size=cfg.batch_size,
-                               max_new_tokens=cfg.max_new_tokens, prompt=style, progress=progress)
-        for index, ((source, reference), hypothesis) in enumerate(zip(scored, hypotheses, strict=True)):
+        translations = translate_each(model, tokenizer, sources, src, tgt, exemplars=exemplars,
+                                      calibration=calibration_pairs(cfg, direction), batch_size=cfg.batch_size,
+                                      max_new_tokens=cfg.max_new_tokens, prompt=style, progress=progress)
+        for index, ((source, reference), translation) in enumerate(zip(scored, translations, strict=True)):
+            hypothesis = translation.text
             rows.append({
                 "direction": direction, "index": index, "source": source, "reference": reference,
                 "hypothesis": hypothesis, "chrf": sentence_chrf(hypothesis, reference),
-                "flags": flags(source, hypothesis, src, tgt, identifier),
+                "flags": {**on_references.flags(source, hypothesis), "truncated": translation.truncated},
+                "reference_flags": on_references.reference_flags[index],
+                "off_target_tolerated": list(on_references.tolerated),
+                "budget_tokens": translation.budget, "cut_character": translation.cut_character,
                 "prompt": f"{style}, {len(exemplars)}-shot",
             })
     return rows
@@ -206,8 +228,10 @@ def records_from_sentences(
     LM (per language): ``bits_per_byte`` = Σ bits / Σ UTF-8 bytes, ``bits_per_char``, ``token_perplexity``
     (tokenizer-dependent) and ``surprisal_bits`` (mean bits of a sentence's second half given its first);
     a ``floor`` (character n-gram) gives the first two only. MT (per direction): ``chrf++``, ``bleu`` and
-    ``spbleu`` (when available) by sacrebleu, and the detector rates. With an exclusion each record carries
-    ``excluded`` (sentences left out).
+    ``spbleu`` by sacrebleu (BLEU tokenized for the target's script; spBLEU, when its model cannot be had, a
+    record with ``value`` None and the ``skipped`` reason), the detector rates and each detector's false-alarm
+    rate on the human references (``<detector>_ref_rate``, with a ``warning`` above 5%). With an exclusion each
+    record carries ``excluded`` (sentences left out).
     """
     records = []
     if eval_cfg.lm is not None:
@@ -245,9 +269,6 @@ def _lm_records(eval_cfg: EvalConfig, head: Mapping[str, Any], rows: list[Mappin
 
 def _mt_records(cfg: MTEvalConfig, head: Mapping[str, Any], rows: list[Mapping[str, Any]],
                 exclusion: Exclusion | None) -> list[dict[str, Any]]:
-    from .detectors import detector_records
-    from .mt import mt_metrics
-
     records = []
     for direction in cfg.directions:
         mine = [r for r in rows if r["direction"] == direction]
@@ -258,16 +279,46 @@ def _mt_records(cfg: MTEvalConfig, head: Mapping[str, Any], rows: list[Mapping[s
         if not kept:
             continue
         extra = {"excluded": len(mine) - len(kept)} if exclusion is not None else {}
-        metrics = mt_metrics([r["hypothesis"] for r in kept], [r["reference"] for r in kept], spbleu=cfg.spbleu)
-        for metric in MT_METRICS:
-            if metric in metrics:
-                value, signature = metrics[metric]
-                records.append({**head, "kind": "mt", "direction": direction, "metric": metric,
-                                "value": float(value), "n": len(kept), "signature": signature,
-                                "prompt": kept[0].get("prompt"), **extra})
-        for record in detector_records(kept, stage=head["stage"], variant=head["variant"], direction=direction):
-            records.append({**record, **extra})
+        records += [{**record, **extra} for record in _metric_records(cfg, head, direction, kept)]
+        records += [{**record, **extra} for record in _direction_detector_records(head, direction, kept)]
     return records
+
+
+def _metric_records(cfg: MTEvalConfig, head: Mapping[str, Any], direction: str,
+                    kept: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """chrF++, BLEU (tokenized for the target's script) and spBLEU of a direction; a metric that cannot be
+    computed here is a record with ``value`` None and ``skipped`` (the reason)."""
+    from .mt import mt_metrics, skipped_metrics
+
+    _, tgt = check_direction(direction)
+    metrics = mt_metrics([r["hypothesis"] for r in kept], [r["reference"] for r in kept], target=tgt,
+                         spbleu=cfg.spbleu)
+    skipped = skipped_metrics(spbleu=cfg.spbleu)
+    common = {**head, "kind": "mt", "direction": direction, "n": len(kept), "prompt": kept[0].get("prompt")}
+    records = []
+    for metric in MT_METRICS:
+        if metric in metrics:
+            value, signature = metrics[metric]
+            records.append({**common, "metric": metric, "value": float(value), "signature": signature})
+        elif metric in skipped:
+            records.append({**common, "metric": metric, "value": None, "skipped": skipped[metric]})
+    return records
+
+
+def _direction_detector_records(head: Mapping[str, Any], direction: str,
+                                kept: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The detector rates of the outputs, then each detector's false-alarm rate on the human references
+    (``<detector>_ref_rate``); a rate whose detector is above the false-alarm limit carries its warning."""
+    from .detectors import detector_records, reference_records
+
+    where = {"stage": head["stage"], "variant": head["variant"], "direction": direction}
+    on_references = reference_records(kept, **where)
+    warnings = {r["metric"].removesuffix("_ref_rate"): r["warning"] for r in on_references if "warning" in r}
+    records = []
+    for record in detector_records(kept, **where):
+        name = record["metric"].removesuffix("_rate")
+        records.append({**record, "warning": warnings[name]} if name in warnings else record)
+    return records + on_references
 
 
 def rescore_directory(eval_cfg: EvalConfig, head: Mapping[str, Any], directory: Path,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..recipe import StrictModel
+from ..schema import StrictModel
 
 if TYPE_CHECKING:
     from ..recipe import Recipe

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import DataError
-from ..recipe import LanguageCode, StrictModel, TrainingConfig
+from ..schema import LanguageCode, StrictModel, TrainingConfig
 from .base import Artifact, Stage, StageContext
 from .crawl import corpus_files, corpus_texts
 

@@ -12,7 +12,7 @@ from pydantic import Field
 from ..crawl.filters import QualityConfig
 from ..crawl.pipeline import MIN_SCORE
 from ..io import file_fingerprint
-from ..recipe import ExistingPath, InputGlob, LanguageCode, StrictModel
+from ..schema import ExistingPath, InputGlob, LanguageCode, StrictModel
 from .base import Artifact, Stage, StageContext
 
 

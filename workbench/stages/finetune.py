@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import DataError
-from ..recipe import Direction, EvalSource, ExistingPath, StrictModel, TrainingConfig
+from ..schema import Direction, EvalSource, ExistingPath, StrictModel, TrainingConfig
 from .base import Artifact, Stage, StageContext
 
 Example = tuple[str, str, str, str]  # (src code, tgt code, source sentence, target sentence)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import DataError
-from ..recipe import LanguageCode, StrictModel
+from ..schema import LanguageCode, StrictModel
 from .base import Stage, StageContext
 from .crawl import corpus_texts
 
