@@ -16,7 +16,7 @@ from workbench.store import RunStore
 
 def test_failed_gate_keeps_the_base_scores_and_scores_says_so(tmp_path: Path) -> None:
     """A vocabulary replaced by one grown on Sardinian only costs English more than the gate allows."""
-    stages = tiny_recipe()["stages"][:1] + [{"tokenizer": {"mode": "replace", "vocab_size": 300}}]
+    stages = [*tiny_recipe()["stages"][:1], {"tokenizer": {"mode": "replace", "vocab_size": 300}}]
     recipe = tiny_recipe(name="gate", stages=stages, languages={"target": "srd_Latn", "replay": []})
     path = write_recipe(tmp_path / "gate.yaml", recipe)
     workspace = tmp_path / "runs"
