@@ -229,8 +229,6 @@ class CPTStage(Stage):
         if sets:
             curves = CurveTracker(tokenizer, sets, every=self.config.eval_every, total_steps=data.steps,
                                   max_length=max(self.config.block_size, 256), log=ctx.log, precision=precision)
-            if not (ctx.out_dir / "checkpoints").is_dir():  # a resumed run restores its points instead
-                curves.measure(0, model, 0)
             callbacks["curves"] = curves
         if self.config.ema:
             callbacks["ema"] = EMA(model, self.config.ema)

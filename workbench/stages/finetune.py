@@ -6,9 +6,12 @@ for the same number of steps with the same schedule and seed; only the adapter d
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +22,20 @@ from ..schema import Direction, EvalSource, ExistingPath, StrictModel, TrainingC
 from .base import Artifact, Stage, StageContext
 
 Example = tuple[str, str, str, str]  # (src code, tgt code, source sentence, target sentence)
+Row = tuple[list[int], list[int]]  # (input ids, labels)
+
+DROPPED_WARNING_SHARE = 0.02  # warn when more of the training examples than this are dropped
+logger = logging.getLogger("workbench")
+
+
+@dataclass
+class EncodedExamples:
+    """Examples as training rows, with the token length of every example (kept or not) and the dropped ones
+    counted by reason."""
+
+    rows: list[Row] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 class VariantConfig(StrictModel):
@@ -57,8 +74,11 @@ class FinetuneConfig(TrainingConfig):
     variants: dict[str, VariantConfig] = Field(min_length=1)
     steps: int = Field(50, ge=1)
     lr: float = Field(2e-4, gt=0)
-    max_length: int = Field(160, ge=16, description="prompt + completion tokens; longer examples are dropped")
+    max_length: int = Field(160, ge=16, description="prompt + completion tokens; longer examples are dropped "
+                                                    "(counted in the stage's stats, with a suggested value)")
     gradient_checkpointing: bool = False
+    checkpoint_every: int = Field(20, ge=0, description="optimizer steps between resumable checkpoints of the "
+                                                        "variant in training (0: none)")
 
     @model_validator(mode="after")
     def _variant_names(self) -> FinetuneConfig:
@@ -74,8 +94,10 @@ class FinetuneConfig(TrainingConfig):
 
 class FinetuneStage(Stage):
     kind = "finetune"
-    version = "4"  # 3: full and 4-bit (QLoRA) variants, training via workbench.train.trainable; 4: bf16 where native
+    version = "5"  # 3: full and 4-bit (QLoRA) variants, training via workbench.train.trainable; 4: bf16 where native;
+    # 5: stats count the examples dropped (examples: the kept ones), a variant resumes from its checkpoints
     Config = FinetuneConfig
+    key_exclude = frozenset({"checkpoint_every"})  # a resumed variant trains what an uninterrupted one trains
     produces_model = True
     trains_on_data = True
 
@@ -106,18 +128,55 @@ class FinetuneStage(Stage):
             out[str(path)] = file_fingerprint(path) if path.is_file() else tree_fingerprint(path)
         return out
 
+    def preflight(self) -> list[str]:
+        """Read the training pairs and instructions now: misaligned parallel files, a missing TSV/JSONL column, a
+        direction without pairs or an unreadable instruction file stop the run before the earlier stages."""
+        from ..evaluate.datasets import load_pairs
+
+        data, warnings = self.config.data, []
+        for direction in data.directions:
+            src, tgt = direction.split("-")
+            if str(data.parallel).startswith("hf:"):
+                continue  # read from the hub when the stage runs
+            pairs = load_pairs(data.parallel, src, tgt, data.split)
+            if len(pairs) <= data.held_out:
+                raise DataError(f"{data.parallel}: {len(pairs)} {direction} pairs with text on both sides "
+                                f"(held_out is {data.held_out}): nothing to train on")
+            skipped = getattr(pairs, "skipped", 0)
+            if skipped:
+                warnings.append(f"{data.parallel}: {skipped} {direction} pairs have an empty side and are skipped")
+        if data.instructions:
+            _, unreadable = instruction_pairs(Path(data.instructions))
+            if unreadable:
+                warnings.append(f"{data.instructions}: {unreadable} lines are not instruction examples and are "
+                                "skipped (each line must be a JSON object with a prompt and a completion)")
+        return warnings
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
+        from transformers import AutoTokenizer
+
+        from ..evaluate.prompts import prompt_style
         from ..modeling import relpath
 
         base = ctx.latest_model()
-        train_pairs, held_out = self._examples(ctx)
+        train_pairs, held_out, unreadable = self._examples(ctx)
+        tokenizer = AutoTokenizer.from_pretrained(base.path)
+        style = prompt_style(tokenizer, self.config.data.prompt)
+        encoded = _encode_examples(tokenizer, style, train_pairs, self.config.max_length)
+        encoded_held_out = _encode_examples(tokenizer, style, held_out, self.config.max_length)
+        if not encoded.rows:
+            raise DataError(f"every fine-tuning example is longer than max_length={self.config.max_length} tokens "
+                            f"({_length_summary(encoded.lengths)}): raise finetune.max_length")
         done_dir = ctx.out_dir / "checkpoints" / "variants"  # finished variants survive a crash
-        models, stats = [], {"examples": len(train_pairs), "held_out": len(held_out), "variants": {}}
+        models = []
+        stats = {**_example_stats(encoded, encoded_held_out, unreadable, self.config.max_length, ctx.log),
+                 "variants": {}}
         hashes: dict[str, str] = {}
         for name, variant in self.config.variants.items():
             if not (done_dir / name / "metadata.json").is_file():
                 hashes = hashes or _fingerprints(base.path, train_pairs)
-                self._train_variant(ctx, base.path, name, variant, train_pairs, held_out, done_dir / name, hashes)
+                self._train_variant(ctx, base.path, name, variant, encoded.rows, encoded_held_out.rows,
+                                    done_dir / name, hashes)
             else:
                 ctx.log("variant_cached", variant=name)
             shutil.copytree(done_dir / name, ctx.out_dir / "adapters" / name)
@@ -130,12 +189,13 @@ class FinetuneStage(Stage):
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
         return {"models": models, "outputs": {"adapters": "adapters"}, "stats": stats}
 
-    def _examples(self, ctx: StageContext) -> tuple[list[Example], list[Example]]:
-        """(src, tgt, source, target) for every direction, the training part shuffled once with the stage seed."""
+    def _examples(self, ctx: StageContext) -> tuple[list[Example], list[Example], int]:
+        """(src, tgt, source, target) for every direction, the training part shuffled once with the stage seed;
+        and the number of instruction lines skipped as unreadable."""
         from ..evaluate.datasets import load_pairs
 
         data = self.config.data
-        train, held_out = [], []
+        train, held_out, unreadable = [], [], 0
         for direction in data.directions:
             src, tgt = direction.split("-")
             pairs = list(load_pairs(data.parallel, src, tgt, data.split))
@@ -143,21 +203,22 @@ class FinetuneStage(Stage):
             held_out += examples[: data.held_out]
             train += examples[data.held_out:]
         if data.instructions:
-            examples = [("", "", p, c) for p, c in read_instructions(Path(data.instructions))][
-                : data.max_pairs + data.held_out]
+            pairs, unreadable = instruction_pairs(Path(data.instructions))
+            examples = [("", "", p, c) for p, c in pairs][: data.max_pairs + data.held_out]
             held_out += examples[: data.held_out]
             train += examples[data.held_out:]
         random.Random(ctx.seed).shuffle(train)
-        return train, held_out
+        return train, held_out, unreadable
 
     def _train_variant(self, ctx: StageContext, base_path: Path, name: str, variant: VariantConfig,
-                       train_pairs: list[Example], held_out: list[Example], out: Path,
-                       hashes: dict[str, str]) -> None:
+                       encoded: list[Row], held_out: list[Row], out: Path, hashes: dict[str, str]) -> None:
+        """Train one variant from the stage seed, resuming from its checkpoints under ``checkpoints/training/``;
+        the finished variant is written to ``out``."""
         import torch
 
         from ..evaluate.prompts import prompt_style
         from ..io import atomic_write_json
-        from ..modeling import peak_memory_mb, reset_peak_memory, seed_everything
+        from ..modeling import peak_memory_record, reset_peak_memory, seed_everything
         from ..train.loop import LoopSettings, mixed_precision, precision_name, train
         from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
 
@@ -166,7 +227,6 @@ class FinetuneStage(Stage):
                                      dtype="float32" if variant.method == "full" else ctx.dtype,
                                      gradient_checkpointing=self.config.gradient_checkpointing)
         style = prompt_style(tokenizer, self.config.data.prompt)
-        encoded = _encode(tokenizer, style, train_pairs, self.config.max_length)
         adapter = AdapterSettings(method=variant.method, r=variant.r, alpha=variant.alpha, dropout=variant.dropout,
                                   targets=variant.targets)
         trained = prepare(model, method=variant.method, adapter=adapter,
@@ -184,13 +244,16 @@ class FinetuneStage(Stage):
 
         settings = LoopSettings(steps=cfg.steps, lr=variant.lr or cfg.lr, warmup_ratio=cfg.warmup_ratio,
                                 schedule=cfg.schedule, grad_accum=cfg.grad_accum, weight_decay=cfg.weight_decay,
+                                checkpoint_every=cfg.checkpoint_every,
                                 autocast=mixed_precision(ctx.device, ctx.dtype) if variant.method == "full" else None)
+        checkpoints = out.parent.parent / "training" / name  # checkpoints/training/<name>, beside .../variants/
         reset_peak_memory(ctx.device)
         started = time.time()
-        state = train(model, batch_for, settings, param_groups=trained.param_groups, log=ctx.log,
-                      progress=ctx.progress, desc=f"finetune {name}")
+        state = train(model, batch_for, settings, param_groups=trained.param_groups, checkpoint_dir=checkpoints,
+                      log=lambda event, **f: ctx.log(event, variant=name, **f), progress=ctx.progress,
+                      desc=f"finetune {name}")
         seconds = time.time() - started
-        held = _held_out_loss(model, _encode(tokenizer, style, held_out, cfg.max_length), pad) if held_out else None
+        held = _held_out_loss(model, held_out, pad) if held_out else None
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         if variant.method == "full":
@@ -201,12 +264,13 @@ class FinetuneStage(Stage):
         atomic_write_json(tmp / "metadata.json", {
             "variant": name, "config": variant.model_dump(), "base_model": str(base_path),
             "trainable_parameters": trainable, "total_parameters": total, "steps": cfg.steps,
-            "train_seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
+            "train_seconds": round(seconds, 2), **peak_memory_record(ctx.device),
             "final_loss": state["losses"][-1], "held_out_loss": held, "train_tokens": state["tokens"],
             "prompt": style, "precision": precision_name(model, settings.autocast), **hashes,
         })
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the finished variant replaces its checkpoints
         ctx.log("variant_trained", variant=name, trainable=trainable, seconds=round(seconds, 2), held_out_loss=held)
 
 
@@ -222,27 +286,81 @@ def _fingerprints(base_path: Path, examples: list[Example]) -> dict[str, str]:
             "data_hash": stable_hash(examples)}
 
 
-def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int) -> list[tuple[list[int], list[int]]]:
+def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int) -> list[Row]:
     """(input ids, labels) with the loss on the completion only, prompts encoded exactly as the scorer
     encodes them (see :mod:`workbench.evaluate.prompts`); over-long examples are dropped."""
+    encoded = _encode_examples(tokenizer, style, examples, max_length)
+    if not encoded.rows and examples:
+        raise DataError(f"every fine-tuning example is longer than max_length={max_length} tokens")
+    return encoded.rows
+
+
+def _encode_examples(tokenizer: Any, style: str, examples: list[Example], max_length: int) -> EncodedExamples:
+    """:func:`_encode`'s rows, with every example's length and the dropped ones counted."""
     from ..evaluate.prompts import encode_completion, encode_prompt, render_completion, render_prompt
 
-    out = []
+    out = EncodedExamples()
     for src, tgt, source, target in examples:
         prompt = render_prompt(tokenizer, style, source, src, tgt) if src else render_instruction(tokenizer, style,
                                                                                                   source)
         p = encode_prompt(tokenizer, style, prompt)
         c = encode_completion(tokenizer, style, render_completion(tokenizer, style, target))
+        out.lengths.append(len(p) + len(c))
         if len(p) + len(c) <= max_length:
-            out.append((p + c, [-100] * len(p) + c))
-    if not out and examples:
-        raise DataError(f"every fine-tuning example is longer than max_length={max_length} tokens")
+            out.rows.append((p + c, [-100] * len(p) + c))
+        else:
+            out.dropped["longer_than_max_length"] = out.dropped.get("longer_than_max_length", 0) + 1
     return out
 
 
+def _example_stats(train: EncodedExamples, held_out: EncodedExamples, unreadable_lines: int, max_length: int,
+                   log: Any) -> dict[str, Any]:
+    """The stage's honest example counts: kept, dropped by reason, token lengths; a warning (naming max_length and
+    a value that keeps 99% of the examples) when more than ``DROPPED_WARNING_SHARE`` of the training ones are
+    dropped."""
+    read = len(train.lengths)
+    dropped = sum(train.dropped.values())
+    stats = {"examples": len(train.rows), "examples_read": read, "dropped": dict(train.dropped),
+             "held_out": len(held_out.rows), "held_out_dropped": dict(held_out.dropped),
+             "instruction_lines_skipped": unreadable_lines, "max_length": max_length,
+             "example_tokens": _length_percentiles(train.lengths)}
+    if read and dropped / read > DROPPED_WARNING_SHARE:
+        suggested = _round_up(stats["example_tokens"]["p99"], 8)
+        message = (f"finetune: {dropped} of {read} training examples ({dropped / read:.1%}) are longer than "
+                   f"max_length={max_length} tokens and were dropped ({_length_summary(train.lengths)}); "
+                   f"max_length: {suggested} would keep 99% of them")
+        logger.warning(message)
+        log("examples_dropped", level="warning", message=message, dropped=dropped, examples_read=read,
+            max_length=max_length, suggested_max_length=suggested)
+    return stats
+
+
+def _length_percentiles(lengths: list[int]) -> dict[str, int]:
+    """Nearest-rank percentiles of example lengths in tokens (prompt + completion)."""
+    ordered = sorted(lengths)
+    if not ordered:
+        return {}
+    rank = {name: ordered[max(0, math.ceil(q * len(ordered)) - 1)] for name, q in
+            (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+    return {**rank, "max": ordered[-1]}
+
+
+def _length_summary(lengths: list[int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in _length_percentiles(lengths).items()) + " tokens"
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
 def read_instructions(path: Path) -> list[tuple[str, str]]:
-    """(prompt, completion) pairs of an instruction JSONL file; a line that is not a usable example is
-    counted and skipped (a file with none is an error naming the accepted fields)."""
+    """(prompt, completion) pairs of an instruction JSONL file (see :func:`instruction_pairs`)."""
+    return instruction_pairs(path)[0]
+
+
+def instruction_pairs(path: Path) -> tuple[list[tuple[str, str]], int]:
+    """(prompt, completion) pairs of an instruction JSONL file and the number of lines skipped: a line that is
+    not a usable example is counted and skipped (a file with none is an error naming the accepted fields)."""
     import json
 
     pairs, skipped = [], 0
@@ -263,7 +381,7 @@ def read_instructions(path: Path) -> list[tuple[str, str]]:
         raise DataError(f"{path}: no instruction examples ({skipped} lines skipped); each line must be a JSON object "
                         "with prompt|instruction (+ optional input) and completion|output|response, or messages: "
                         "[{role, content}, ...] ending with an assistant turn")
-    return pairs
+    return pairs, skipped
 
 
 def _instruction_pair(row: dict[str, Any]) -> tuple[str, str] | None:
@@ -288,7 +406,7 @@ def render_instruction(tokenizer: Any, style: str, prompt: str) -> str:
                                          add_generation_prompt=True)
 
 
-def _collate(rows: list[tuple[list[int], list[int]]], pad: int) -> dict[str, Any]:
+def _collate(rows: list[Row], pad: int) -> dict[str, Any]:
     import torch
 
     width = max(len(ids) for ids, _ in rows)
@@ -302,7 +420,7 @@ def _collate(rows: list[tuple[list[int], list[int]]], pad: int) -> dict[str, Any
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def _held_out_loss(model: Any, encoded: list[tuple[list[int], list[int]]], pad: int) -> float | None:
+def _held_out_loss(model: Any, encoded: list[Row], pad: int) -> float | None:
     """Mean completion-token loss on held-out pairs."""
     import torch
 

@@ -103,6 +103,11 @@ class CurveTracker:
                 self._prepared[code] = (batches, sum(len(t.encode("utf-8")) for t in held.texts))
         return self._prepared
 
+    def on_start(self, model: torch.nn.Module, state: dict[str, Any]) -> None:
+        """The point before training (a resumed run restores its points from the checkpoint instead)."""
+        if self.sets:
+            self.measure(0, model, 0)
+
     def on_step(self, step: int, model: torch.nn.Module, state: dict[str, Any]) -> None:
         if self.sets and (step == self.total_steps or (self.every and step % self.every == 0)):
             self.measure(step, model, state["tokens"])

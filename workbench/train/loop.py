@@ -7,10 +7,18 @@ every process builds the same global micro-batches and takes its share of the ro
 summed across processes, so N processes compute what one process computes on the same global batch.
 The weights are either replicated (``ddp``: gradients all-reduced in buckets) or sharded with torch's
 FSDP2 (``fsdp``, see :mod:`workbench.train.sharding`).
+
+Checkpoints hold tensors and plain containers only and are read with ``torch.load(weights_only=True)``:
+a ``.pt`` planted in a copied or shared run folder cannot run code. Each ``step-N.pt`` gets a sidecar
+``step-N.json`` (its size and sha256), written after the data; a checkpoint whose data does not match
+its sidecar is named in a warning and the previous one is used (the last two are kept).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 import os
 import random
@@ -27,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..distributed import World
+from ..io import atomic_write_json
 from .loss import IGNORE, causal_lm_loss_sum
 from .sharding import (
     full_optimizer_state,
@@ -39,6 +48,10 @@ from .sharding import (
 )
 
 Batch = dict[str, torch.Tensor]
+
+CHECKPOINT_FORMAT = 2  # 2: plain tensors and containers (weights_only loading) with a JSON sidecar
+KEEP_CHECKPOINTS = 2  # the newest and the one before it, to fall back on when the newest is damaged
+logger = logging.getLogger("workbench")
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,8 @@ class LoopSettings:
 
 
 class Callback(Protocol):
-    """Called after every optimizer step; its state is saved in checkpoints."""
+    """Called after every optimizer step; its state is saved in checkpoints. A callback may also define
+    ``on_start(model, state)``: called once before the first step of a run that did not resume."""
 
     def on_step(self, step: int, model: torch.nn.Module, state: dict[str, Any]) -> None: ...
 
@@ -86,7 +100,7 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     world = World.current()
     strategy = resolve_strategy(settings.strategy, world.size)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    payload = _load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    payload = _load_checkpoint(checkpoint_dir, log) if checkpoint_dir is not None else None
     if payload is not None:
         _load_weights(model, payload["model"])
     root = None
@@ -101,7 +115,9 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     state = {"step": 0, "losses": [], "tokens": 0, "targets": 0, "seconds": 0.0}
     if payload is not None:
         state = _restore(payload, optimizer, scheduler, callbacks, root)
-        log("resumed", from_step=state["step"], checkpoint=payload["name"])
+        log("resumed", from_step=state["step"], checkpoint=payload["name"], rejected=payload["rejected"])
+    else:
+        _start_callbacks(callbacks, model, state, root)
     loss_fn = root if root is not None else partial(causal_lm_loss_sum, model)
     device = next(model.parameters()).device
     model.train()
@@ -144,6 +160,17 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     model.eval()
     state["strategy"] = strategy
     return state
+
+
+def _start_callbacks(callbacks: dict[str, Callback], model: torch.nn.Module, state: dict[str, Any],
+                     root: torch.nn.Module | None) -> None:
+    """``on_start`` of the callbacks that have one (a fresh run: a resumed one restores their state instead)."""
+    starters = [cb.on_start for cb in callbacks.values() if hasattr(cb, "on_start")]
+    if starters:
+        with gathered(root) if root is not None else nullcontext():
+            for start in starters:
+                start(model, state)
+        model.train()
 
 
 def mixed_precision(device: str, dtype: str) -> torch.dtype | None:
@@ -240,32 +267,144 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _save(directory: Path, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], scheduler: Any,
           state: dict, callbacks: dict[str, Callback], write: bool = True, optimizer_format: str = "torch") -> None:
-    """Write a checkpoint atomically (``write=False``: only take part in gathering callback state)."""
+    """Write a checkpoint atomically, then its sidecar, then drop all but the last two complete ones
+    (``write=False``: only take part in gathering callback state)."""
     if not write:
         return
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
-        "model": weights, "optimizer": optimizer_state, "optimizer_format": optimizer_format,
-        "scheduler": scheduler.state_dict(), "state": state,
-        "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()},
-        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        "format": CHECKPOINT_FORMAT, "model": weights, "optimizer": optimizer_state,
+        "optimizer_format": optimizer_format, "scheduler": scheduler.state_dict(), "state": state,
+        "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()}, "rng": _rng_state(),
     }
     final = directory / f"step-{state['step']:08d}.pt"
     tmp = directory / f".{final.name}.tmp"
     torch.save(payload, tmp)
+    with open(tmp, "rb+") as handle:  # on disk before the rename: a crash leaves old or new, never half
+        os.fsync(handle.fileno())
     os.replace(tmp, final)
-    for old in directory.glob("step-*.pt"):
-        if old != final:
-            old.unlink()
+    atomic_write_json(_sidecar(final), {"format": CHECKPOINT_FORMAT, "file": final.name, "step": state["step"],
+                                        "bytes": final.stat().st_size, "sha256": _sha256(final)})
+    _prune_checkpoints(directory, newest=state["step"])
 
 
-def _load_checkpoint(directory: Path) -> dict[str, Any] | None:
-    checkpoints = sorted(directory.glob("step-*.pt"))
-    if not checkpoints:
-        return None
-    payload = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
-    payload["name"] = checkpoints[-1].name
+def _rng_state() -> dict[str, Any]:
+    """Python's, numpy's and torch's RNG states as ints, lists and tensors (no numpy arrays: plain data)."""
+    version, python_keys, python_gauss = random.getstate()
+    name, numpy_keys, position, has_gauss, numpy_gauss = np.random.get_state()
+    return {"python": {"version": version, "keys": list(python_keys), "gauss": python_gauss},
+            "numpy": {"name": name, "keys": [int(k) for k in numpy_keys], "position": int(position),
+                      "has_gauss": int(has_gauss), "gauss": float(numpy_gauss)},
+            "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    python, numpy = rng["python"], rng["numpy"]
+    random.setstate((python["version"], tuple(python["keys"]), python["gauss"]))
+    np.random.set_state((numpy["name"], np.array(numpy["keys"], dtype=np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["gauss"]))
+    torch.set_rng_state(rng["torch"])
+
+
+def _sidecar(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".json")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.stem.removeprefix("step-"))
+
+
+def _checkpoints(directory: Path) -> list[Path]:
+    """The checkpoint files of ``directory``, oldest step first."""
+    return sorted((p for p in directory.glob("step-*.pt") if p.stem.removeprefix("step-").isdigit()),
+                  key=_checkpoint_step)
+
+
+def _prune_checkpoints(directory: Path, newest: int) -> None:
+    """Keep the last ``KEEP_CHECKPOINTS`` complete checkpoints up to step ``newest``; drop the rest, including
+    incomplete ones and any of later steps (left from a rejected checkpoint's abandoned run)."""
+    complete = [p for p in _checkpoints(directory) if _checkpoint_step(p) <= newest and _size_matches(p)]
+    kept = set(complete[-KEEP_CHECKPOINTS:])
+    for path in _checkpoints(directory):
+        if path not in kept:
+            path.unlink(missing_ok=True)
+            _sidecar(path).unlink(missing_ok=True)
+    for leftover in directory.glob(".step-*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def _size_matches(checkpoint: Path) -> bool:
+    """A cheap completeness check (the sidecar exists and names the file's size); loading also checks the hash."""
+    try:
+        return json.loads(_sidecar(checkpoint).read_text(encoding="utf-8"))["bytes"] == checkpoint.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is incomplete, damaged, from an older format, or not plain data."""
+
+
+def _load_checkpoint(directory: Path, log: Callable[..., None] = lambda *a, **k: None) -> dict[str, Any] | None:
+    """The newest checkpoint that verifies; each rejected one is named in a warning. None (start over, with a
+    warning if any was rejected) when none does."""
+    rejected = []
+    for path in reversed(_checkpoints(directory)):
+        try:
+            payload = _read_verified(path)
+        except CheckpointError as exc:
+            rejected.append(path.name)
+            _warn(log, "checkpoint_rejected", f"checkpoint {path} is unusable ({exc}); trying the previous one",
+                  checkpoint=str(path), reason=str(exc))
+            continue
+        payload["name"] = path.name
+        payload["rejected"] = rejected
+        return payload
+    if rejected:
+        _warn(log, "checkpoints_unusable", f"no usable checkpoint in {directory} (rejected: {', '.join(rejected)}); "
+                                           f"training starts over from step 0", directory=str(directory),
+              rejected=rejected)
+    return None
+
+
+def _read_verified(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` if it matches its sidecar and holds plain data only, else CheckpointError."""
+    try:
+        manifest = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"its sidecar {_sidecar(path).name} is missing: the save was interrupted, or the "
+                              f"checkpoint was written by an older version") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"its sidecar {_sidecar(path).name} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"its sidecar does not describe a format-{CHECKPOINT_FORMAT} checkpoint")
+    size = path.stat().st_size
+    if size != manifest.get("bytes"):
+        raise CheckpointError(f"{size} bytes where {manifest.get('bytes')} were written: truncated or overwritten")
+    if _sha256(path) != manifest.get("sha256"):
+        raise CheckpointError("its content does not match the sha256 written with it: damaged")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure (refused globals, bad zip) means unusable
+        raise CheckpointError(f"it is not a plain-tensor checkpoint and was not run: {exc}") from None
+    missing = {"model", "optimizer", "scheduler", "state", "rng"} - set(payload if isinstance(payload, dict) else ())
+    if missing:
+        raise CheckpointError(f"it lacks {', '.join(sorted(missing))}")
     return payload
+
+
+def _warn(log: Callable[..., None], event: str, message: str, **fields: Any) -> None:
+    """A warning on the console (the ``workbench`` logger) and in the run's events."""
+    logger.warning(message)
+    log(event, level="warning", message=message, **fields)
 
 
 def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
@@ -292,7 +431,5 @@ def _restore(payload: dict[str, Any], optimizer: Any, scheduler: Any, callbacks:
     for name, callback in callbacks.items():
         if name in payload.get("callbacks", {}):
             callback.load_state_dict(payload["callbacks"][name])
-    random.setstate(payload["rng"]["python"])
-    np.random.set_state(payload["rng"]["numpy"])
-    torch.set_rng_state(payload["rng"]["torch"])
+    _set_rng_state(payload["rng"])
     return {"targets": 0, **payload["state"]}
