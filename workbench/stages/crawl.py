@@ -7,13 +7,15 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..crawl.filters import QualityConfig
+from ..crawl.langid import GENERAL_SETTINGS
 from ..crawl.pipeline import MIN_SCORE
 from ..io import file_fingerprint
-from ..schema import ExistingPath, InputGlob, LanguageCode, StrictModel
+from ..schema import ExistingPath, InputGlob, LanguageCode, StrictModel, existing_path
 from .base import Artifact, Stage, StageContext
+from .corpus import corpus_files, corpus_texts  # noqa: F401 (corpus_texts: re-exported)
 
 
 class NearDedupConfig(StrictModel):
@@ -33,9 +35,10 @@ class PrefilterConfig(StrictModel):
 class CrawlConfig(StrictModel):
     inputs: list[InputGlob] = Field(min_length=1, description="files or globs: .warc(.gz), .wet(.gz), .txt, .jsonl")
     lid_seed: ExistingPath = Field(description="folder of <code>.txt seed texts for the language identifier")
-    lid_model: ExistingPath | None = Field(
-        None, description="a fastText LID file (GlotLID, OpenLID) for languages outside the seed set "
-                          "(default: the offline lid.176 model); never downloaded")
+    general_lid: str = Field(
+        "fasttext", description="the general language identifier, for languages outside the seed set: fasttext "
+                                "(the offline lid.176 model), none (the seed model alone), or the path of a fastText "
+                                "model file (GlotLID, OpenLID: .bin/.ftz); never downloaded")
     languages: list[LanguageCode] | None = Field(None, description="languages to keep (default: target + replay)")
     min_chars: int = Field(20, ge=1)
     min_score: float = Field(MIN_SCORE, ge=0.0, le=1.0, description="language-ID score a segment needs to be kept")
@@ -56,11 +59,29 @@ class CrawlConfig(StrictModel):
     max_shard_mb: int = Field(64, ge=1, description="input files above this are split into parts that run apart")
     parquet: bool = Field(False, description="also write corpus/<code>.parquet (the same records as the JSONL)")
 
+    @field_validator("general_lid")
+    @classmethod
+    def _general_lid_exists(cls, value: str, info: ValidationInfo) -> str:
+        """``fasttext``, ``none``, or a model file (relative to the recipe's folder, made absolute)."""
+        if value in GENERAL_SETTINGS:
+            return value
+        path = existing_path(Path(value), info)
+        if not path.is_file():
+            raise ValueError(f"general_lid must be {' or '.join(GENERAL_SETTINGS)} or a fastText model file; "
+                             f"'{value}' is neither")
+        return str(path)
+
+    def general_lid_file(self) -> Path | None:
+        """The fastText model file ``general_lid`` names, if it names one."""
+        return Path(self.general_lid) if self.general_lid not in GENERAL_SETTINGS else None
+
 
 class CrawlStage(Stage):
     kind = "crawl"
-    version = "4"  # what the result depends on besides the config: letters include their combining marks (filters,
-    # identification, dedup), the identifier's evidence rules
+    version = "5"  # what the result depends on besides the config: letters include their combining marks (filters,
+    # identification, dedup); the seed model decides whatever the general model confuses with the seed languages
+    # (confusions measured on the seed text), weighed by the general verdict; rare-language lines need evidence
+    # (letters, margin, document support); fastText labels map to FLORES codes
     Config = CrawlConfig
     trains_on_data = True
     key_exclude = frozenset({"executor", "processes"})  # where shards run does not change the result
@@ -75,7 +96,8 @@ class CrawlStage(Stage):
     def input_fingerprints(self) -> dict[str, str]:
         seeds = {str(p): file_fingerprint(p) for p in sorted(Path(self.config.lid_seed).glob("*.txt"))}
         cfg = self.config
-        extra = [p for p in (*self._exclude_files(), cfg.prefilter and cfg.prefilter.wordlist, cfg.lid_model) if p]
+        extra = [p for p in (*self._exclude_files(), cfg.prefilter and cfg.prefilter.wordlist, cfg.general_lid_file())
+                 if p]
         return {**{str(p): file_fingerprint(p) for p in [*self.files(), *extra]}, **seeds}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -83,14 +105,8 @@ class CrawlStage(Stage):
         from ..crawl.pipeline import run_crawl
 
         languages = self.config.languages or ctx.recipe.languages.all
-        general = None
-        if self.config.lid_model is not None:
-            from ..crawl.langid import FastTextFileIdentifier
-
-            general = FastTextFileIdentifier(Path(self.config.lid_model))
-        identifier = train_identifier(Path(self.config.lid_seed), None, general=general)
-        if hasattr(identifier, "save"):
-            identifier.save(ctx.out_dir / "lid")
+        identifier = train_identifier(Path(self.config.lid_seed), None, general_lid=self.config.general_lid)
+        identifier.save(ctx.out_dir / "lid")
         cfg = self.config
         near = None
         if cfg.near_dedup is not None:
@@ -106,7 +122,9 @@ class CrawlStage(Stage):
                           prefilter=self._prefilter(), executor=executor,
                           processes=cfg.processes,  # None: the CPU count, at most one per shard
                           shard_dir=ctx.out_dir / "checkpoints" / "shards", max_shard_bytes=cfg.max_shard_mb * 2**20,
-                          seed=ctx.seed, progress=ctx.progress, parquet=cfg.parquet)
+                          seed=ctx.seed, progress=ctx.progress, parquet=cfg.parquet, target=ctx.recipe.languages.target)
+        for warning in stats.get("warnings", []):
+            ctx.log("corpus_warning", message=warning)
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
         written = ctx.out_dir / "corpus"
         corpus = {code: f"corpus/{code}.jsonl" for code in languages if (written / f"{code}.jsonl").exists()}
@@ -139,17 +157,3 @@ def corpus_records(stage: str, stats: dict[str, Any]) -> list[dict[str, Any]]:
              "value": float(sizes[key]), "n": int(sizes["docs"])}
             for code, sizes in stats["languages"].items()
             for metric, key in (("documents", "docs"), ("words", "words"), ("bytes", "bytes"))]
-
-
-def corpus_files(artifact: Artifact, languages: list[str] | None = None) -> list[Path]:
-    """The per-language corpus files of a crawl artifact (all languages, or those given)."""
-    corpus = artifact.record.get("outputs", {}).get("corpus", {})
-    return [artifact.path / rel for code, rel in corpus.items() if languages is None or code in languages]
-
-
-def corpus_texts(artifact_path: Path, record: dict[str, Any], language: str) -> list[str]:
-    """All texts of one language in a crawl artifact (empty if the crawl found none)."""
-    from ..io import read_jsonl
-
-    rel = record.get("outputs", {}).get("corpus", {}).get(language)
-    return [r["text"] for r in read_jsonl(artifact_path / rel)] if rel else []
