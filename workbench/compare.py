@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .errors import DataError, RunError
-from .store import RunStore
+from .store import TRANSLATIONS_FILE, RunStore
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -242,7 +242,7 @@ def _translations(steps: list[dict[str, Any]], stage: str,
                   variant: str | None) -> dict[str, list[dict[str, Any]]]:
     step_id = f"score:{stage}" + (f"/{variant}" if variant else "")
     step = next((s for s in steps if s["id"] == step_id and s.get("path")), None)
-    return _read_translations(Path(step["path"]) / "translations.jsonl") if step else {}
+    return _read_translations(Path(step["path"]) / TRANSLATIONS_FILE) if step else {}
 
 
 def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]], baseline: str, *,
@@ -451,7 +451,7 @@ def compare_adapters(
             stage, variant = ("base", None) if adapter is None else ("adapter", name)
             board += score_model(model, tokenizer, cfg, stage=stage, variant=variant, out_dir=root / name,
                                  progress=progress)
-            translations[name] = _read_translations(root / name / "translations.jsonl")
+            translations[name] = _read_translations(root / name / TRANSLATIONS_FILE)
             del model
     finally:
         if scratch is not None:

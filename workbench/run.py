@@ -18,14 +18,13 @@ import pandas as pd
 
 from . import scoreboard
 from .errors import RunError
-from .store import DEFAULT_WORKSPACE, RunStore, open_run
+from .store import DEFAULT_WORKSPACE, TRANSLATIONS_FILE, RunStore, open_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .compare import Comparison
 
-TRANSLATIONS_FILE = "translations.jsonl"
 FLAG_NAMES = ("off_target", "script_leak", "copy", "repetition", "empty", "truncated")  # truncated: budget used up
 TRANSLATION_COLUMNS = ["system", "stage", "variant", "direction", "index", "source", "reference", "hypothesis",
                        "chrf", *(f"flag_{f}" for f in FLAG_NAMES), "prompt"]

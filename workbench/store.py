@@ -30,6 +30,12 @@ from .io import atomic_write_json, read_jsonl
 DEFAULT_WORKSPACE = Path("runs")
 KEY_CHARS = 16
 ARTIFACT_FILE = "artifact.json"
+# files of a scored step (scores/<step>-<key>/)
+SCORES_FILE = "scores.json"  # its score records
+LM_SENTENCES_FILE = "lm_sentences.jsonl"  # bits, bytes, characters and tokens of every LM sentence
+TRANSLATIONS_FILE = "translations.jsonl"  # every translation with its flags
+GATE_FILE = "gate.json"  # a stage's quality gate against the model it started from
+CONTAMINATION_FILE = "contamination.json"  # a contamination check's report
 SCORE_FIELDS = ("stage", "variant", "kind", "language", "direction", "metric", "value", "n")
 
 

@@ -25,13 +25,12 @@ from ..errors import DataError
 from ..io import read_jsonl, write_jsonl
 from ..languages import check_direction
 from ..recipe import EvalConfig, LMEvalConfig, MTEvalConfig
+from ..store import LM_SENTENCES_FILE, TRANSLATIONS_FILE
 from .datasets import has_splits, load_pairs, load_texts
 
 LM_METRICS = ("bits_per_byte", "bits_per_char", "token_perplexity")
 FLOOR_METRICS = ("bits_per_byte", "bits_per_char")
 MT_METRICS = ("chrf++", "bleu", "spbleu")
-LM_FILE = "lm_sentences.jsonl"
-TRANSLATIONS_FILE = "translations.jsonl"
 
 Exclusion = Mapping[str, set[int]]  # set name (see eval_sentence_sets) -> sentence indices to leave out
 
@@ -123,7 +122,7 @@ def score_model(
     lm_rows = lm_sentence_rows(model, tokenizer, eval_cfg.lm, progress) if eval_cfg.lm is not None else []
     translations = translation_rows(model, tokenizer, eval_cfg.mt, progress) if eval_cfg.mt is not None else []
     if eval_cfg.lm is not None:
-        write_jsonl(out_dir / LM_FILE, lm_rows)
+        write_jsonl(out_dir / LM_SENTENCES_FILE, lm_rows)
     if eval_cfg.mt is not None:
         write_jsonl(out_dir / TRANSLATIONS_FILE, translations)
     return records_from_sentences(eval_cfg, {"stage": stage, "variant": variant}, lm_rows, translations)
@@ -325,7 +324,7 @@ def rescore_directory(eval_cfg: EvalConfig, head: Mapping[str, Any], directory: 
                       exclusion: Exclusion | None, *, floor: bool = False) -> list[dict[str, Any]]:
     """:func:`records_from_sentences` from the per-sentence files a scoring step wrote into ``directory``."""
     directory = Path(directory)
-    lm_path, mt_path = directory / LM_FILE, directory / TRANSLATIONS_FILE
+    lm_path, mt_path = directory / LM_SENTENCES_FILE, directory / TRANSLATIONS_FILE
     lm_rows = read_jsonl(lm_path) if lm_path.is_file() else []
     translations = read_jsonl(mt_path) if mt_path.is_file() else []
     return records_from_sentences(eval_cfg, head, lm_rows, translations, exclusion, floor=floor)
