@@ -410,8 +410,9 @@ class _Runner:
 
     def _floor(self, step: Step, partial: Path) -> dict[str, Any]:
         from .evaluate.floor import train_floor_models
-        from .evaluate.scorer import LM_FILE, floor_sentence_rows, records_from_sentences
+        from .evaluate.scorer import floor_sentence_rows, records_from_sentences
         from .io import atomic_write_json, write_jsonl
+        from .store import LM_SENTENCES_FILE
 
         crawl = self.artifacts[step.model_step]
         lm = self.recipe.eval.lm
@@ -420,7 +421,7 @@ class _Runner:
         if missing:
             self.store.log_event("floor_without_corpus", step=step.id, languages=missing)
         rows = floor_sentence_rows(models, lm)
-        write_jsonl(partial / LM_FILE, rows)
+        write_jsonl(partial / LM_SENTENCES_FILE, rows)
         records = records_from_sentences(self.recipe.eval, {"stage": "floor", "variant": step.variant}, rows, [],
                                          floor=True)
         atomic_write_json(partial / "scores.json", records)
