@@ -4,9 +4,16 @@ then the same after a fixed, short embedding-only training budget.
 
     python bench/transplant.py                      # smollm2-135m (+ gemma3-270m when installed)
     python bench/transplant.py --models smollm2-135m --sentences 50 --train-steps 0   # quick look
+    python bench/transplant.py --scripts mai_Deva:hin_Deva mni_Beng:ben_Beng   # scripts with combining marks
 
 Sardinian tokenizers are trained on the shipped NLLB-Seed Sardinian text; scores are FLORES-200 dev
 sentences (srd_Latn, eng_Latn). Writes bench/results/transplant.json.
+
+``--scripts TARGET:NEIGHBOUR``: extend SmolLM2 for a target whose script has combining marks, trained on FLORES
+dev lines 1-800 (``--flores``: the full dev split, e.g. ``../shared/data/flores200/dev``) and scored on the next
+``--sentences``, with the mark-joining pre-tokenizer and without, under the default protection (English; the
+neighbour too unless it shares the target's pieces: ``protection_cost``). Writes
+bench/results/transplant_scripts.json.
 """
 
 from __future__ import annotations
@@ -147,8 +154,55 @@ def print_row(row: dict) -> None:
           f"tokens/sentence {-row['token_cut'] * 100:+.1f}%{trained}", flush=True)
 
 
+def run_scripts(args: argparse.Namespace) -> None:
+    from workbench.stages.tokenizer import TokenizerConfig, default_protect
+    from workbench.tokenize.fertility import fertility
+
+    out = ROOT / "bench" / "results" / "transplant_scripts.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    eng_corpus = (CORPUS / "eng_Latn.txt").read_text(encoding="utf-8").splitlines()
+    source = str(resolve_model("smollm2-135m").path)
+    for pair in args.scripts:
+        target, neighbour = pair.split(":")
+        lines = {code: (Path(args.flores) / f"{code}.dev").read_text(encoding="utf-8").splitlines()
+                 for code in (target, neighbour, "eng_Latn")}
+        train, dev = lines[target][:800], {code: texts[800:800 + args.sentences] for code, texts in lines.items()}
+        model, tokenizer = load_model(source, device="cpu", dtype="float32")
+        base = {code: bits_per_byte(model, tokenizer, texts)[0] for code, texts in dev.items()}
+        for join in (True, False):
+            model, tokenizer = load_model(source, device="cpu", dtype="float32")
+            spec = load_backend(Path(source), tokenizer)
+            config = TokenizerConfig(join_marks=join)
+            protect, costs = default_protect(spec, train, {neighbour: lines[neighbour][:800], "eng_Latn": eng_corpus},
+                                             config)
+            protect_texts = [t for code in protect for t in (eng_corpus if code == "eng_Latn" else lines[code][:800])]
+            plan, _ = transplant(model, spec, train, TransplantConfig(mode="extend", vocab_size=args.extend_size,
+                                                                      join_marks=join),
+                                 protect=protect_texts, chat=chat_renderings(tokenizer))
+            path = Path(args.workdir) / f"scripts-{target}-{join}"
+            save_model_dir(model, tokenizer, plan.spec, path)
+            model, new_tokenizer = load_model(path, device="cpu", dtype="float32")
+            row = {"join_marks": plan.stats.get("join_marks"), "protected": protect, "protection_cost": costs,
+                   "requested": args.extend_size, "added": len(plan.pieces), "languages": {}}
+            for code, texts in dev.items():
+                after = bits_per_byte(model, new_tokenizer, texts)[0]
+                row["languages"][code] = {
+                    "tokens_per_word": [fertility(tokenizer, texts)["tokens_per_word"],
+                                        fertility(new_tokenizer, texts)["tokens_per_word"]],
+                    "bits_per_byte": [base[code], after], "ratio": after / base[code]}
+            results[f"{target}/join={join}"] = row
+            head = f"{target} join={join}: added {row['added']} of {args.extend_size} (protected {protect})  "
+            print(head + "  ".join(
+                f"{code} tokens/word {v['tokens_per_word'][0]:.2f}->{v['tokens_per_word'][1]:.2f} "
+                f"bpb {v['ratio']:.3f}x" for code, v in row["languages"].items()), flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scripts", nargs="*", default=None, metavar="TARGET:NEIGHBOUR")
+    parser.add_argument("--flores", default=str(ROOT.parent / "shared" / "data" / "flores200" / "dev"))
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--inits", nargs="+", default=["subtoken", "hybrid", "mean", "focus", "random"])
@@ -168,6 +222,10 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/workbench-bench-transplant")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.scripts:
+        args.extend_size = 4000 if args.extend_size == 8000 else args.extend_size
+        run_scripts(args)
+        return
     names = args.models or ["smollm2-135m"] + (["gemma3-270m"] if resolve_model_installed("gemma3-270m") else [])
     results = {"targets": {"zero_shot_ratio": TARGETS, "token_cut": TOKEN_CUT}, "models": []}
     earlier = {m["model"]: m for m in json.loads(args.out.read_text())["models"]} if args.out.is_file() else {}

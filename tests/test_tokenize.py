@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -626,3 +627,139 @@ def test_tokenizer_stage_trims_to_a_row_budget(tmp_path) -> None:
     assert stats["trim"]["max_rows"] == 500 and not stats["trim"]["over_budget"] and stats["trim"]["filled_rows"] > 0
     assert model.get_input_embeddings().weight.shape[0] == 500
     assert stats["keep_words"]["fill"]["eng_Latn"] > 100_000 and stats["keep_words"]["fill"]["srd_Latn"] == 0
+
+
+# ------------------------------------------------------------------ combining marks, shared scripts (issue 28)
+
+SCRIPTS = FIXTURES / "flores200" / "scripts"
+MAI = (FIXTURES / "flores200" / "extend" / "mai_Deva.dev").read_text(encoding="utf-8").splitlines()
+HIN = (SCRIPTS / "hin_Deva.dev").read_text(encoding="utf-8").splitlines()
+
+
+def _smol_spec() -> dict:
+    return json.loads((Path(smollm2()) / "tokenizer.json").read_text(encoding="utf-8"))
+
+
+def test_joined_marks_change_no_text_without_them_and_no_base_ids() -> None:
+    """The mark-joining split differs from GPT-2's only on text with the target script's marks, and with the
+    base merges alone it gives every text of every shipped script the base's ids (the base never merges
+    across a letter and a mark it never saw in one word)."""
+    from tokenizers import Tokenizer
+
+    from workbench.text import char_script
+    from workbench.tokenize.vocab import join_marks, same_ids, text_scripts
+
+    spec = _smol_spec()
+    base = Tokenizer.from_str(json.dumps(spec))
+    for path in sorted(SCRIPTS.glob("*.dev")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        scripts = text_scripts(lines)
+        joined = join_marks(spec, scripts)
+        assert joined is not None, path.name
+        assert same_ids(spec, joined, lines), path.name
+        split = Tokenizer.from_str(json.dumps(joined)).pre_tokenizer
+        for other in ("eng_Latn", "rus_Cyrl", "zho_Hans", "arb_Arab"):
+            texts = (SCRIPTS / f"{other}.dev").read_text(encoding="utf-8").splitlines()[:30]
+            if {char_script(c) for t in texts for c in t} & set(scripts):
+                continue
+            for text in texts:
+                assert split.pre_tokenize_str(text) == base.pre_tokenizer.pre_tokenize_str(text), (path.name, other)
+    words = [w for w, _ in Tokenizer.from_str(json.dumps(join_marks(spec, ["Deva"]))).pre_tokenizer
+             .pre_tokenize_str("हिन्दी भाषा")]
+    assert [piece_bytes(w, True).decode() for w in words] == ["हिन्दी", " भाषा"]
+
+
+@pytest.fixture(scope="module")
+def smol_devanagari(tmp_path_factory):
+    """SmolLM2 extended for Maithili (FLORES dev lines 1-260), English and the chat text protected."""
+    return run(smollm2(), MAI[:260], tmp_path_factory.mktemp("deva"), mode="extend", vocab_size=1500, protect=ENG)
+
+
+def test_extend_lets_marks_join_their_letters_and_keeps_protected_text_exact(smol_devanagari) -> None:
+    base, _, plan, out = smol_devanagari
+    new = AutoTokenizer.from_pretrained(out)
+    assert plan.stats["join_marks"] == "on" and plan.stats["join_scripts"] == ["Deva"]
+    assert len(plan.pieces) >= 1200  # of 1,500 asked (the split base pre-tokenizer allowed 971 of 4,000)
+    assert all(base(t).input_ids == new(t).input_ids for t in ENG[:300])  # protected: exactly as before
+    assert all(base(t).input_ids == new(t).input_ids for t in ENG_HELD_OUT[:100])
+    from workbench.tokenize.fertility import fertility
+
+    held_out = MAI[260:]
+    before, after = fertility(base, held_out)["tokens_per_word"], fertility(new, held_out)["tokens_per_word"]
+    assert before > 5 and after < 2.6, (before, after)  # pieces now span syllables (was >= 3.16 at best)
+    spanning = [p for p in plan.pieces.values() if _letter_then_mark(p)]  # e.g. "हि": a letter and its sign
+    assert len(spanning) > len(plan.pieces) // 2
+    for text in held_out[:20]:
+        assert new.decode(new(text, add_special_tokens=False).input_ids) == text
+
+
+def _letter_then_mark(piece: str) -> bool:
+    import unicodedata
+    from itertools import pairwise
+
+    text = piece_bytes(piece, True).decode("utf-8", "ignore")
+    return any(unicodedata.category(a)[0] == "L" and unicodedata.category(b)[0] == "M"
+               for a, b in pairwise(text))
+
+
+def test_an_explicitly_protected_language_in_the_target_script_keeps_its_exact_ids(tmp_path) -> None:
+    from workbench.tokenize.vocab import extend_vocab, text_scripts
+
+    spec = _smol_spec()
+    plan = extend_vocab(spec, MAI[:200], max_new_tokens=800, first_id=49152, protect=[*HIN, *ENG[:200]],
+                        join_scripts=text_scripts(MAI))
+    assert plan.stats["join_marks"] == "on"
+    from tokenizers import Tokenizer
+
+    base, new = Tokenizer.from_str(json.dumps(spec)), Tokenizer.from_str(json.dumps(plan.spec))
+    for text in [*HIN, *ENG[:200]]:
+        assert base.encode(text).ids == new.encode(text).ids
+
+
+def test_default_protection_shares_the_script_with_a_big_neighbour_but_keeps_english() -> None:
+    """Protecting Hindi would forbid nearly every Maithili pair: by default it shares the new pieces (the gate
+    checks it); English, and Italian for Sardinian, stay protected."""
+    from workbench.stages.tokenizer import TokenizerConfig, default_protect
+
+    spec = _smol_spec()
+    ita = (SCRIPTS / "ita_Latn.dev").read_text(encoding="utf-8").splitlines()
+    protect, costs = default_protect(spec, MAI, {"hin_Deva": HIN, "eng_Latn": ENG}, TokenizerConfig())
+    assert protect == ["eng_Latn"] and costs["hin_Deva"] > 0.9 and costs["eng_Latn"] < 0.1, costs
+    protect, costs = default_protect(spec, SRD, {"ita_Latn": ita, "eng_Latn": ENG}, TokenizerConfig())
+    assert protect == ["ita_Latn", "eng_Latn"], costs
+
+
+def test_extended_devanagari_model_is_no_worse_zero_shot_than_the_base(smol_devanagari) -> None:
+    """Bits per byte of held-out Maithili with the new rows against the base model with its own tokenizer;
+    English (protected) unchanged."""
+    from workbench.evaluate.lm import score_each
+
+    base_tok, _, _, out = smol_devanagari
+
+    def bpb(model, tokenizer, texts):
+        scores = score_each(model, tokenizer, texts, batch_size=8, max_length=1024, stride=512, progress=False)
+        return sum(s.bits for s in scores) / sum(s.bytes for s in scores)
+
+    base_model = AutoModelForCausalLM.from_pretrained(smollm2())
+    new_model, new_tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    held_out, english = MAI[260:290], ENG_HELD_OUT[:20]
+    before, after = bpb(base_model, base_tok, held_out), bpb(new_model, new_tok, held_out)
+    assert after <= before * 1.02, (before, after)
+    assert abs(bpb(new_model, new_tok, english) / bpb(base_model, base_tok, english) - 1) < 1e-3
+
+
+def test_changing_only_the_gate_action_keeps_the_tokenizer_stage_key(tmp_path) -> None:
+    from workbench.engine import build_steps
+    from workbench.recipe import load_recipe
+
+    from .conftest import tiny_recipe, write_recipe
+
+    def keys(gate):
+        recipe = tiny_recipe()
+        recipe["stages"] = [recipe["stages"][0], {"tokenizer": {"vocab_size": 800, "gate": gate}}]
+        steps = build_steps(load_recipe(write_recipe(tmp_path / "r.yaml", recipe)))
+        return {s.id: s.key for s in steps}
+
+    fail, warn = keys({"action": "fail"}), keys({"action": "warn"})
+    assert fail["tokenizer"] == warn["tokenizer"] and fail["score:tokenizer"] == warn["score:tokenizer"]
+    assert keys({"action": "fail", "max_regression": 0.2})["tokenizer"] != fail["tokenizer"]

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from ..errors import DataError
 from ..schema import LanguageCode, StrictModel
 from .base import Stage, StageContext
-from .crawl import corpus_texts
+from .corpus import corpus_texts
 
 
 class GateConfig(StrictModel):
@@ -35,7 +35,14 @@ class TokenizerConfig(StrictModel):
     neighbours: int = Field(8, ge=1, description="hybrid: nearest base rows mixed in")
     mix: float = Field(0.3, ge=0, le=1, description="hybrid: weight of the neighbours against the decomposition")
     protect: list[LanguageCode] | None = Field(
-        None, description="extend: languages whose segmentation must not change (default: the replay languages)")
+        None, description="extend: languages whose text must tokenize exactly as with the base (default: the "
+                          "replay languages, but one other than English whose protection would forbid most of "
+                          "the target's piece pairs, like Hindi for a Devanagari target, shares the new pieces "
+                          "instead, checked by the gate)")
+    join_marks: bool = Field(True, description="extend/replace: let the target script's combining marks (vowel "
+                                               "signs) stay in their letter's word when the base pre-tokenizer "
+                                               "splits them off (GPT-2/Llama-3 style), so new pieces can span "
+                                               "syllables; protected text keeps its exact ids")
     keep_words: int = Field(0, ge=0, description="trim: also keep the base pieces of the N most frequent words of "
                                                  "each replay language and English (wordfreq lists, the "
                                                  "'wordlists' extra), so they work beyond their corpora")
@@ -60,9 +67,9 @@ class TokenizerConfig(StrictModel):
 
 class TokenizerStage(Stage):
     kind = "tokenizer"
-    version = "7"  # 3: fertility report + records; 4: modes, continued-BPE extension, row matching on bytes;
-    # 5: trim keeps the merge path the base takes (exact on SentencePiece conversions), keep_words;
-    # 6: trim/replace can drop reserved placeholder tokens (drop_reserved); 7: trim_rows
+    version = "8"  # covers: which pieces extend/replace add (mark-joining pre-tokenizer, the default protected
+    # languages), the rows they get, trim's kept pieces, the fertility report
+    key_exclude = frozenset({"gate.action"})  # failing or warning reads the same scores
     Config = TokenizerConfig
     requires = ("crawl",)
     produces_model = True
@@ -86,8 +93,6 @@ class TokenizerStage(Stage):
             raise DataError(f"the crawl found no '{language}' text to train a tokenizer on; "
                              "check the crawl stage's inputs and lid_seed")
         others = [code for code in ctx.recipe.languages.replay if code != language]
-        protect = cfg.protect if cfg.protect is not None else others
-        protect_texts = [t for code in protect for t in corpus_texts(crawl.path, crawl.record, code)]
         keep_texts = [t for code in others for t in corpus_texts(crawl.path, crawl.record, code)]
         forms, fill, word_counts = [], {}, {}
         if cfg.mode == "trim" and (cfg.keep_words or cfg.trim_rows is not None):
@@ -99,13 +104,20 @@ class TokenizerStage(Stage):
         source = ctx.latest_model()
         model, tokenizer = load_model(source.path, device="cpu", dtype="float32")
         spec = load_backend(source.path, tokenizer)
+        protect, costs = cfg.protect, {}
+        if protect is None:
+            protect, costs = default_protect(spec, texts, {code: corpus_texts(crawl.path, crawl.record, code)
+                                                           for code in others}, cfg)
+            if len(protect) < len(others):
+                ctx.log("tokenizer_protection_skipped", protected=protect, costs=costs, limit=PROTECTION_LIMIT)
+        protect_texts = [t for code in protect for t in corpus_texts(crawl.path, crawl.record, code)]
         base_rows = model.get_input_embeddings().weight.shape[0]
         options = TransplantConfig(mode=cfg.mode, vocab_size=cfg.vocab_size, max_new_tokens=cfg.max_new_tokens,
                                    min_frequency=cfg.min_frequency, init=cfg.init, neighbours=cfg.neighbours,
                                    mix=cfg.mix, shrink=cfg.shrink, fresh=cfg.fresh,
                                    pad_to_multiple_of=cfg.pad_to_multiple_of, drop_reserved=cfg.drop_reserved,
                                    max_rows=row_budget(cfg.trim_rows, base_rows) if cfg.mode == "trim" else None,
-                                   seed=ctx.seed)
+                                   join_marks=cfg.join_marks, seed=ctx.seed)
         plan, init = transplant(model, spec, texts, options, protect=protect_texts, keep=keep_texts,
                                 chat=chat_renderings(tokenizer), chat_template=tokenizer.chat_template, fill=fill)
         if plan.stats.get("over_budget"):
@@ -125,7 +137,10 @@ class TokenizerStage(Stage):
                      "token_reduction": round(1 - target["after"]["tokens"] / max(target["before"]["tokens"], 1), 4)}
         ctx.log("vocabulary_transplanted", mode=cfg.mode, rows=plan.rows, new_rows=len(plan.pieces), **fertility)
         ctx.write_json("new_tokens.json", [{"id": i, "piece": p} for i, p in sorted(plan.pieces.items())])
-        stats = {"language": language, "training_texts": len(texts), "protected_texts": len(protect_texts),
+        stats = {"language": language, "training_texts": len(texts), "protected": protect,
+                 **({"protection_cost": costs} if costs else {}),
+                 "protected_texts": len(protect_texts),
+                 **{k: plan.stats[k] for k in ("join_marks", "join_scripts") if k in plan.stats},
                  "added_tokens": len(plan.pieces), "init": init, "fertility": fertility,
                  **({"keep_words": word_counts} if word_counts else {}),
                  **({"trim": {k: plan.stats[k] for k in ("max_rows", "filled_rows", "over_budget")}}
@@ -144,6 +159,32 @@ class TokenizerStage(Stage):
         failures = gate_failures(rows, target=languages.target, max_regression=gate.max_regression,
                                  languages=[code for code in checked if code != languages.target])
         return {"rows": rows, "failures": failures, "action": gate.action, "max_regression": gate.max_regression}
+
+
+PROTECTION_LIMIT = 0.5
+"""A replay language is protected by default unless that would forbid this share of the target's piece pairs."""
+
+
+def default_protect(spec: dict[str, Any], texts: list[str], replay: dict[str, list[str]],
+                    cfg: TokenizerConfig) -> tuple[list[str], dict[str, float]]:
+    """The replay languages whose text keeps its exact ids, and each one's protection cost
+    (:func:`~workbench.tokenize.vocab.protection_cost`).
+
+    A language in the target's script with most of its syllables (Hindi for a Devanagari target) shares
+    nearly every adjacent pair of pieces with it: protecting it left 410 of 4,000 pieces to add. Such a
+    language (cost >= :data:`PROTECTION_LIMIT`) shares the new pieces instead, and the gate checks that it
+    does not get worse. English, the base's own language, is always protected (on a tiny base vocabulary of
+    characters it shares every pair with a Latin target). Trim changes no segmentation: every replay language
+    counts as protected.
+    """
+    from ..tokenize.vocab import protection_cost, text_scripts
+
+    if cfg.mode == "trim":
+        return list(replay), {}
+    scripts = text_scripts(texts) if cfg.join_marks else []
+    costs = {code: round(protection_cost(spec, texts, lines, join_scripts=scripts), 4)
+             for code, lines in replay.items()}
+    return [code for code in replay if code == "eng_Latn" or costs[code] < PROTECTION_LIMIT], costs
 
 
 FERTILITY_METRICS = ("tokens_per_word", "tokens_per_char", "byte_fallback_rate")

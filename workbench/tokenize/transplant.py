@@ -19,7 +19,7 @@ import torch
 
 from ..io import atomic_write_text
 from .init import build_matrix
-from .vocab import VocabPlan, extend_vocab, replace_vocab, reserved_placeholders, trim_vocab
+from .vocab import VocabPlan, extend_vocab, replace_vocab, reserved_placeholders, text_scripts, trim_vocab
 
 
 @dataclass
@@ -42,6 +42,9 @@ class TransplantConfig:
     max_rows: int | None = None
     """trim: fill the vocabulary up to this many rows with the pieces ``fill`` texts use most
     (:func:`~.vocab.fill_by_weight`); ``None``: only what the corpora use."""
+    join_marks: bool = True
+    """extend/replace: let the combining marks of the target's scripts join their letters' words when the base
+    pre-tokenizer splits them off (:func:`~.vocab.join_marks`); protected text keeps its exact ids either way."""
     seed: int = 0
 
 
@@ -78,13 +81,14 @@ def make_plan(model: Any, base_spec: dict[str, Any], texts: Sequence[str], confi
     needed = "\n".join([*chat, template_source(chat_template)])  # what the template renders or names anywhere
     drop = reserved_placeholders(base_spec, needed=needed) if config.drop_reserved else set()
     protect, keep = [*protect, *chat], [*keep, *chat]
+    scripts = text_scripts(texts) if config.join_marks and config.mode != "trim" else []
     if config.mode == "extend":
         plan = extend_vocab(base_spec, texts, max_new_tokens=config.max_new_tokens or config.vocab_size,
                             first_id=first_free_id(model, base_spec), min_frequency=config.min_frequency,
-                            protect=protect)
+                            protect=protect, join_scripts=scripts)
     elif config.mode == "replace":
         plan = replace_vocab(base_spec, texts, config.vocab_size, config.min_frequency, keep=keep,
-                             fresh=config.fresh, drop=drop, protect=chat)
+                             fresh=config.fresh, drop=drop, protect=chat, join_scripts=scripts)
     elif config.mode == "trim":
         plan = trim_vocab(base_spec, [*texts, *keep], drop=drop, fill=fill, max_rows=config.max_rows)
     else:

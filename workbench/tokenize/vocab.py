@@ -11,7 +11,10 @@ must be initialized. New pieces are always ordinary BPE vocabulary entries with 
 - **extend**: BPE training *continued from the base segmentation*: words of the target corpus start as
   the base tokenizer's pieces and new merges join adjacent pieces, so every new token is reachable
   (appending independently trained merges leaves most of them unreachable). Pairs seen in protected
-  text (English, replay languages) are never merged, so that text tokenizes exactly as before.
+  text (English, replay languages) are never merged, so that text tokenizes exactly as before. When the base
+  pre-tokenizer cuts combining marks off their letters (GPT-2/Llama-3 regexes: every Devanagari vowel sign a
+  word of its own), the target script's marks are let back into their words first (:func:`join_marks`), which
+  changes no id of text without them, nor of the protected text (checked).
 - **trim**: only the base entries the given corpora use (with the intermediate pieces of the merge path
   the base takes to build them, the byte alphabet and the specials), renumbered densely; the corpora
   tokenize exactly as before. Frequent-word lists (:mod:`.wordlists`) extend that to a language's
@@ -183,7 +186,7 @@ def train_like(spec: dict[str, Any], texts: Iterable[str], vocab_size: int, min_
 
 def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, min_frequency: int = 2, *,
                   keep: Sequence[str] = (), fresh: bool = False, drop: Iterable[str] = (),
-                  protect: Sequence[str] = ()) -> VocabPlan:
+                  protect: Sequence[str] = (), join_scripts: Sequence[str] = ()) -> VocabPlan:
     """A vocabulary of about ``vocab_size`` entries for ``texts`` (plus the base pieces ``keep`` needs), with
     every special token.
 
@@ -192,7 +195,8 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
     so most rows are trained base rows. When the target already uses ``vocab_size`` base entries or more
     (large multilingual bases), nothing is added: the result is the trimmed base. ``fresh=True`` trains a
     BPE vocabulary from characters instead. Added tokens in ``drop`` are left out; ``protect`` text (e.g. the
-    chat template's) keeps its base segmentation (grown vocabularies only).
+    chat template's) keeps its base segmentation (grown vocabularies only); ``join_scripts``: see
+    :func:`extend_vocab`.
     """
     dropped = sorted({t["content"] for t in spec.get("added_tokens", [])} & set(drop))
     if dropped:
@@ -201,7 +205,7 @@ def replace_vocab(spec: dict[str, Any], texts: Sequence[str], vocab_size: int, m
         used = trim_vocab(spec, texts).rows  # base entries the target needs; keep's pieces come on top
         first_id = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
         grown = extend_vocab(spec, texts, max_new_tokens=max(vocab_size - used, 0), first_id=first_id,
-                             min_frequency=min_frequency, protect=protect)
+                             min_frequency=min_frequency, protect=protect, join_scripts=join_scripts)
         plan = compose(grown, trim_vocab(grown.spec, [*texts, *keep]))
         plan.mode = "replace"
     else:
@@ -298,17 +302,107 @@ def _renumber_added_tokens(spec: dict[str, Any], vocab: dict[str, int]) -> None:
     visit(spec.get("post_processor"))
 
 
+# ---------------------------------------------------------------------------------------- marks
+
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+r"""The split ``ByteLevel(use_regex=True)`` runs (GPT-2's): ``\p{L}+`` leaves combining marks out of words."""
+JOINERS = "\u200c\u200d"
+"""Zero-width non-joiner and joiner (category Cf): inside Indic and Arabic-script words, kept with them too."""
+
+
+def text_scripts(texts: Iterable[str], share: float = 0.1, sample: int = 2000) -> list[str]:
+    """Unicode scripts (ISO 15924) of at least ``share`` of the letters of ``texts`` (the first ``sample``)."""
+    from ..text import char_script
+
+    counts: Counter[str] = Counter()
+    for text in list(texts)[:sample]:
+        counts.update(script for script in map(char_script, text) if script is not None)
+    total = sum(counts.values())
+    return sorted(code for code, n in counts.items() if n >= share * total) if total else []
+
+
+def join_marks(spec: dict[str, Any], scripts: Sequence[str]) -> dict[str, Any] | None:
+    r"""A copy of ``spec`` whose pre-tokenizer keeps the combining marks of ``scripts`` (and inherited marks,
+    ZWJ/ZWNJ) in the word of the letter they follow; ``None`` when its pre-tokenizer does not split words
+    with a ``\p{L}+`` regex (SentencePiece-style pipelines keep marks in words already).
+
+    GPT-2-style splits (``ByteLevel(use_regex=True)``, Llama-3's ``Split``) make every vowel sign a word of its
+    own (``हिन्दी`` -> ``ह ि न ् द ी``), so no piece can span a syllable. Only ``\p{L}+`` becomes
+    ``[\p{L}<marks>]+``: text without those marks is split exactly as before.
+    """
+    codes = [code for script in scripts for code in sorted(_unicode_scripts(script))]
+    if not codes:
+        return None
+    own = "".join(f"\\p{{{code}}}" for code in codes)
+    # a letter or a mark of the scripts; an inherited mark (Arabic harakat, Latin combining accents) or ZWJ/ZWNJ
+    # only right after one of their characters (or another inherited one), so other scripts' words stay as they were
+    letters = (f"(?:[\\p{{L}}[\\p{{M}}&&[{own}]]]|(?<=[{own}\\p{{Zinh}}])[[\\p{{M}}&&\\p{{Zinh}}]{JOINERS}])+")
+    changed = False
+
+    def rewrite(node: Any) -> Any:
+        nonlocal changed
+        if not isinstance(node, dict):
+            return node
+        kind = node.get("type")
+        if kind == "Sequence":
+            return dict(node, pretokenizers=[rewrite(n) for n in node.get("pretokenizers", [])])
+        if kind == "ByteLevel" and node.get("use_regex", True):
+            changed = True
+            split = {"type": "Split", "pattern": {"Regex": GPT2_PATTERN.replace("\\p{L}+", letters)},
+                     "behavior": "Isolated", "invert": False}
+            return {"type": "Sequence", "pretokenizers": [split, dict(node, use_regex=False)]}
+        pattern = node.get("pattern", {}).get("Regex") if kind == "Split" else None
+        if pattern and "\\p{L}+" in pattern:
+            changed = True
+            return dict(node, pattern={"Regex": pattern.replace("\\p{L}+", letters)})
+        return node
+
+    new = json.loads(json.dumps(spec))
+    new["pre_tokenizer"] = rewrite(new.get("pre_tokenizer"))
+    return new if changed else None
+
+
+def _unicode_scripts(script: str) -> frozenset[str]:
+    from ..text.scripts import SCRIPT_ALIASES
+
+    return SCRIPT_ALIASES.get(script, frozenset({script}))
+
+
+def same_ids(first: dict[str, Any], second: dict[str, Any], texts: Sequence[str]) -> bool:
+    """True if both pipelines give every text the same ids."""
+    a, b = Tokenizer.from_str(json.dumps(first)), Tokenizer.from_str(json.dumps(second))
+    for start in range(0, len(texts), 2048):
+        batch = list(texts[start:start + 2048])
+        left = a.encode_batch(batch, add_special_tokens=False)
+        right = b.encode_batch(batch, add_special_tokens=False)
+        if any(x.ids != y.ids for x, y in zip(left, right, strict=True)):
+            return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------- extend
 
 
 def extend_vocab(spec: dict[str, Any], texts: Sequence[str], *, max_new_tokens: int, first_id: int,
-                 min_frequency: int = 2, protect: Sequence[str] = ()) -> VocabPlan:
+                 min_frequency: int = 2, protect: Sequence[str] = (),
+                 join_scripts: Sequence[str] = ()) -> VocabPlan:
     """The base vocabulary plus up to ``max_new_tokens`` pieces learned by continuing BPE on ``texts``.
 
     Words start as their base segmentation; new merges join adjacent base (or new) pieces, so each new
     piece is produced on the text it was learned from. Pairs that occur in the ``protect`` texts are
     never merged: those texts tokenize exactly as with the base.
+
+    ``join_scripts``: scripts whose combining marks stay in their letter's word (:func:`join_marks`), so new
+    pieces can span syllables. The new pre-tokenizer is kept only if every ``protect`` text still gets the
+    base's ids with it (stats ``join_marks``): marks change words only in text that has them, and the base's
+    own merges never span a letter and a mark they never saw in one word (checked, not assumed).
     """
+    joined = join_marks(spec, join_scripts) if join_scripts else None
+    join_state = "off" if not join_scripts else "not needed" if joined is None else "on"
+    if joined is not None and protect and not same_ids(spec, joined, protect):
+        joined, join_state = None, "off: it would change protected text"
+    if joined is not None:
+        spec = joined
     new = json.loads(json.dumps(spec))
     model = new["model"]
     vocab: dict[str, int] = model["vocab"]
@@ -331,8 +425,28 @@ def extend_vocab(spec: dict[str, Any], texts: Sequence[str], *, max_new_tokens: 
     _write_merges(model, _merge_pairs(model["merges"]) + merges)
     rows = first_id + len(added)
     sources: list[int | None] = [i if i < first_id else None for i in range(rows)]
-    stats = {"new_characters": len(new_chars), "new_merges": len(merges), "protected_pairs": len(protected)}
+    stats = {"new_characters": len(new_chars), "new_merges": len(merges), "protected_pairs": len(protected),
+             "join_marks": join_state, "join_scripts": list(join_scripts)}
     return VocabPlan("extend", new, sources, added, {**stats, "kept_rows": first_id, "new_rows": len(added)})
+
+
+def protection_cost(spec: dict[str, Any], texts: Sequence[str], protect: Sequence[str], *,
+                    join_scripts: Sequence[str] = ()) -> float:
+    """Share of the target's adjacent-piece pairs (occurrences, in the words :func:`extend_vocab` would train
+    on) that protecting ``protect`` would forbid merging: near 1 when ``protect`` is a language in the target's
+    script with most of its syllables (Hindi for a Devanagari target), so protecting it leaves nothing to add."""
+    joined = join_marks(spec, join_scripts) if join_scripts else None
+    if joined is not None and not same_ids(spec, joined, protect):
+        joined = None
+    spec = joined or spec
+    base = base_model_tokenizer(spec)
+    forbidden = _protected(base, spec, protect, set())
+    total = blocked = 0
+    for word, count in words(spec, texts).items():
+        for pair in pairwise(_segment(base, word, set())):
+            total += count
+            blocked += count * (pair in forbidden)
+    return blocked / total if total else 0.0
 
 
 def _new_characters(base: Tokenizer, target_words: Counter[str], min_frequency: int, budget: int) -> list[str]:
