@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .errors import DataError, RunError
+from .publish import recorded_base
 from .store import TRANSLATIONS_FILE, RunStore
 
 if TYPE_CHECKING:
@@ -157,9 +158,7 @@ def compare_run(store: RunStore, *, stage: str | None = None, baseline: str | No
     >>> comparison.reference in comparison.systems
     True
     """
-    from .run import Run
-
-    steps = Run(store).steps()  # directories resolved inside the run, even if it was moved
+    steps = store.steps()  # directories resolved inside the run, even if it was moved
     stage = stage or _stage_with_variants(steps, store)
     index = next((i for i, s in enumerate(steps) if s["id"] == stage), None)
     if index is None:
@@ -433,7 +432,7 @@ def compare_adapters(
     from .stages.base import ModelRef
 
     named = _adapter_dirs(adapters)
-    base_source = str(base) if base is not None else _recorded_base(named)
+    base_source = str(base) if base is not None else recorded_base(named)
     cfg = eval_config_from_options(
         lm_sets=str(lm_sets) if lm_sets else None, mt_sets=str(sets), languages=list(languages),
         directions=list(directions), split=split, max_sentences=max_sentences, shots=shots, prompt=prompt,
@@ -489,20 +488,6 @@ def _adapter_dirs(adapters: Mapping[str, str | Path] | Sequence[str | Path] | st
         if name == "base":
             raise DataError("an adapter may not be called 'base' (the name of the model without adapter)")
     return named
-
-
-def _recorded_base(named: Mapping[str, Path]) -> str:
-    """The base model every adapter's ``metadata.json`` records (they must agree)."""
-    bases = set()
-    for name, directory in named.items():
-        meta = directory / "metadata.json"
-        recorded = json.loads(meta.read_text(encoding="utf-8")).get("base_model") if meta.is_file() else None
-        if not recorded:
-            raise DataError(f"adapter '{name}': {directory} records no base model (metadata.json); pass base=...")
-        bases.add(recorded)
-    if len(bases) != 1:
-        raise DataError(f"the adapters record different base models ({', '.join(sorted(bases))}); pass base=...")
-    return bases.pop()
 
 
 def _adapter_cost(directory: Path) -> dict[str, Any]:

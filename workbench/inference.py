@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import DataError
+from .publish import recorded_base
 
 ModelLike = str | Path | tuple[Any, Any]
 
@@ -35,9 +36,7 @@ def load(model: ModelLike | None, adapter: str | Path | None = None, device: str
     if model is None:
         if adapter is None:
             raise DataError("give a model source, or an adapter whose metadata.json records its base model")
-        from .compare import _recorded_base
-
-        model = _recorded_base({Path(adapter).name: Path(adapter)})
+        model = recorded_base({Path(adapter).name: Path(adapter)})
     if isinstance(model, tuple):
         if adapter is not None:
             raise DataError("pass the adapter with a model source, not with an already loaded (model, tokenizer)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,17 @@ def merge_adapter(adapter: Path, out: Path, *, base: str | None = None, device: 
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+def recorded_base(named: Mapping[str, Path]) -> str:
+    """The base model every adapter's ``metadata.json`` records (they must agree)."""
+    bases = set()
+    for name, directory in named.items():
+        meta = directory / "metadata.json"
+        recorded = json.loads(meta.read_text(encoding="utf-8")).get("base_model") if meta.is_file() else None
+        if not recorded:
+            raise DataError(f"adapter '{name}': {directory} records no base model (metadata.json); pass base=...")
+        bases.add(recorded)
+    if len(bases) != 1:
+        raise DataError(f"the adapters record different base models ({', '.join(sorted(bases))}); pass base=...")
+    return bases.pop()

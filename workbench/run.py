@@ -95,21 +95,7 @@ class Run:
 
     def steps(self) -> list[dict[str, Any]]:
         """The manifest's steps, each with its directory resolved inside this run (``path``)."""
-        steps = []
-        for step in self.manifest().get("steps", []):
-            steps.append({**step, "path": self._step_path(step)})
-        return steps
-
-    def _step_path(self, step: dict[str, Any]) -> Path | None:
-        """A step's directory; a run copied or moved elsewhere still finds its own directories."""
-        raw = step.get("path")
-        if not raw:
-            return None
-        path = Path(raw)
-        if step.get("kind") == "base" or path.exists():
-            return path
-        moved = self.root / path.parent.name / path.name
-        return moved if moved.exists() else path
+        return self.store.steps()
 
     def step(self, step_id: str) -> dict[str, Any]:
         for step in self.steps():

@@ -108,6 +108,21 @@ class RunStore:
             raise RunError(f"{self.root}: no manifest.json; is this a workbench run directory?")
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
+    def steps(self) -> list[dict[str, Any]]:
+        """The manifest's steps, each with its directory resolved inside this run (``path``)."""
+        return [{**step, "path": self._step_path(step)} for step in self.manifest().get("steps", [])]
+
+    def _step_path(self, step: dict[str, Any]) -> Path | None:
+        """A step's directory; a run copied or moved elsewhere still finds its own directories."""
+        raw = step.get("path")
+        if not raw:
+            return None
+        path = Path(raw)
+        if step.get("kind") == "base" or path.exists():
+            return path
+        moved = self.root / path.parent.name / path.name
+        return moved if moved.exists() else path
+
     def log_event(self, event: str, **fields: Any) -> None:
         """Append one event line (flushed and synced: it survives a SIGKILL right after)."""
         self.root.mkdir(parents=True, exist_ok=True)
