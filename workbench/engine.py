@@ -28,10 +28,10 @@ from .stages import STAGES
 from .stages.base import Artifact, Stage, StageContext
 from .store import RunStore
 
-SCORER_VERSION = "6"  # 2: detectors; 3: per-sentence files, surprisal, spBLEU, chat prompts; 4: bf16 where native;
-#                        5: generation budgets from characters, truncation counted, no half characters;
-#                        6: detectors calibrated on the references (reference_flags), partial copies, character
-#                           repetition, script leak by words; BLEU tokenized per script; skipped metrics as records
+# Bump when a model's scores change for the same model and eval config. Covers: the detectors and their
+# calibration on the references, per-sentence files, surprisal, spBLEU and per-script BLEU tokenizers, chat
+# prompts, bf16 where native, generation budgets from characters with truncation counted.
+SCORER_VERSION = "6"
 FLOOR_VERSION = "1"
 CONTAMINATION_VERSION = "1"
 SCORING_KINDS = ("score", "floor", "contamination")  # steps that write scores, not artifacts
@@ -181,17 +181,14 @@ def partial_dir(store: RunStore, step: Step) -> Path:
     return store.partial_dir(step.id, step.key)
 
 
-def preflight(recipe: Recipe) -> list[str]:
-    """What can be checked before any work: the base model source (without loading or downloading it) and each
-    stage's own data (:meth:`Stage.preflight`). Raises the first problem as one message naming the recipe file
-    and field; returns warnings (e.g. skipped lines) for the caller to show."""
-    from .errors import DataError, ModelSourceError
-    from .models import check_source
+def preflight(recipe: Recipe, *, check_model: bool = True) -> list[str]:
+    """What can be checked before any work: the base model source (without loading or downloading it; skipped
+    when ``check_model`` is False) and each stage's own data (:meth:`Stage.preflight`). Raises the first problem as
+    one message naming the recipe file and field; returns warnings (e.g. skipped lines) for the caller to show."""
+    from .errors import DataError
 
-    try:
-        check_source(recipe.base.model)
-    except ModelSourceError as err:
-        raise ModelSourceError(f"{recipe.path}: base.model: {err}") from None
+    if check_model:
+        check_base_model(recipe)
     warnings = []
     for index, spec in enumerate(recipe.stages):
         where = f"{recipe.path}: stages[{index}].{spec.kind}"
@@ -200,6 +197,17 @@ def preflight(recipe: Recipe) -> list[str]:
         except DataError as err:
             raise DataError(f"{where}: {err}") from None
     return warnings
+
+
+def check_base_model(recipe: Recipe) -> None:
+    """The base model source resolves (without loading or downloading it), or one message naming the field."""
+    from .errors import ModelSourceError
+    from .models import check_source
+
+    try:
+        check_source(recipe.base.model)
+    except ModelSourceError as err:
+        raise ModelSourceError(f"{recipe.path}: base.model: {err}") from None
 
 
 def plan(recipe: Recipe, store: RunStore) -> list[tuple[Step, str]]:

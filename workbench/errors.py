@@ -66,3 +66,22 @@ def _disk_full_message(error: OSError) -> str:
             free = f" ({shutil.disk_usage(folder).free / 2**20:,.0f} MiB free on that file system)"
     return (f"no space left on the device{where}{free}. Nothing that finished is lost: every finished stage, "
             f"shard and checkpoint was written atomically. Free some space and run the same command again to resume.")
+
+
+class MissingDependencyError(WorkbenchError):
+    """A feature needs an optional package that is not installed; the message names the extra that installs it."""
+
+
+EXTRAS = {"fastwarc": "crawl", "resiliparse": "crawl"}
+"""Top-level modules of optional dependencies, and the ``workbench[...]`` extra that installs each."""
+
+
+def missing_dependency(feature: str, error: ImportError) -> MissingDependencyError | None:
+    """One message for ``error`` when it is a missing optional dependency (None when it is anything else):
+    which package, what needs it, and the extra to install."""
+    module = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return MissingDependencyError(f"{feature} needs {module}, which cannot be imported ({error}): "
+                                  f"pip install 'workbench[{extra}]'")

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from ..errors import DataError
 from ..schema import LanguageCode, StrictModel, TrainingConfig
 from .base import Artifact, Stage, StageContext
-from .crawl import corpus_files, corpus_texts
+from .corpus import corpus_files, corpus_texts
 
 ENGLISH = "eng_Latn"
 
@@ -98,7 +98,8 @@ class CPTConfig(TrainingConfig):
 
 class CPTStage(Stage):
     kind = "cpt"
-    version = "3"  # 2: document-aware packing, phases, adapters, embedding modes, curves, EMA; 3: bf16 autocast
+    version = "3"  # bump when the trained weights change for the same config: covers document-aware packing,
+    # phases, adapters, embedding modes, curves, EMA and bf16 autocast
     Config = CPTConfig
     requires = ("crawl",)
     produces_model = True
@@ -118,7 +119,7 @@ class CPTStage(Stage):
         import time
 
         from ..distributed import World
-        from ..modeling import peak_memory_mb, reset_peak_memory
+        from ..modeling import peak_memory_record, reset_peak_memory
         from ..train.ema import EMA
         from ..train.loop import LoopSettings, mixed_precision, precision_name, train
         from ..train.sharding import check_fsdp_support, full_state_dict, resolve_strategy
@@ -187,7 +188,7 @@ class CPTStage(Stage):
             "tokens": data.realised, "packing_efficiency": round(data.efficiency, 4),
             "final_loss": state["losses"][-1], "train_tokens": state["tokens"], "target_tokens": state["targets"],
             "tokens_per_second": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
-            "seconds": round(seconds, 2), "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
+            "seconds": round(seconds, 2), **peak_memory_record(ctx.device),
             "trainable_parameters": trained.trainable, "total_parameters": trained.total, "train": cfg.train,
             "embeddings": embeddings, "new_rows": len(new_ids), "quantized": quantized,
             "processes": world.size, "strategy": strategy, "document_isolation": isolated,

@@ -94,8 +94,8 @@ class FinetuneConfig(TrainingConfig):
 
 class FinetuneStage(Stage):
     kind = "finetune"
-    version = "5"  # 3: full and 4-bit (QLoRA) variants, training via workbench.train.trainable; 4: bf16 where native;
-    # 5: stats count the examples dropped (examples: the kept ones), a variant resumes from its checkpoints
+    version = "5"  # bump when the adapters or stats change for the same config: covers full and 4-bit variants,
+    # bf16 where native, the dropped-example counts and resuming inside a variant
     Config = FinetuneConfig
     key_exclude = frozenset({"checkpoint_every"})  # a resumed variant trains what an uninterrupted one trains
     produces_model = True

@@ -26,7 +26,10 @@ class EMA:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for name, param in model.named_parameters():
             if name in self.shadow:
-                self.shadow[name].lerp_(param.detach().float(), 1.0 - decay)
+                shadow = self.shadow[name]
+                if shadow.device != param.device:  # the model moved (or a shadow was restored elsewhere): follow it
+                    shadow = self.shadow[name] = shadow.to(param.device)
+                shadow.lerp_(param.detach().float(), 1.0 - decay)
 
     def on_step(self, step: int, model: torch.nn.Module, state: dict[str, Any]) -> None:
         """The training loop's callback hook: one update per optimizer step."""
@@ -51,5 +54,13 @@ class EMA:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a saved average onto the device of the weights it shadows: a checkpoint is read onto the CPU,
+        and an update mixing a CPU shadow with CUDA weights would fail (or crawl) after every resume."""
         self.decay, self.updates = state["decay"], state["updates"]
-        self.shadow = {n: v.clone() for n, v in state["shadow"].items()}
+        self.shadow = {n: v.to(self._device_of(n, v), dtype=torch.float32, copy=True)
+                       for n, v in state["shadow"].items()}
+
+    def _device_of(self, name: str, saved: torch.Tensor) -> torch.device:
+        """Where the shadow of ``name`` lives: beside its weight (the current shadow was made from it)."""
+        current = self.shadow.get(name)
+        return current.device if current is not None else saved.device
