@@ -3,6 +3,7 @@ background runs, the workspace sandbox and the exposure rules."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,21 +32,100 @@ def _items(n: int = 6) -> list[review.Item]:
             for i in range(n)]
 
 
+def _scores(adequacy: int = 4, invented: bool = False) -> dict:
+    return {"adequacy": adequacy, "fluency": 5, "orthography": 3, "invented": invented}
+
+
 def test_blind_order_is_per_reviewer_and_skips_rated_items(tmp_path: Path) -> None:
     items = _items()
     anna, bruno = review.blind_order(items, "Anna"), review.blind_order(items, "Bruno")
     assert sorted(i.key for i in anna) == sorted(i.key for i in items)
     assert anna == review.blind_order(items, " Anna ") and anna != bruno  # stable, and personal
     first = review.next_item(items, "Anna", [])
-    review.add_rating(tmp_path, review.rating_record(first, "Anna", {"adequacy": 4, "fluency": 5, "orthography": 3,
-                                                                     "invented": False}))
+    assert first == anna[0]
+    review.add_rating(tmp_path, review.rating_record(first, "Anna", _scores()))
     ratings = review.load_ratings(tmp_path)
     assert review.next_item(items, "Anna", ratings) == anna[1]
-    assert review.next_item(items, "Bruno", ratings) == bruno[0]
     with pytest.raises(DataError, match="adequacy: give a whole number from 1 to 5"):
-        review.rating_record(first, "Anna", {"adequacy": 7, "fluency": 5, "orthography": 3, "invented": False})
+        review.rating_record(first, "Anna", _scores(adequacy=7))
     with pytest.raises(DataError, match="reviewer"):
-        review.rating_record(first, "  ", {"adequacy": 3, "fluency": 5, "orthography": 3, "invented": False})
+        review.rating_record(first, "  ", _scores())
+
+
+def test_overlap_gives_every_item_k_independent_ratings(tmp_path: Path) -> None:
+    """Item 5: an item someone rated goes to the next reviewer first, until it has k ratings."""
+    items = _items(8)
+    for k in (2, 3):
+        ratings: list[dict] = []
+        reviewers = ["Anna", "Bruno", "Carla", "Dario"]
+        while True:  # reviewers take turns, one item each, until nobody has anything left
+            given = [(who, review.next_item(items, who, ratings, ratings_per_item=k)) for who in reviewers]
+            given = [(who, item) for who, item in given if item is not None]
+            if not given:
+                break
+            who, item = given[0]
+            ratings.append(review.rating_record(item, who, _scores()))
+            reviewers = reviewers[1:] + reviewers[:1]
+        counts = review.rating_counts(ratings)
+        assert all(counts[item.key] == k for item in items), counts  # k each, never more
+        progress = review.progress(items, "Anna", ratings, k)
+        assert progress["complete"] == progress["total"] == 8 and progress["ratings_per_item"] == k
+    # Bruno's first item is the one Anna has started, not one of his own order
+    started = review.next_item(items, "Anna", [])
+    assert review.next_item(items, "Bruno", [review.rating_record(started, "Anna", _scores())]) == started
+
+
+def test_item_ids_sent_to_the_browser_are_opaque(tmp_path: Path) -> None:
+    """Item 3: the browser sees an id that names neither system nor sentence; the mapping is on the server."""
+    items = _items()
+    mapping = review.by_opaque_id(tmp_path, items)
+    assert set(mapping.values()) == set(items)
+    for opaque, item in mapping.items():
+        assert len(opaque) == 16 and item.system not in opaque and "|" not in opaque
+    assert review.by_opaque_id(tmp_path, items) == mapping  # stable: the secret is stored once
+    assert oct((tmp_path / review.SECRET_FILE).stat().st_mode & 0o777) == "0o600"
+    other = tmp_path / "other"
+    other.mkdir()
+    assert set(review.by_opaque_id(other, items)) != set(mapping)  # another run, other ids
+
+
+def test_two_windows_of_one_reviewer_never_silently_replace_a_rating(tmp_path: Path) -> None:
+    """Item 4: the first save wins; a second window's save of the same item is refused with a notice;
+    editing the rating one opened on works."""
+    item = _items()[0]
+    first = review.save_rating(tmp_path, review.rating_record(item, "Anna", _scores(2)), based_on=None)
+    with pytest.raises(review.RatingConflict, match="already rated this output"):
+        review.save_rating(tmp_path, review.rating_record(item, "Anna", _scores(5)), based_on=None)
+    assert review.load_ratings(tmp_path)[0]["adequacy"] == 2
+    edited = review.save_rating(tmp_path, review.rating_record(item, "Anna", _scores(4)), based_on=first["time"])
+    with pytest.raises(review.RatingConflict):  # a window still showing the first version is refused too
+        review.save_rating(tmp_path, review.rating_record(item, "Anna", _scores(1)), based_on=first["time"])
+    (rating,) = review.load_ratings(tmp_path)
+    assert rating["adequacy"] == 4 and rating["time"] == edited["time"]
+    review.save_rating(tmp_path, review.rating_record(item, "Bruno", _scores(1)), based_on=None)  # others: own
+
+
+def test_review_settings_per_run(tmp_path: Path) -> None:
+    assert review.load_settings(tmp_path)["ratings_per_item"] == review.DEFAULT_RATINGS_PER_ITEM >= 2
+    review.save_settings(tmp_path, 3, "Rate the **meaning** first.")
+    assert review.load_settings(tmp_path) == {"ratings_per_item": 3, "guidelines": "Rate the **meaning** first."}
+    for bad in (1, 11, 2.5, None):
+        with pytest.raises(DataError, match="ratings per item"):
+            review.save_settings(tmp_path, bad, "")
+
+
+def test_exported_ratings_carry_the_texts_and_the_system(tmp_path: Path) -> None:
+    """Item 6: the owner's export: direction, item, source, reference, hypothesis, system, reviewer,
+    criteria, comment."""
+    items = _items()
+    review.add_rating(tmp_path, review.rating_record(items[1], "<img src=x>", _scores(5, True), "good, <b>"))
+    (row,) = review.export_rows(tmp_path, items)
+    assert tuple(row) == review.EXPORT_FIELDS
+    assert row["direction"] == "eng_Latn-srd_Latn" and row["system"] == "finetune/v1"
+    assert (row["source"], row["reference"], row["hypothesis"]) == ("src 1", "ref 1", "hyp 1")
+    assert row["reviewer"] == "<img src=x>" and row["comment"] == "good, <b>"  # raw data; the app escapes it
+    assert row["adequacy"] == 5 and row["invented"] is True
+    assert row["item"] == review.opaque_id(review.run_secret(tmp_path), items[1].key)
 
 
 def test_a_later_rating_replaces_the_earlier_one_and_torn_lines_are_skipped(tmp_path: Path) -> None:
@@ -110,6 +190,31 @@ def test_marks_are_added_to_every_crawl_stage_of_the_recipe(tmp_path: Path) -> N
         marks.mark_bad(run_root, {"text": " "}, reason="")
 
 
+def test_a_mark_can_be_taken_back_and_the_crawl_key_returns(tmp_path: Path) -> None:
+    """Item 2: unmarking rewrites the exclusion list without the mark and logs who took it back."""
+    from workbench.engine import build_steps
+    from workbench.recipe import load_recipe
+
+    from .conftest import tiny_recipe, write_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path / "tiny.yaml", tiny_recipe()))
+    run_root = tmp_path / "runs" / "tiny"
+    run_root.mkdir(parents=True)
+    unmarked_key = {s.id: s.key for s in build_steps(recipe)}["crawl"]
+    first = marks.mark_bad(run_root, {"text": "Unu.", "language": "srd_Latn"}, reason="boilerplate", reviewer="A")
+    second = marks.mark_bad(run_root, {"text": "Duos.", "language": "srd_Latn"}, reason="mt", reviewer="B")
+    assert first["id"] != second["id"]
+    marks.unmark(run_root, first["id"], reviewer="C")
+    assert [m["text"] for m in marks.load_marks(run_root)] == ["Duos."]
+    marks.unmark(run_root, marks.mark_id(second), reviewer="C")
+    assert not marks.marks_path(run_root).exists()
+    assert {s.id: s.key for s in build_steps(marks.with_marks(recipe, run_root))}["crawl"] == unmarked_key
+    removed = [json.loads(line) for line in (run_root / marks.REMOVED_FILE).read_text().splitlines()]
+    assert [r["mark"]["text"] for r in removed] == ["Unu.", "Duos."] and removed[0]["reviewer"] == "C"
+    with pytest.raises(DataError, match="no mark"):
+        marks.unmark(run_root, "nope")
+
+
 def test_segmentation_pieces_rebuild_the_text_and_mark_byte_fallbacks() -> None:
     tokenizer = AutoTokenizer.from_pretrained(STORIES)  # SentencePiece-style with byte fallback
     text = "Su sardu ሰላም"
@@ -142,6 +247,45 @@ def test_the_workspace_sandbox(tmp_path: Path) -> None:
     assert "larger than" in recipe_tab.upload(ctx, str(big))[1]
 
 
+def test_a_recipe_symlink_out_of_the_workspace_is_skipped_with_a_warning(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Item 12: listing recipes never follows a link out of the workspace (and does not crash)."""
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    (workspace / "recipes").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("name: x\n")
+    (workspace / "recipes" / "good.yaml").write_text("name: good\n")
+    (workspace / "recipes" / "escape.yaml").symlink_to(outside / "secret.yaml")
+    (workspace / "recipes" / "inside.yaml").symlink_to(workspace / "recipes" / "good.yaml")
+    ctx = AppContext.create(workspace)
+    with caplog.at_level("WARNING", logger="workbench.ui"):
+        assert ctx.recipe_files() == ["recipes/good.yaml", "recipes/inside.yaml"]
+    assert "escape.yaml" in caplog.text and "outside the workspace" in caplog.text
+    from workbench_ui.app import build_app
+
+    build_app(ctx)  # the app starts
+
+
+def test_workspace_means_the_run_store_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 13: ``workbench ui --workspace`` is the run store (as for ``workbench run``); the sandbox is
+    ``--root`` or the current directory, never widened to the run store's parent; one way to start."""
+    from click.testing import CliRunner
+
+    from workbench import cli
+
+    calls = []
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("workbench_ui.app.launch", lambda root, runs, **kw: calls.append((Path(root), Path(runs))))
+    assert runner.invoke(cli.cli, ["ui", "--workspace", "store"]).exit_code == 0
+    assert runner.invoke(cli.cli, ["ui", "--workspace", "p/runs", "--root", "p"]).exit_code == 0
+    assert calls == [(tmp_path, Path("store")), (Path("p"), Path("p/runs"))]
+    with pytest.raises(OutsideWorkspace, match="must be inside the project folder"):
+        AppContext.create(tmp_path / "project", tmp_path / "elsewhere" / "runs")
+    done = subprocess.run([sys.executable, "-m", "workbench_ui.app"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "workbench ui" in done.stderr
+
+
 def test_exposing_the_app_needs_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORKBENCH_UI_AUTH", raising=False)
     for kwargs in ({"host": "0.0.0.0"}, {"share": True}):
@@ -161,7 +305,8 @@ def test_a_served_app_with_credentials_asks_for_them(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "WORKBENCH_UI_AUTH": "anna:s3cret", "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen([sys.executable, "-m", "workbench.cli", "ui", "--workspace", str(tmp_path / "runs"),
-                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--port", str(port)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90

@@ -1,7 +1,9 @@
 """The workbench app for linguists: runs, recipes, corpora, tokens, scores, side-by-side outputs, review.
 
 Every tab reads the run store through the package's API (:class:`workbench.run.Run`, reviews, marks,
-the launcher) on each event; the app keeps no state of its own. Safety:
+the launcher) on each event; the app keeps no state of its own. Views stay true: each tab shows its
+run afresh when the page loads, when another run is picked and when the tab is opened. Start it with
+``workbench ui`` (the only way). Safety:
 
 - it binds 127.0.0.1; another host or a share link needs credentials (``--auth-file`` or
   ``$WORKBENCH_UI_AUTH``, ``user:password``), and refuses to start without them;
@@ -17,14 +19,13 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no network
 
-import argparse
 import ipaddress
+import sys
 from pathlib import Path
 
 import gradio as gr
 
 from workbench.errors import WorkbenchError
-from workbench.store import DEFAULT_WORKSPACE
 
 from .context import AppContext
 from .tabs import compare, corpus, export, recipe, review, runs, scores, tokenizer
@@ -49,14 +50,17 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             picker = gr.Dropdown(choices=ctx.run_names(), value=first, label="run", scale=4, elem_id="run-picker")
             reload = gr.Button("Reload runs", scale=1, elem_id="run-reload")
         for title, module in TABS:
-            with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}"):
-                module.build(ctx, picker)
+            with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}") as tab:
+                refresh = module.build(ctx, picker)
+            if refresh is not None:  # the tab shows its run afresh on load, on another run, on opening it
+                gr.on([app.load, picker.change, tab.select], refresh.fn, inputs=refresh.inputs,
+                      outputs=refresh.outputs, show_progress="hidden")
 
         def runs_list(selected: str | None) -> gr.Dropdown:
             names = ctx.run_names()
             return gr.Dropdown(choices=names, value=selected if selected in names else ctx.latest_run())
 
-        reload.click(runs_list, inputs=picker, outputs=picker)
+        gr.on([app.load, reload.click], runs_list, inputs=picker, outputs=picker, show_progress="hidden")
     return app
 
 
@@ -88,31 +92,17 @@ def launch(root: Path, runs: Path | None = None, *, host: str = DEFAULT_HOST, po
         raise ExposedWithoutCredentials(
             f"serving on {host if not share else 'a public share link'} needs credentials: pass --auth-file FILE "
             f"(lines user:password) or set {AUTH_ENV}=user:password")
-    ctx = AppContext.create(root, runs, max_upload_bytes=int(max_upload_mb * 1_000_000))
+    owner = login[0][0] if login else None  # with logins, the first user owns the runs (unblinds ratings)
+    ctx = AppContext.create(root, runs, max_upload_bytes=int(max_upload_mb * 1_000_000), owner=owner)
     ctx.exports_dir.mkdir(parents=True, exist_ok=True)
     build_app(ctx).launch(
         server_name=host, server_port=port, share=share, auth=login or None, ssr_mode=False, show_error=True,
         max_file_size=ctx.max_upload_bytes, allowed_paths=[str(ctx.exports_dir)],
-        blocked_paths=[str(p) for p in (ctx.root / ".workbench",) if p.exists()])
+        blocked_paths=[str(p) for p in (ctx.root / ".workbench",) if p.exists()], head=review.SHORTCUTS)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m workbench_ui.app [--runs runs] [--root .] [--host 127.0.0.1] [--port 7860]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=DEFAULT_WORKSPACE, help="the run store")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="the workspace folder the app may read and write (default: the run store's parent)")
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--share", action="store_true")
-    parser.add_argument("--auth-file", type=Path, default=None)
-    args = parser.parse_args(argv)
-    root = args.root or args.runs.resolve().parent
-    launch(root, args.runs, host=args.host, port=args.port, share=args.share, auth_file=args.auth_file)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # one way to start the app: the CLI
+    sys.exit("Start the app with `workbench ui` (see `workbench ui --help`).")
 
 
 __all__ = ["build_app", "credentials", "launch"]

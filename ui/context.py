@@ -4,13 +4,20 @@ The workspace is the project folder: ``runs/`` (the run store), ``recipes/``, ``
 adapters) and ``exports/`` (merged models, downloads). Every path that comes from the browser is
 resolved and must stay inside it (:meth:`AppContext.inside`); run names are accepted only if they
 name a run listed in the run store. The context is immutable: the app keeps no state of its own.
+
+Text that people type (reviewer names, comments, reasons) and text from the data (documents, outputs)
+is shown through :func:`escape` or in plain-text components, never as HTML or Markdown.
 """
 
 from __future__ import annotations
 
+import html
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.run import Run
@@ -19,6 +26,12 @@ from workbench.store import list_runs
 RECIPE_SUFFIXES = (".yaml", ".yml")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 UNREADABLE = (WorkbenchError, OSError, ValueError, KeyError, TypeError)
+log = logging.getLogger("workbench.ui")
+
+
+def escape(text: Any) -> str:
+    """``text`` safe inside HTML (gr.HTML): markup, links and entities shown as typed."""
+    return html.escape("" if text is None else str(text), quote=True)
 
 
 class OutsideWorkspace(WorkbenchError):
@@ -26,18 +39,34 @@ class OutsideWorkspace(WorkbenchError):
 
 
 @dataclass(frozen=True)
+class Refresh:
+    """How a tab shows its run afresh: ``fn(*inputs) -> outputs`` (the app wires it to load, run, tab)."""
+
+    fn: Callable[..., Any]
+    inputs: list[Any]
+    outputs: list[Any]
+
+
+@dataclass(frozen=True)
 class AppContext:
     root: Path  # the workspace folder: nothing outside it is read or written on a browser's request
     runs: Path  # the run store (``root/runs`` by default)
     max_upload_bytes: int = 1_000_000
+    owner: str | None = None  # with logins: the user who may unblind ratings and edit review settings
 
     @classmethod
-    def create(cls, root: Path, runs: Path | None = None, max_upload_bytes: int = 1_000_000) -> AppContext:
+    def create(cls, root: Path, runs: Path | None = None, max_upload_bytes: int = 1_000_000,
+               owner: str | None = None) -> AppContext:
         root = Path(root).resolve()
         runs = (Path(runs) if runs is not None else root / "runs").resolve()
         if not runs.is_relative_to(root):
-            raise OutsideWorkspace(f"the run store {runs} must be inside the workspace {root}")
-        return cls(root, runs, max_upload_bytes)
+            raise OutsideWorkspace(f"the run store {runs} must be inside the project folder {root} "
+                                   "(start the app from the project folder, or pass --root)")
+        return cls(root, runs, max_upload_bytes, owner)
+
+    def is_owner(self, username: str | None) -> bool:
+        """Without logins (loopback, one user) everyone is the owner; with logins, only :attr:`owner`."""
+        return self.owner is None or username == self.owner
 
     # -- paths ---------------------------------------------------------------------------------------------
     @property
@@ -75,12 +104,21 @@ class AppContext:
 
     # -- recipes -------------------------------------------------------------------------------------------
     def recipe_files(self) -> list[str]:
-        """Recipe files of the workspace (``recipes/`` and the top folder), relative to it."""
+        """Recipe files of the workspace (``recipes/`` and the top folder), relative to it.
+
+        A symlink that resolves outside the workspace is skipped with a warning (never followed).
+        """
         found = []
         for folder in (self.root, self.recipes_dir):
             if folder.is_dir():
                 found += [p for p in sorted(folder.iterdir()) if p.suffix in RECIPE_SUFFIXES and p.is_file()]
-        return [self.relative(p) for p in found]
+        names = []
+        for path in found:
+            if not path.resolve().is_relative_to(self.root):
+                log.warning("skipped recipe %s: it links outside the workspace (%s)", path, path.resolve())
+                continue
+            names.append(str(path.relative_to(self.root)))
+        return names
 
     def recipe_path(self, name: str) -> Path:
         """A recipe file given by the browser: inside the workspace and named ``*.yaml``/``*.yml``."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .errors import WorkbenchError, disk_full
+from .errors import WorkbenchError, disk_full, missing_dependency
 from .store import DEFAULT_WORKSPACE
 
 workspace_option = click.option(
@@ -63,13 +63,20 @@ def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None
     from rich.console import Console
     from rich.table import Table
 
+    from .engine import check_base_model, preflight
     from .engine import plan as make_plan
-    from .engine import preflight
+    from .errors import ModelSourceError
     from .recipe import load_recipe
     from .store import RunStore
 
     loaded = load_recipe(recipe)
-    warnings = preflight(loaded)  # the data and model source, checked now rather than hours into the run
+    warnings = preflight(loaded, check_model=False)  # the data, checked now rather than hours into the run
+    try:
+        check_base_model(loaded)
+    except ModelSourceError as err:  # the memory plan needs only the model's config (shipped for common bases)
+        if not (memory and _config_available(loaded.base.model)):
+            raise
+        warnings.append(f"{err}\n(a run would stop here; the memory plan goes on with the model's config alone)")
     table = Table(title=f"plan: {loaded.name} (workspace {workspace})")
     for column in ("step", "kind", "artifact key", "status"):
         table.add_column(column)
@@ -77,8 +84,8 @@ def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None
     for step, status in make_plan(loaded, RunStore(workspace, loaded.name)):
         table.add_row(step.id, step.kind, step.key[:16], f"[{colours[status]}]{status}[/]")
     console = Console()
-    if not console.is_terminal and console.width < 170:
-        console.width = 170
+    if not console.is_terminal and console.width < 200:
+        console.width = 200  # the memory plan's columns
     console.print(table)
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
@@ -86,35 +93,59 @@ def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None
         _print_memory_plan(loaded, gpu_memory, console)
 
 
+def _config_available(source: str) -> bool:
+    """Whether the memory plan can read ``source``'s config although the model itself is unavailable."""
+    from .errors import ModelSourceError
+    from .train.memory import load_config
+
+    try:
+        load_config(source)
+    except (ModelSourceError, OSError, ValueError):
+        return False
+    return True
+
+
 def _print_memory_plan(recipe: Any, gpu_memory: float, console: Any) -> None:
+    """One row per training run: every term of the estimate, the allocator peak, the CUDA context and the
+    device total that must fit in ``gpu_memory``."""
     from rich.table import Table
 
-    from .train.memory import estimate, load_config, model_shape, recipe_setups
+    from .train.memory import PART_LABELS, estimate, load_config, model_shape, recipe_setups
 
     setups = recipe_setups(recipe)
     if not setups:
         return
     config, origin = load_config(recipe.base.model)
     shape = model_shape(config)
+    estimates = [(name, setup, estimate(shape, setup)) for name, setup in setups]
+    always = ("weights", "adapter", "gradients", "optimizer", "activations", "logits")
+    terms = [k for k in PART_LABELS if k in always or any(k in e.parts for _, _, e in estimates)]
     table = Table(title=f"will it fit in {gpu_memory:g} GiB? {recipe.base.model} ({shape.params / 1e9:.2f}B "
                         f"parameters; config: {origin}); GiB")
-    columns = ("training run", "method", "r", "4-bit", "batch x length", "ckpt", "weights", "adapter", "grads",
-               "optimizer", "activations", "logits", "total", "fits")
+    columns = ("training run", "method", "r", "4-bit", "batch×len×accum", "ckpt",
+               *(PART_LABELS[k] for k in terms), "− overlap", "allocator peak", "CUDA context", "device total", "fits")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("training run", "method") else "right")
-    for name, setup in setups:
-        parts = estimate(shape, setup).gib()
-        fits = parts["total"] <= gpu_memory
-        table.add_row(name, setup.method, str(setup.r) if setup.method not in ("full", "embeddings") else "",
-                      "yes" if setup.quantize == "4bit" else "", f"{setup.batch_size} x {setup.seq_len}",
+        table.add_column(column, justify="left" if column in ("training run", "method") else "right",
+                         no_wrap=column in ("training run", "batch×len×accum"))
+    for name, setup, est in estimates:
+        parts = est.gib()
+        fits = est.fits(gpu_memory)
+        table.add_row(name, setup.method, str(setup.r) if setup.adapter else "",
+                      "yes" if setup.quantize == "4bit" else "",
+                      f"{setup.batch_size}×{setup.seq_len}×{setup.grad_accum}",
                       "yes" if setup.gradient_checkpointing else "",
-                      *(f"{parts.get(k, 0):.2f}" for k in ("weights", "adapter", "gradients", "optimizer",
-                                                          "activations", "logits")),
-                      f"{parts['total']:.2f}", "[green]yes[/]" if fits else "[red]no[/]")
+                      *(f"{parts[k]:.2f}" if k in parts else "" for k in terms),
+                      f"{-parts['overlap']:.2f}" if parts["overlap"] else "", f"{parts['allocator']:.2f}",
+                      f"{parts['context']:.2f}", f"{parts['total']:.2f}", "[green]yes[/]" if fits else "[red]no[/]")
     console.print(table)
-    console.print("estimates for a CUDA GPU with this package's training loop (fused loss; AdamW; adapters in "
-                  "fp32; full training in fp32); 0.6 GiB runtime overhead included; activations and gradients are not "
-                  "resident together, so the total counts the larger of the two")
+    console.print(
+        "estimates for a CUDA GPU with this package's training loop (fused loss; AdamW; adapters in fp32; full "
+        "training in fp32 weights, under bf16 autocast when the recipe's dtype is bfloat16). allocator peak: the "
+        "terms' sum less the overlap (with one micro-batch per step the backward pass frees activations as it fills "
+        "gradients, so only the larger counts; with accumulation both are resident), what "
+        "torch.cuda.max_memory_allocated reports; device total: that and the CUDA context, what the GPU must hold. "
+        "fp32 upcast: QLoRA's float32 embeddings and norms; ema: the EMA's fp32 copy of the trained weights; bf16 "
+        "cache: autocast's bf16 copies of the weights, kept for the backward pass", soft_wrap=False)
 
 
 @cli.command()
@@ -335,6 +366,10 @@ def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_
     confused = sorted(identifier.confusable - set(identifier.seed_languages))
     click.echo(f"general identifier: {identifier.describe()}; labels it gives seed lines (the seed model decides "
                f"those): {', '.join(confused) or 'seed languages only'}")
+    missing = identifier.confusion.missing_neighbours() if identifier.confusion is not None else {}
+    for code, labels in missing.items():
+        click.echo(f"warning: the general identifier calls many {code} lines {', '.join(labels)}, which have no "
+                   f"seed text: their text may be labelled {code}; add seed text for them", err=True)
 
 
 @cli.command("lid-eval")
@@ -431,21 +466,24 @@ def models() -> None:
 @cli.command()
 @workspace_option
 @click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The workspace folder the app may read and write: recipes/, adapters/, exports/ and the run "
-                   "store (default: the folder holding the run store).")
+              help="The project folder the app may read and write (its sandbox): recipes/, adapters/, exports/; "
+                   "the run store (--workspace) must be inside it. Default: the current directory.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Another host than loopback needs credentials (--auth-file or $WORKBENCH_UI_AUTH).")
 @click.option("--port", default=7860, show_default=True, type=int)
 @click.option("--share", is_flag=True, help="A public Gradio share link (needs credentials).")
 @click.option("--auth-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Credentials, one user:password per line.")
+              help="Credentials, one user:password per line; the first user owns the runs (unblinds ratings).")
 @click.option("--max-upload-mb", type=float, default=1.0, show_default=True)
 def ui(workspace: Path, root: Path | None, host: str, port: int, share: bool, auth_file: Path | None,
        max_upload_mb: float) -> None:
-    """Start the Gradio app on a workspace: runs, recipes, corpus, tokenizer, scores, compare, review, export."""
+    """Start the Gradio app: runs, recipes, corpus, tokenizer, scores, compare, review, export.
+
+    --workspace is the run store, as for every other command; --root is the project folder around it.
+    """
     from workbench_ui.app import launch
 
-    launch(root or workspace.resolve().parent, workspace, host=host, port=port, share=share, auth_file=auth_file,
+    launch(root or Path.cwd(), workspace, host=host, port=port, share=share, auth_file=auth_file,
            max_upload_mb=max_upload_mb)
 
 
@@ -466,6 +504,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except ImportError as err:  # an optional dependency a command needs (the crawl's fastwarc, say): name the extra
+        missing = missing_dependency("this command", err)
+        if missing is None:
+            raise
+        click.echo(f"error: {missing}", err=True)
+        sys.exit(missing.exit_code)
     except OSError as err:
         full = disk_full(err)
         if full is None:

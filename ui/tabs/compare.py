@@ -14,7 +14,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 
-from ..context import UNREADABLE, AppContext
+from ..context import UNREADABLE, AppContext, Refresh
 
 OUTPUT_COLUMNS = ["system", "output", "chrF++", "flags"]
 ORDERS = ("evaluation order", "most disagreement first")
@@ -107,7 +107,7 @@ def translate_typed(ctx: AppContext, name: str | None, direction: str | None, te
     return f"**typed source** ({src}): {text}\n\n(no reference: no chrF++)", pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
 
-def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
+def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
     codes = directions(ctx, run_picker.value)
     first = codes[0] if codes else None
     with gr.Row(equal_height=True):
@@ -124,14 +124,14 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
     def choices(name: str | None, code: str | None, how: str) -> Any:
         return gr.Dropdown(choices=sentence_choices(ctx, name, code, how), value=None)
 
-    def on_run(name: str | None) -> Any:
+    def on_run(name: str | None, chosen: str | None) -> Any:
         found = directions(ctx, name)
-        return gr.Dropdown(choices=found, value=found[0] if found else None)
+        return gr.Dropdown(choices=found, value=chosen if chosen in found else (found[0] if found else None))
 
-    run_picker.change(on_run, inputs=run_picker, outputs=direction)
     direction.change(choices, inputs=[run_picker, direction, order], outputs=sentence)
     order.change(choices, inputs=[run_picker, direction, order], outputs=sentence)
     sentence.change(lambda n, d, i: outputs(ctx, n, d, i), inputs=[run_picker, direction, sentence],
                     outputs=[header, table])
     go.click(lambda n, d, t: translate_typed(ctx, n, d, t), inputs=[run_picker, direction, typed],
              outputs=[header, table])
+    return Refresh(on_run, [run_picker, direction], [direction])

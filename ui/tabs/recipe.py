@@ -15,7 +15,7 @@ from workbench.errors import RecipeError, WorkbenchError
 from workbench.io import atomic_write_text
 from workbench.recipe import recipe_from_text
 
-from ..context import AppContext
+from ..context import AppContext, Refresh
 
 
 def validate(ctx: AppContext, name: str | None, text: str) -> tuple[bool, str]:
@@ -49,6 +49,8 @@ def open_recipe(ctx: AppContext, name: str | None) -> tuple[str, str]:
 
 def save(ctx: AppContext, name: str | None, text: str) -> str:
     """Write the recipe if it is valid (atomically); an invalid one is not saved."""
+    if not (name or "").strip():
+        return "Not saved: give the recipe a file name (e.g. `recipes/new.yaml`)."
     valid, message = validate(ctx, name, text)
     if not valid:
         return message + "\n\nNot saved: fix the problems first."
@@ -70,7 +72,7 @@ def upload(ctx: AppContext, file: Any) -> tuple[str, str]:
         return gr.skip(), "**Refused.** Not a UTF-8 text file."
 
 
-def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
+def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
     gr.Markdown("Edit a recipe: problems are listed with their field before anything runs. "
                 "Save writes only a valid recipe.")
     with gr.Row(equal_height=True):
@@ -89,3 +91,5 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
     write.click(lambda n, t: save(ctx, n, t), inputs=[name, editor], outputs=messages).then(
         lambda n: gr.Dropdown(choices=ctx.recipe_files(), value=n), inputs=name, outputs=name)
     uploader.upload(lambda f: upload(ctx, f), inputs=uploader, outputs=[editor, messages])
+    # the list only: a file name being typed is left alone
+    return Refresh(lambda: gr.update(choices=ctx.recipe_files()), [], [name])

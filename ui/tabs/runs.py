@@ -15,7 +15,7 @@ from workbench import launcher
 from workbench.errors import WorkbenchError
 from workbench.store import list_runs, short_key
 
-from ..context import UNREADABLE, AppContext
+from ..context import UNREADABLE, AppContext, Refresh
 
 FINISHED_STEP_STATUSES = frozenset({"ran", "cached", "base"})
 RUN_COLUMNS = ["name", "status", "stages finished", "last update"]
@@ -118,7 +118,7 @@ def show_command(ctx: AppContext, recipe: str | None) -> str:
     return f"cd {ctx.root} && " + launcher.shell_line(path.relative_to(ctx.root), ctx.runs.relative_to(ctx.root))
 
 
-def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
+def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
     gr.Markdown("Every run of this workspace. Start a recipe here (one at a time per machine); "
                 "a stopped run resumes from its last finished stage when started again.")
     runs_table = gr.Dataframe(value=runs_frame(ctx), label="runs", interactive=False, elem_id="runs-table")
@@ -156,8 +156,13 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
 
     outputs = [runs_table, summary, timeline, job, log]
     timer.tick(tick, inputs=run_picker, outputs=outputs, show_progress="hidden")
-    run_picker.change(follow, inputs=run_picker, outputs=outputs)
     start.click(lambda r: start_run(ctx, r), inputs=recipe, outputs=message).then(
         follow, inputs=run_picker, outputs=outputs)
     stop.click(lambda: launcher.stop(ctx.root), outputs=message).then(follow, inputs=run_picker, outputs=outputs)
     command.click(lambda r: show_command(ctx, r), inputs=recipe, outputs=command_line)
+
+    def refresh(name: str | None) -> tuple[Any, ...]:
+        """The tables, the job, and the recipes as they are now (one saved since the server started too)."""
+        return (*follow(name), gr.update(choices=ctx.recipe_files()))  # the choice made is left alone
+
+    return Refresh(refresh, [run_picker], [*outputs, recipe])

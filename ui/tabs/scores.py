@@ -14,7 +14,7 @@ import pandas as pd
 from workbench import review, scoreboard
 from workbench.run import plot_curves
 
-from ..context import UNREADABLE, AppContext
+from ..context import UNREADABLE, AppContext, Refresh
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -55,7 +55,7 @@ def human(ctx: AppContext, name: str | None) -> tuple[pd.DataFrame, pd.DataFrame
     return review.summary(ratings).round(2), review.agreement(ratings).round(3)
 
 
-def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
+def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
     with gr.Row(equal_height=True):
         kind = gr.Radio(list(KINDS), value="all", label="show", scale=4, elem_id="scores-kind")
         refresh = gr.Button("Refresh", scale=1, elem_id="scores-refresh")
@@ -76,6 +76,6 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
         return (table(ctx, name, which), *plots(ctx, name), *human(ctx, name))
 
     outputs = [board, lm_plot, curves_plot, mt_plot, human_table, agreement_table]
-    run_picker.change(update, inputs=[run_picker, kind], outputs=outputs)
     refresh.click(update, inputs=[run_picker, kind], outputs=outputs)
     kind.change(lambda n, k: table(ctx, n, k), inputs=[run_picker, kind], outputs=board)
+    return Refresh(update, [run_picker, kind], outputs)

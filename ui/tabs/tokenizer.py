@@ -15,7 +15,7 @@ import pandas as pd
 
 from workbench.tokenize.segmentation import counts, segment, to_html
 
-from ..context import UNREADABLE, AppContext
+from ..context import UNREADABLE, AppContext, Refresh
 
 MAX_SENTENCES = 30
 
@@ -95,7 +95,7 @@ def fertility(ctx: AppContext, name: str | None) -> pd.DataFrame:
     return frame.round(3)
 
 
-def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
+def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
     codes = languages(ctx, run_picker.value)
     first = codes[0] if codes else None
     options = sentences(ctx, run_picker.value, first)
@@ -113,13 +113,14 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> None:
     def on_language(name: str | None, code: str | None) -> Any:
         return gr.Dropdown(choices=sentences(ctx, name, code), value=None)
 
-    def on_run(name: str | None) -> tuple[Any, ...]:
+    def on_run(name: str | None, chosen: str | None) -> tuple[Any, ...]:
         choices = languages(ctx, name)
-        return gr.Dropdown(choices=choices, value=choices[0] if choices else None), fertility(ctx, name)
+        keep = chosen if chosen in choices else (choices[0] if choices else None)
+        return gr.Dropdown(choices=choices, value=keep), fertility(ctx, name)
 
-    run_picker.change(on_run, inputs=run_picker, outputs=[language, report])
     language.change(on_language, inputs=[run_picker, language], outputs=pick)
     pick.input(lambda s: s or "", inputs=pick, outputs=text).then(
         lambda n, t: segmentations(ctx, n, t), inputs=[run_picker, text], outputs=[pieces, stats])
     for trigger in (show.click, text.submit):
         trigger(lambda n, t: segmentations(ctx, n, t), inputs=[run_picker, text], outputs=[pieces, stats])
+    return Refresh(on_run, [run_picker, language], [language, report])
