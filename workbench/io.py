@@ -65,9 +65,14 @@ def file_fingerprint(path: Path) -> str:
     stat = path.stat()
     if stat.st_size > _FULL_HASH_LIMIT:
         return f"size={stat.st_size};mtime={stat.st_mtime_ns}"
+    return sha256_file(path)
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's whole content, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
 

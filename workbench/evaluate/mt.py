@@ -242,7 +242,7 @@ def translate_each(
     if not sources:
         return []
     style = prompt_style(tokenizer, prompt)
-    same_script = src.rsplit("_", 1)[-1] == tgt.rsplit("_", 1)[-1]
+    same_script = code_script(src) == code_script(tgt)
     lengths = length_model(tokenizer, exemplars if calibration is None else calibration,
                            same_script_texts=sources if same_script else (), max_new_tokens=max_new_tokens,
                            positions=_positions(model))

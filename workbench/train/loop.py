@@ -16,7 +16,6 @@ its sidecar is named in a warning and the previous one is used (the last two are
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -35,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..distributed import World
-from ..io import atomic_write_json
+from ..io import atomic_write_json, sha256_file
 from .loss import IGNORE, causal_lm_loss_sum
 from .sharding import (
     full_optimizer_state,
@@ -284,7 +283,7 @@ def _save(directory: Path, weights: dict[str, torch.Tensor], optimizer_state: di
         os.fsync(handle.fileno())
     os.replace(tmp, final)
     atomic_write_json(_sidecar(final), {"format": CHECKPOINT_FORMAT, "file": final.name, "step": state["step"],
-                                        "bytes": final.stat().st_size, "sha256": _sha256(final)})
+                                        "bytes": final.stat().st_size, "sha256": sha256_file(final)})
     _prune_checkpoints(directory, newest=state["step"])
 
 
@@ -308,14 +307,6 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
 
 def _sidecar(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -389,7 +380,7 @@ def _read_verified(path: Path) -> dict[str, Any]:
     size = path.stat().st_size
     if size != manifest.get("bytes"):
         raise CheckpointError(f"{size} bytes where {manifest.get('bytes')} were written: truncated or overwritten")
-    if _sha256(path) != manifest.get("sha256"):
+    if sha256_file(path) != manifest.get("sha256"):
         raise CheckpointError("its content does not match the sha256 written with it: damaged")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
