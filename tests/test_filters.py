@@ -413,7 +413,8 @@ def test_crawl_writes_a_data_card_with_drops_by_reason(tmp_path):
     card = json.loads((out / "card.json").read_text(encoding="utf-8"))
     kept = [json.loads(line) for line in (out / "srd_Latn.jsonl").read_text(encoding="utf-8").splitlines()]
     assert stats["dropped"]["near_duplicate"] == 1 and stats["dropped"]["excluded"] == 1
-    assert stats["dropped"]["quality:min_words"] == 1
+    # "Salude", one word: too little evidence for a rare target before the quality rules would see it
+    assert stats["dropped"]["weak_evidence"] + stats["dropped"].get("quality:min_words", 0) == 1
     assert card["languages"]["srd_Latn"]["docs"] == len(kept) == stats["languages"]["srd_Latn"]["docs"]
     assert sum(card["languages"]["srd_Latn"]["score_histogram"]["counts"]) == len(kept)
     samples = card["languages"]["srd_Latn"]["samples"]
@@ -485,7 +486,7 @@ def test_neighbours_without_seed_text_keep_their_own_label():
     """French and Portuguese are Sardinian's neighbours but have no seed text: the seed model cannot
     recognise them, so a confident general prediction stands (it used to be re-decided as Occitan)."""
     identifier = train_identifier(ROOT / "corpora" / "lid-seed")
-    assert "fra_Latn" not in identifier.seed_languages and "fra" in identifier.protected
+    assert "fra_Latn" not in identifier.seed_languages and "fra_Latn" in identifier.confusable
     assert identifier.predict("C'est une phrase française ordinaire sur la météo à Paris.")[0][0] == "fra_Latn"
     assert identifier.predict("Esta é uma frase portuguesa comum sobre o tempo em Lisboa.")[0][0] == "por_Latn"
     srd = flores("srd_Latn")

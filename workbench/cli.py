@@ -467,7 +467,8 @@ def models() -> None:
 @workspace_option
 @click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="The project folder the app may read and write (its sandbox): recipes/, adapters/, exports/; "
-                   "the run store (--workspace) must be inside it. Default: the current directory.")
+                   "the run store (--workspace) must be inside it. Default: the current directory, or the run "
+                   "store's parent folder when the run store is outside the current directory.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Another host than loopback needs credentials (--auth-file or $WORKBENCH_UI_AUTH).")
 @click.option("--port", default=7860, show_default=True, type=int)
@@ -483,8 +484,16 @@ def ui(workspace: Path, root: Path | None, host: str, port: int, share: bool, au
     """
     from workbench_ui.app import launch
 
-    launch(root or Path.cwd(), workspace, host=host, port=port, share=share, auth_file=auth_file,
-           max_upload_mb=max_upload_mb)
+    launch(root or default_project_folder(workspace), workspace, host=host, port=port, share=share,
+           auth_file=auth_file, max_upload_mb=max_upload_mb)
+
+
+def default_project_folder(workspace: Path) -> Path:
+    """The app's sandbox when --root is not given: the current directory if the run store is inside it, else the
+    folder holding the run store (the run store itself is never the sandbox: recipes/ and exports/ sit beside
+    it)."""
+    here, runs = Path.cwd().resolve(), Path(workspace).resolve()
+    return here if runs == here or here in runs.parents else runs.parent
 
 
 def _yes(flag: object) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .distributed import World
+from .errors import WorkbenchError
 from .io import stable_hash, tree_fingerprint
 from .recipe import Recipe, StageSpec
 from .stages import STAGES
@@ -246,7 +247,12 @@ def run_recipe(recipe: Recipe, workspace: Path, *, device: str | None = None, pr
     from .marks import with_marks
 
     store = RunStore(workspace, recipe.name)
-    for warning in preflight(recipe):
+    try:
+        warnings = preflight(recipe)
+    except WorkbenchError as err:  # recorded in the run's events like any failure, before any work
+        store.log_event("run_failed", error=f"{type(err).__name__}: {err}")
+        raise
+    for warning in warnings:
         echo(f"warning: {warning}")
     recipe = with_marks(recipe, store.root)  # documents marked bad in the app leave the next crawl
     world, device = init_from_launcher(device)

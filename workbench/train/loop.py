@@ -100,8 +100,11 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     strategy = resolve_strategy(settings.strategy, world.size)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     payload = _load_checkpoint(checkpoint_dir, log) if checkpoint_dir is not None else None
+    state = {"step": 0, "losses": [], "tokens": 0, "targets": 0, "seconds": 0.0}
     if payload is not None:
         _load_weights(model, payload["model"])
+    else:  # before sharding: a callback's forward pass on a sharded model would start FSDP below its root
+        _start_callbacks(callbacks, model, state)
     root = None
     if strategy == "fsdp":
         names = {id(p): n for n, p in model.named_parameters()}
@@ -111,12 +114,9 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     params = [p for g in groups for p in g["params"]]
     optimizer = _adamw(groups, settings)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, settings))
-    state = {"step": 0, "losses": [], "tokens": 0, "targets": 0, "seconds": 0.0}
     if payload is not None:
         state = _restore(payload, optimizer, scheduler, callbacks, root)
         log("resumed", from_step=state["step"], checkpoint=payload["name"], rejected=payload["rejected"])
-    else:
-        _start_callbacks(callbacks, model, state, root)
     loss_fn = root if root is not None else partial(causal_lm_loss_sum, model)
     device = next(model.parameters()).device
     model.train()
@@ -161,14 +161,13 @@ def train(model: torch.nn.Module, batch_for: Callable[[int, int], Batch], settin
     return state
 
 
-def _start_callbacks(callbacks: dict[str, Callback], model: torch.nn.Module, state: dict[str, Any],
-                     root: torch.nn.Module | None) -> None:
-    """``on_start`` of the callbacks that have one (a fresh run: a resumed one restores their state instead)."""
+def _start_callbacks(callbacks: dict[str, Callback], model: torch.nn.Module, state: dict[str, Any]) -> None:
+    """``on_start`` of the callbacks that have one, on the model before any sharding (a fresh run: a resumed one
+    restores their state instead)."""
     starters = [cb.on_start for cb in callbacks.values() if hasattr(cb, "on_start")]
+    for start in starters:
+        start(model, state)
     if starters:
-        with gathered(root) if root is not None else nullcontext():
-            for start in starters:
-                start(model, state)
         model.train()
 
 
