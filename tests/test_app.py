@@ -316,8 +316,17 @@ def _start_review(page, reviewer: str) -> str:
     _open(page, "Review")
     _fill(page, "rev-name", reviewer)
     page.locator("#rev-next").click()
-    _wait_for_text(page, "rev-progress", "you rated")
+    _wait_for_text(page, "rev-progress", f"{reviewer}: you rated")  # this reviewer's item, not the last one's
     return _wait_for_output(page)
+
+
+def _wait_for_value(page, elem_id: str, timeout: float = 30.0) -> str:
+    """The value of the input inside ``elem_id`` once it has one (a dropdown filled by a refresh)."""
+    deadline = time.monotonic() + timeout
+    while not (value := page.locator(f"#{elem_id} input").first.input_value()):
+        assert time.monotonic() < deadline, f"#{elem_id} stayed empty"
+        page.wait_for_timeout(200)
+    return value
 
 
 def _wait_for_output(page, other_than: str | None = None) -> str:
@@ -520,6 +529,7 @@ def test_marking_bad_needs_a_selection_a_confirmation_and_can_be_undone(page, ro
 
     run_root = root / "runs" / "tiny"
     _open(page, "Corpus")
+    _wait_for_value(page, "corpus-language")  # the page's first refresh has filled the languages
     page.locator("#corpus-search").click()
     _wait_for_text(page, "corpus-found", "documents match")
     page.locator("#corpus-mark").click()  # nothing selected: nothing is marked

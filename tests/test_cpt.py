@@ -426,12 +426,17 @@ def test_fsdp_on_two_processes_matches_one_and_resumes_after_sigkill(tmp_path: P
     assert double_curves["loss"] == pytest.approx(single_curves["loss"], rel=1e-4)
     for a, b in zip(single_curves["points"], double_curves["points"], strict=True):
         assert a["bpb"] == pytest.approx(b["bpb"], rel=1e-4)
-    models = [AutoModelForCausalLM.from_pretrained(next((tmp_path / run / "tiny" / "stages").glob("cpt-*")) / "model")
-              for run in ("one", "two")]
-    weights = [m.state_dict() for m in models]
+    stages = tmp_path / "one" / "tiny" / "stages"
+    start = AutoModelForCausalLM.from_pretrained(next(stages.glob("tokenizer-*")) / "model").state_dict()
+    weights = [AutoModelForCausalLM.from_pretrained(next((tmp_path / run / "tiny" / "stages").glob("cpt-*")) / "model")
+               .state_dict() for run in ("one", "two")]
     assert weights[0].keys() == weights[1].keys()
+    # The same update, up to summation order: Adam divides by sqrt(v), so rows whose gradients are tiny (new
+    # embedding rows seen once) amplify float noise to ~1e-4 absolute, but every tensor's difference stays
+    # under 1% of what training changed in it (a lost or doubled shard would be ~50-100%).
     for name, value in weights[0].items():
-        assert torch.allclose(value, weights[1][name], rtol=1e-3, atol=1e-5), name
+        change = (value - start[name]).norm()
+        assert (value - weights[1][name]).norm() <= 0.01 * change + 1e-6, name
 
 
 @pytest.mark.slow
