@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from workers import run_worker, serve_worker  # noqa: E402
+from workers import parse_or_serve, run_worker  # noqa: E402
 
 from workbench.modeling import resident_memory_mb  # noqa: E402
 
@@ -83,11 +83,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        serve_worker(args.worker, worker)
-        return
+    args = parse_or_serve(parser, worker)
     rows = []
     for method, quantize, gc in VARIANTS:
         spec = {"model": args.model, "method": method, "quantize": quantize, "gc": gc, "rank": args.rank,

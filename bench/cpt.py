@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from workers import run_worker, serve_worker  # noqa: E402
+from workers import parse_or_serve, run_worker  # noqa: E402
 
 from workbench.modeling import resident_memory_mb  # noqa: E402
 
@@ -165,11 +165,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=3, help="held-out documents per language")
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                         help="both runners: float32, or float32 weights under bf16 autocast (mixed precision)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        serve_worker(args.worker, worker)
-        return
+    args = parse_or_serve(parser, worker)
     rows = []
     for model in args.models.split(","):
         memory = model.startswith("gemma")

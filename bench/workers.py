@@ -9,6 +9,7 @@ fresh mapping), so timings come from workers run without it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -20,6 +21,17 @@ PREFIX = "RESULT "
 
 def serve_worker(spec_json: str, worker: Callable[[dict], dict]) -> None:
     print(PREFIX + json.dumps(worker(json.loads(spec_json))))
+
+
+def parse_or_serve(parser: argparse.ArgumentParser, worker: Callable[[dict], dict]) -> argparse.Namespace:
+    """A benchmark's parsed arguments; called as ``--worker SPEC`` (by :func:`run_worker`), it runs ``worker``
+    on the spec, prints its result and exits instead."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        serve_worker(args.worker, worker)
+        raise SystemExit(0)
+    return args
 
 
 def run_worker(script: str, spec: dict, label: str, *, live_peak: bool = False) -> dict:

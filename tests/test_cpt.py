@@ -3,8 +3,15 @@ embedding rows, EMA, curves, QLoRA."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -342,37 +349,51 @@ class _Record:
 
 
 def _cpt_result(workspace: Path) -> tuple[dict, dict]:
-    import json
 
     stage = next((workspace / "tiny" / "stages").glob("cpt-*"))
     return (json.loads((stage / "artifact.json").read_text())["stats"],
             json.loads((stage / "curves.json").read_text()))
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
-    """`workbench run` under a launcher (torchrun; `accelerate launch --multi_gpu` starts the same) with 2
-    gloo processes trains what one process trains on the same global batch."""
-    import os
-    import subprocess
-    import sys
-
+def _parallel_run(tmp_path: Path, processes: int, workspace: str, **cpt: Any) -> list[str]:
+    """The command that runs the tiny recipe's crawl, tokenizer and cpt (float32: exact, no bf16 rounding;
+    global batch 4 x 2 accumulation steps) on ``processes`` gloo processes; ``cpt`` adds settings."""
     from .conftest import tiny_recipe, write_recipe
 
-    recipe = tiny_recipe(eval={}, base={"model": str(STORIES), "dtype": "float32"})  # exact: no bf16 rounding
+    recipe = tiny_recipe(eval={}, base={"model": str(STORIES), "dtype": "float32"})
     recipe["stages"] = recipe["stages"][:3]
-    recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, eval_every=3)
-    path = write_recipe(tmp_path / "tiny.yaml", recipe)
-    run = ["-m", "workbench.cli", "run", str(path), "--device", "cpu", "--no-progress", "--workspace"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, *run, str(tmp_path / "one")], capture_output=True, text=True, env=env,
+    recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, eval_every=3, **cpt)
+    path = write_recipe(tmp_path / f"tiny-{workspace}.yaml", recipe)
+    run = ["-m", "workbench.cli", "run", str(path), "--device", "cpu", "--no-progress", "--workspace",
+           str(tmp_path / workspace)]
+    if processes == 1:
+        return [sys.executable, *run]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--standalone", *run]
+
+
+def _one_thread_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference for the data-parallel tests: the workspace of the tiny cpt run in one process."""
+
+    tmp_path = tmp_path_factory.mktemp("one-process")
+    one = subprocess.run(_parallel_run(tmp_path, 1, "one"), capture_output=True, text=True, env=_one_thread_env(),
                          timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--standalone", *run, str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    return tmp_path / "one"
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, one_process: Path) -> None:
+    """`workbench run` under a launcher (torchrun; `accelerate launch --multi_gpu` starts the same) with 2
+    gloo processes trains what one process trains on the same global batch."""
+    two = subprocess.run(_parallel_run(tmp_path, 2, "two"), capture_output=True, text=True, env=_one_thread_env(),
+                         timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
-    (single, single_curves), (double, double_curves) = _cpt_result(tmp_path / "one"), _cpt_result(tmp_path / "two")
+    (single, single_curves), (double, double_curves) = _cpt_result(one_process), _cpt_result(tmp_path / "two")
     assert single["processes"] == 1 and double["processes"] == 2
     assert double["steps"] == single["steps"] and double["train_tokens"] == single["train_tokens"]
     assert double["final_loss"] == pytest.approx(single["final_loss"], rel=1e-4)
@@ -382,31 +403,12 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_fsdp_on_two_processes_matches_one_and_resumes_after_sigkill(tmp_path: Path) -> None:
+def test_fsdp_on_two_processes_matches_one_and_resumes_after_sigkill(tmp_path: Path, one_process: Path) -> None:
     """`distributed: {strategy: fsdp}` on 2 gloo processes (torch FSDP2): killed after a checkpoint and
     started again, it trains the steps, losses, curves and final model of one process on the same global
     batch, and saves a plain model directory."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from .conftest import tiny_recipe, write_recipe
-
-    recipe = tiny_recipe(eval={}, base={"model": str(STORIES), "dtype": "float32"})  # exact: no bf16 rounding
-    recipe["stages"] = recipe["stages"][:3]
-    recipe["stages"][2]["cpt"].update(batch_size=4, grad_accum=2, eval_every=3, checkpoint_every=2,
-                                      distributed={"strategy": "fsdp"})
-    path = write_recipe(tmp_path / "tiny.yaml", recipe)
-    run = ["-m", "workbench.cli", "run", str(path), "--device", "cpu", "--no-progress", "--workspace"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, *run, str(tmp_path / "one")], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *run,
-           str(tmp_path / "two")]
+    env = _one_thread_env()
+    two = _parallel_run(tmp_path, 2, "two", checkpoint_every=2, distributed={"strategy": "fsdp"})
     proc = subprocess.Popen(two, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     events, deadline = tmp_path / "two" / "tiny" / "events.jsonl", time.time() + 600
@@ -420,16 +422,16 @@ def test_fsdp_on_two_processes_matches_one_and_resumes_after_sigkill(tmp_path: P
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = [json.loads(line) for line in events.read_text().splitlines() if '"resumed"' in line]
     assert resumed and resumed[-1]["from_step"] >= 2
-    (single, single_curves), (double, double_curves) = _cpt_result(tmp_path / "one"), _cpt_result(tmp_path / "two")
+    (single, single_curves), (double, double_curves) = _cpt_result(one_process), _cpt_result(tmp_path / "two")
     assert single["processes"] == 1 and double["processes"] == 2 and double["strategy"] == "fsdp"
     assert double["steps"] == single["steps"] and double["train_tokens"] == single["train_tokens"]
     assert double_curves["loss"] == pytest.approx(single_curves["loss"], rel=1e-4)
     for a, b in zip(single_curves["points"], double_curves["points"], strict=True):
         assert a["bpb"] == pytest.approx(b["bpb"], rel=1e-4)
-    stages = tmp_path / "one" / "tiny" / "stages"
+    stages = one_process / "tiny" / "stages"
     start = AutoModelForCausalLM.from_pretrained(next(stages.glob("tokenizer-*")) / "model").state_dict()
-    weights = [AutoModelForCausalLM.from_pretrained(next((tmp_path / run / "tiny" / "stages").glob("cpt-*")) / "model")
-               .state_dict() for run in ("one", "two")]
+    weights = [AutoModelForCausalLM.from_pretrained(next((workspace / "tiny" / "stages").glob("cpt-*")) / "model")
+               .state_dict() for workspace in (one_process, tmp_path / "two")]
     assert weights[0].keys() == weights[1].keys()
     # The same update, up to summation order: Adam divides by sqrt(v), so rows whose gradients are tiny (new
     # embedding rows seen once) amplify float noise to ~1e-4 absolute, but every tensor's difference stays
@@ -442,9 +444,6 @@ def test_fsdp_on_two_processes_matches_one_and_resumes_after_sigkill(tmp_path: P
 @pytest.mark.slow
 def test_fsdp_trains_a_lora_adapter_with_new_rows_like_one_process(tmp_path: Path) -> None:
     """peft under FSDP: LoRA plus trainable_token_indices rows, sharded with the blocks, merged and saved."""
-    import os
-    import subprocess
-    import sys
 
     from .conftest import tiny_recipe, write_recipe
 

@@ -6,11 +6,10 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from workbench.errors import DataError
 from workbench.evaluate import (
@@ -30,23 +29,17 @@ from workbench.evaluate.lm import encode_for_scoring
 from workbench.evaluate.scorer import rescore_directory, split_exemplars
 from workbench.recipe import EvalConfig, LMEvalConfig, MTEvalConfig
 
-FIXTURES = Path(__file__).parent / "fixtures"
-MODEL_DIR = FIXTURES / "stories260K"
+from .recipes import FIXTURES, STORIES
+
+MODEL_DIR = STORIES
 FLORES = FIXTURES / "flores200" / "dev"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """A 260K-parameter model runs far faster on one thread (and is not slowed by a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return AutoModelForCausalLM.from_pretrained(MODEL_DIR), AutoTokenizer.from_pretrained(MODEL_DIR)
+def lm(stories_lm):
+    return stories_lm
 
 
 @pytest.fixture(scope="module")

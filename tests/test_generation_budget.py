@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,21 +25,16 @@ from workbench.evaluate.prompts import translation_completion, translation_promp
 from workbench.evaluate.scorer import calibration_pairs, rescore_directory
 from workbench.recipe import EvalConfig, MTEvalConfig
 
-FIXTURES = Path(__file__).parent / "fixtures"
-MODEL_DIR = FIXTURES / "stories260K"
+from .recipes import FIXTURES, STORIES
+
+MODEL_DIR = STORIES
 FLORES = FIXTURES / "flores200" / "dev"
 SCRIPTS = FIXTURES / "flores200" / "scripts"  # 100 dev lines of many languages, line-aligned
 TARGETS = ("hin_Deva", "tha_Thai", "mya_Mymr", "amh_Ethi", "jpn_Jpan", "arb_Arab", "bod_Tibt", "vie_Latn",
            "srd_Latn")
 SCORED, HELD_OUT = slice(0, 80), slice(84, 100)  # budgets are measured on lines never scored
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

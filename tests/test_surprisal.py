@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer, pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from workbench.evaluate import read_lines
 from workbench.evaluate.surprisal import continuation_ids, encode_halves, parallel_surprisal, split_halves
 
-FIXTURES = Path(__file__).parent / "fixtures"
-MODEL_DIR = FIXTURES / "stories260K"
+from .recipes import FIXTURES, STORIES
+
+MODEL_DIR = STORIES
 FLORES = FIXTURES / "flores200" / "dev"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return AutoModelForCausalLM.from_pretrained(MODEL_DIR), AutoTokenizer.from_pretrained(MODEL_DIR)
+def lm(stories_lm):
+    return stories_lm
 
 
 @pytest.fixture(scope="module")

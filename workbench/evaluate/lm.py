@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -173,17 +174,7 @@ def total(scores: Sequence[LMScore], prefix_policy: str) -> LMScore:
     )
 
 
-def score_texts(
-    model,
-    tokenizer,
-    texts: Sequence[str],
-    *,
-    batch_size: int = 16,
-    max_length: int | None = None,
-    stride: int | None = None,
-    progress: bool = False,
-) -> LMScore:
-    """The summed :func:`score_each` of ``texts``: bits per byte of the set is Σ bits / Σ bytes."""
-    each = score_each(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, stride=stride,
-                      progress=progress)
-    return total(each, prefix_policy(tokenizer)[0])
+def score_texts(model, tokenizer, texts: Sequence[str], **options: Any) -> LMScore:
+    """The summed :func:`score_each` of ``texts`` (``options``: its ``batch_size``, ``max_length``, ``stride``,
+    ``progress``): bits per byte of the set is Σ bits / Σ bytes."""
+    return total(score_each(model, tokenizer, texts, **options), prefix_policy(tokenizer)[0])

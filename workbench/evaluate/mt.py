@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from sacrebleu.metrics import BLEU, CHRF
@@ -273,20 +274,7 @@ def translate_each(
     return results  # type: ignore[return-value]
 
 
-def translate(
-    model,
-    tokenizer,
-    sources: Sequence[str],
-    src: str,
-    tgt: str,
-    *,
-    exemplars: Sequence[tuple[str, str]] = (),
-    calibration: Sequence[tuple[str, str]] | None = None,
-    batch_size: int = 8,
-    max_new_tokens: int | None = None,
-    prompt: str = "auto",
-    progress: bool = False,
-) -> list[str]:
+def translate(model, tokenizer, sources: Sequence[str], src: str, tgt: str, **options: Any) -> list[str]:
     """Greedy few-shot translations of ``sources`` (``src`` -> ``tgt``), one line each, in input order.
 
     ``prompt``: ``auto`` (the chat template of an instruct model's tokenizer, else plain), ``plain`` or
@@ -294,11 +282,11 @@ def translate(
     sequence stops at its first newline, its EOS or its token budget, which follows the source's length in
     characters (:func:`length_model`, measured on ``calibration`` pairs, default the exemplars) and is at
     most ``max_new_tokens`` when given. A prompt that would not fit the model's positions with its budget
-    is cut from the left. A translation cut by its budget never ends in half a character.
+    is cut from the left. A translation cut by its budget never ends in half a character. ``options`` are
+    :func:`translate_each`'s keyword arguments (``exemplars``, ``calibration``, ``batch_size``,
+    ``max_new_tokens``, ``prompt``, ``progress``).
     """
-    return [t.text for t in translate_each(model, tokenizer, sources, src, tgt, exemplars=exemplars,
-                                           calibration=calibration, batch_size=batch_size,
-                                           max_new_tokens=max_new_tokens, prompt=prompt, progress=progress)]
+    return [t.text for t in translate_each(model, tokenizer, sources, src, tgt, **options)]
 
 
 def truncation_warning(direction: str, translations: Sequence[Translation]) -> str | None:
