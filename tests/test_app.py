@@ -197,7 +197,7 @@ def test_every_tab_shows_its_real_content(page, root: Path, screenshots: Path) -
 
     _open(page, "Scores")
     page.get_by_label("lm", exact=True).check()
-    board = _wait_for_text(page, "scores-table", "cpt")
+    board = _wait_for_kind(page, "cpt", other="chrf++")
     cpt_bpb = next(r["value"] for r in run.records() if r["stage"] == "cpt" and r.get("language") == "srd_Latn"
                    and r["metric"] == "bits_per_byte")
     assert f"{cpt_bpb:.3f}" in board
@@ -248,6 +248,169 @@ def test_a_comparison_shows_every_variants_output(page, root: Path) -> None:
         assert system in shown
         assert row["hypothesis"].strip()[:20] in shown, f"{system}'s output is not shown"
     assert "reference" in _text(page, "cmp-header")
+
+
+# -- scores (item 8) and compare (item 9) ---------------------------------------------------------------------
+GREEN, RED = "rgb(21, 128, 61)", "rgb(185, 28, 28)"
+
+
+def _percentile_bootstrap(metric, hypotheses: list[str], references: list[str]) -> tuple[float, float]:
+    """The interval computed another way: every resample rescored from its sentences with sacrebleu's public API."""
+    import numpy as np
+
+    n = len(hypotheses)
+    picks = np.random.default_rng(12345).integers(0, n, size=(1000, n))
+    scores = [metric.corpus_score([hypotheses[i] for i in pick], [[references[i] for i in pick]]).score
+              for pick in picks]
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _wait_for_kind(page, needle: str, other: str) -> str:
+    """The scores table once it shows the kind chosen: ``needle`` of it, and not ``other`` of another kind (the
+    table of all kinds is taller than the window, so only its first rows are drawn)."""
+    deadline = time.monotonic() + 30
+    while not (needle in (board := _text(page, "scores-table")) and other not in board):
+        assert time.monotonic() < deadline, f"#scores-table never showed {needle!r} alone:\n{board}"
+        page.wait_for_timeout(250)
+    return board
+
+
+def test_scores_show_intervals_colours_the_floor_and_the_tokenizer_note(page, root: Path) -> None:
+    """Item 8: chrF++/BLEU with n and a 95% bootstrap interval that contains the score and equals an independent
+    computation; cells coloured better/worse than base as in the terminal; token perplexity's note; the floor a
+    dashed line per language, not a stage."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    from workbench import scoreboard
+    from workbench.evaluate.mt import bleu_tokenizer
+    from workbench.run import load_run
+    from workbench_ui.tabs import scores as scores_tab
+
+    run = load_run(root / "runs" / "tiny")
+    board = run.records()
+    _open(page, "Scores")
+    page.get_by_label("mt", exact=True).check()
+    shown = _wait_for_kind(page, "95% CI", other="bits_per_byte")
+    mt = {(scoreboard.row_label(r), r["metric"]): r for r in board if r["kind"] == "mt" and r["value"] is not None}
+    base_chrf = mt[("base", "chrf++")]["value"]
+    independent = {("base", "chrf++"), ("base", "bleu"), (run.systems()[-1], "chrf++")}  # each 1000 rescorings
+    for system in run.systems():
+        rows = sorted((r for r in _stored(root, system) if r["direction"] == DIRECTION), key=lambda r: r["index"])
+        hypotheses, references = [r["hypothesis"] for r in rows], [r["reference"] for r in rows]
+        metrics = {"chrf++": CHRF(word_order=2), "bleu": BLEU(tokenize=bleu_tokenizer(DIRECTION.split("-")[1]))}
+        for name, metric in metrics.items():
+            record = mt[(system, name)]
+            low, high = scores_tab.bootstrap_interval(metric, hypotheses, references)
+            assert low <= record["value"] <= high, (system, name)
+            assert f"95% CI {low:.2f}–{high:.2f} · n={record['n']}" in shown and record["n"] == len(rows)
+            if (system, name) in independent:
+                again = _percentile_bootstrap(metric, hypotheses, references)
+                assert abs(again[0] - low) < 1e-9 and abs(again[1] - high) < 1e-9, (system, name)
+                independent.remove((system, name))
+        if system != "base":  # green where better than base, red where worse (chrF++: higher is better)
+            delta = mt[(system, "chrf++")]["value"] - base_chrf
+            cell = page.locator('#scores-table [role="gridcell"]',
+                                has_text=f"{mt[(system, 'chrf++')]['value']:.2f} ({delta:+.2f})").first
+            assert cell.evaluate("e => getComputedStyle(e).color") == (GREEN if delta > 0 else RED), system
+    assert not independent
+
+    page.get_by_label("lm", exact=True).check()
+    assert "token_perplexity (depends on the tokenizer)" in _wait_for_kind(page, "depends on the", other="95% CI")
+    assert "token_perplexity depends on the tokenizer" in _text(page, "scores-notes")
+    assert page.locator("#scores-lm-plot img").count() == 1
+    figure = scores_tab.plot_lm(board)  # what the tab draws
+    axes = figure.axes[0]
+    assert [t.get_text() for t in axes.get_xticklabels()] == [s for s in run.systems()]  # no "floor" stage
+    colours = {line.get_label(): line.get_color() for line in axes.get_lines()}
+    floors = [r for r in board if r["stage"] == "floor" and r["metric"] == "bits_per_byte"]
+    assert floors
+    for record in floors:
+        (line,) = [ln for ln in axes.get_lines() if ln.get_label().startswith(f"{record['language']} floor")]
+        assert line.get_linestyle() == "--" and list(line.get_ydata()) == [record["value"]] * 2
+        assert line.get_color() == colours[record["language"]]
+
+
+def test_compare_fits_the_window_wraps_and_diffs_against_the_reference(page, root: Path) -> None:
+    """Item 9: in a 1400 px window the metric and flag columns are visible without scrolling sideways, long
+    outputs wrap, and each output is shown against the reference word by word (escaped)."""
+    from workbench_ui.tabs.compare import diff_html
+
+    _open(page, "Compare")
+    _choose(page, "cmp-sentence", "#2 ")
+    _wait_for_text(page, "cmp-outputs", "finetune/dora-r4")
+    for header in ("chrF++", "flags"):
+        box = page.locator("#cmp-outputs th", has_text=header).first.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1400, (header, box)
+    widths = page.locator("#cmp-outputs .virtual-table-viewport").evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], f"the table scrolls sideways: {widths}"
+    outputs = page.locator('#cmp-outputs [role="gridcell"]:nth-child(2) span')  # the output column's texts
+    assert outputs.count() == len(_stored_systems(root))
+    for i in range(outputs.count()):  # long outputs wrap inside their cell
+        wraps, width, room = outputs.nth(i).evaluate("e => [getComputedStyle(e).whiteSpace, e.scrollWidth,"
+                                                     " e.parentElement.clientWidth]")
+        assert wraps in ("normal", "pre-wrap", "pre-line", "break-spaces") and width <= room
+
+    _wait_for_text(page, "cmp-diff", "finetune/dora-r4")
+    rows = page.locator("#cmp-diff .wb-diff-row")
+    assert rows.count() == len(_stored_systems(root))
+    for i in range(rows.count()):  # without the struck words a row is the output; without the added ones, the reference
+        system, output, reference = rows.nth(i).evaluate(
+            "e => { const text = (drop) => { const c = e.cloneNode(true); c.querySelectorAll(drop).forEach("
+            "d => d.remove()); return c.textContent.split(/: (.*)/s)[1]; };"
+            " return [e.querySelector('b').textContent, text('del'), text('ins')]; }")
+        row = next(r for r in _stored(root, system) if r["index"] == 2)
+        assert output == row["hypothesis"]
+        assert "".join(reference.split()) == "".join(row["reference"].split())
+    assert page.locator("#cmp-diff del").count() > 0
+    escaped = diff_html("<img src=x> su sardu", "<img src=x> su sardu <b>")
+    assert "<img" not in escaped and "<b>" not in escaped and "&lt;b&gt;" in escaped
+
+
+def _stored_systems(root: Path) -> list[str]:
+    from workbench.run import load_run
+
+    return load_run(root / "runs" / "tiny").systems()
+
+
+def _typed_translation(page, text: str, *, done: str, timeout: float = 30.0) -> str:
+    """Type ``text``, translate it with every model and wait until the header says ``done`` about this text."""
+    _fill(page, "cmp-typed", text)
+    page.locator("#cmp-translate").click()
+    deadline = time.monotonic() + timeout
+    while True:
+        header = _text(page, "cmp-header")
+        if text in header and done in header:
+            return header
+        assert time.monotonic() < deadline, f"#cmp-header never showed {done!r} for {text!r}:\n{header}"
+        page.wait_for_timeout(250)
+
+
+def test_translating_with_every_model_reuses_loaded_models_and_cancel_stops_it(page, root: Path) -> None:
+    """Item 9: a second "translate with every model" loads nothing again; Cancel stops the server's work between
+    two models, and no output follows."""
+    import re
+
+    total = len(_stored_systems(root))
+    _open(page, "Compare")
+    first = _typed_translation(page, "<i>The cat</i> sits on the mat.", done=f"{total} of {total} models",
+                               timeout=300)
+    assert page.locator("#cmp-header i").count() == 0  # typed text is shown as typed
+    loaded, reused = map(int, re.search(r"(\d+) loaded now, (\d+) already in memory", first).groups())
+    assert loaded + reused == total
+    second = _typed_translation(page, "The dog sleeps under the table.", done=f"{total} of {total} models",
+                                timeout=120)
+    assert f"0 loaded now, {total} already in memory" in second
+    table = _text(page, "cmp-outputs")
+    assert all(system in table for system in _stored_systems(root))
+
+    _typed_translation(page, " ".join(["A long sentence about the sea, the mountains and the island."] * 3),
+                       done="translating:", timeout=120)
+    page.locator("#cmp-cancel").click()
+    stopped = _wait_for_text(page, "cmp-header", "Cancelled", timeout=120)  # said once the work has stopped
+    done = int(re.search(r"stopped after (\d+) of (\d+) models", stopped).group(1))
+    assert 1 <= done < total
+    assert page.locator("#cmp-outputs .virtual-row").count() <= done
 
 
 def test_the_recipe_tab_rejects_an_invalid_recipe_naming_the_field(page, root: Path) -> None:
@@ -572,8 +735,8 @@ def test_marking_bad_needs_a_selection_a_confirmation_and_can_be_undone(page, ro
 
 
 def test_views_stay_true_without_restarting_the_server(page, root: Path) -> None:
-    """Item 7/11: a recipe saved in the app is offered by Runs at once; after a reload Scores shows the
-    ratings saved meanwhile."""
+    """Item 7/11: a recipe saved in the app is offered by Runs at once; an open Scores tab shows ratings saved
+    meanwhile by itself, and so does it after a reload."""
     from workbench import review
 
     _open(page, "Recipe")
@@ -589,18 +752,100 @@ def test_views_stay_true_without_restarting_the_server(page, root: Path) -> None
 
     _open(page, "Scores")
     item = next(i for i in _items(root) if i.system == "base")
-    record = review.rating_record(item, "Offline Reviewer", {"adequacy": 1, "fluency": 1, "orthography": 1,
-                                                              "invented": False})
-    review.save_rating(root / "runs" / "tiny", record, based_on=None)
-    after = review.summary(_ratings(root)).set_index(["system", "direction"])
-    expected = int(after.loc[("base", item.direction), "ratings"])
+    for reviewer in ("Offline Reviewer", "Second Offline Reviewer"):  # the second is shown by the tab's own timer
+        record = review.rating_record(item, reviewer, {"adequacy": 1, "fluency": 1, "orthography": 1,
+                                                       "invented": False})
+        review.save_rating(root / "runs" / "tiny", record, based_on=None)
+        after = review.summary(_ratings(root)).set_index(["system", "direction"])
+        expected = int(after.loc[("base", item.direction), "ratings"])
+        _wait_for_base_ratings(page, expected)  # the open tab follows the run's files by itself
     page.reload()
     page.wait_for_selector("#run-picker")
     _open(page, "Scores")
+    _wait_for_base_ratings(page, expected)
+
+
+def _wait_for_base_ratings(page, expected: int) -> None:
     deadline = time.monotonic() + 30
     while True:
         cells = [c.strip() for c in _text(page, "scores-human").splitlines() if c.strip()]
         if "base" in cells and cells[cells.index("base") + 2] == str(expected):  # system, direction, ratings
-            break
+            return
         assert time.monotonic() < deadline, f"Scores did not show {expected} ratings of base: {cells}"
         page.wait_for_timeout(300)
+
+
+# -- a stopped run (items 7 and 11); last: the run it makes becomes the newest, which pages then open --------
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """``{pid: (parent pid, process group, state)}`` of every process, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return found
+
+
+def _events(run_root: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_root / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_stop_leaves_no_process_and_the_interrupted_run_shows_only_its_own_scores(page, root: Path) -> None:
+    """Item 11: Stop ends the run's process group and reaps it (no process of it left, no zombie child of the
+    app). Item 7: the new run appears by itself; stopped, it reads "interrupted" in Runs and Scores, which show
+    the scores of the steps this attempt finished, never the earlier attempt's numbers of the steps it did not."""
+    import yaml
+
+    from workbench import launcher, scoreboard
+    from workbench.run import load_run
+
+    copy = root / "runs" / "tiny-stop"
+    staging = root / "tiny-stop-staging"
+    shutil.copytree(root / "runs" / "tiny", staging, ignore=shutil.ignore_patterns(".lock", "*.jsonl.lock"))
+    staging.rename(copy)  # a finished run under another name, arriving at once
+    assert "tiny-stop" in _wait_for_text(page, "runs-table", "tiny-stop")  # the list follows the store by itself
+    stale = {(scoreboard.row_label(r), r["metric"], scoreboard.column_label(r)): r["value"]
+             for r in load_run(copy).records() if r["kind"] == "lm"}
+    recipe = yaml.safe_load((root / "recipes" / "tiny.yaml").read_text())
+    recipe["name"] = "tiny-stop"
+    recipe["stages"][2]["cpt"]["lr"] = 2e-3  # cpt and what follows run again; what precedes it is cached
+    write_recipe(root / "recipes" / "tiny-stop.yaml", recipe)
+
+    _open(page, "Recipe")
+    _open(page, "Runs")  # opening the tab offers the recipe saved meanwhile
+    _choose(page, "runs-recipe", "recipes/tiny-stop.yaml")
+    earlier = len(_events(copy))  # the copied run's own events, its cpt step's included
+    page.locator("#runs-start").click()
+    _wait_for_text(page, "runs-message", "Started")
+    job = launcher.current(root)
+    deadline = time.monotonic() + 180
+    while not any(e["event"] == "step_started" and e.get("step") == "cpt" for e in _events(copy)[earlier:]):
+        assert job.alive(), (Path(job.log).read_text()[-3000:])
+        assert time.monotonic() < deadline, "the run never started its cpt stage"
+        time.sleep(0.2)
+    assert _processes().get(job.pid, (0, 0, "Z"))[2] != "Z"
+    page.locator("#runs-stop").click()
+    assert "stopped" in _wait_for_text(page, "runs-message", "stopped", timeout=60)
+    processes = _processes()
+    left = [pid for pid, (_, group, _) in processes.items() if group == job.pid]
+    assert not left, f"processes of the stopped run remain: {left}"
+    (server,) = [pid for pid, (parent, _, _) in processes.items() if parent == os.getpid()
+                 and "workbench.cli" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+    children = {pid: state for pid, (parent, _, state) in processes.items() if parent == server}
+    assert job.pid not in children and "Z" not in children.values(), f"the app's children: {children}"
+
+    assert "interrupted" in _wait_for_text(page, "runs-table", "interrupted")
+    _choose(page, "run-picker", "tiny-stop")
+    assert "in step cpt" in _wait_for_text(page, "run-summary", "interrupted")
+    _open(page, "Scores")
+    page.get_by_label("lm", exact=True).check()
+    status = _wait_for_text(page, "scores-status", "interrupted")
+    assert "in step cpt" in status and "not shown" in status
+    board = _wait_for_kind(page, "bits_per_byte", other="documents")
+    rows = page.locator('#scores-table .virtual-row [role="gridcell"]:first-child')
+    stages = {rows.nth(i).inner_text().strip() for i in range(rows.count())}
+    assert "base" in stages and "tokenizer" in stages  # what this attempt finished (cached) is shown
+    assert not stages & {"cpt", "finetune"}, f"an earlier attempt's numbers are shown: {stages}"
+    assert f"{stale[('base', 'bits_per_byte', 'srd_Latn')]:.3f}" in board

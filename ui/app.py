@@ -1,8 +1,10 @@
 """The workbench app for linguists: runs, recipes, corpora, tokens, scores, side-by-side outputs, review.
 
 Every tab reads the run store through the package's API (:class:`workbench.run.Run`, reviews, marks,
-the launcher) on each event; the app keeps no state of its own. Views stay true: each tab shows its
-run afresh when the page loads, when another run is picked and when the tab is opened. Start it with
+the launcher) on each event; the app keeps no state of its own (only loaded models, kept for the next
+translation). Views stay true: each tab shows its run afresh when the page loads, when another run is
+picked and when the tab is opened; the run picker, the Runs tab and the Scores tab also follow the run
+store by themselves while the page is open (a timer that sends something only when it changed). Start it with
 ``workbench ui`` (the only way). Safety:
 
 - it binds 127.0.0.1; another host or a share link needs credentials (``--auth-file`` or
@@ -22,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import ipaddress
 import sys
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -32,6 +35,7 @@ from .tabs import compare, corpus, export, recipe, review, runs, scores, tokeniz
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+RUNS_REFRESH_SECONDS = 5.0  # how often the run picker looks for runs added or removed
 AUTH_ENV = "WORKBENCH_UI_AUTH"
 TABS = (("Runs", runs), ("Recipe", recipe), ("Corpus", corpus), ("Tokenizer", tokenizer), ("Scores", scores),
         ("Compare", compare), ("Review", review), ("Export", export))
@@ -54,13 +58,23 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 refresh = module.build(ctx, picker)
             if refresh is not None:  # the tab shows its run afresh on load, on another run, on opening it
                 gr.on([app.load, picker.change, tab.select], refresh.fn, inputs=refresh.inputs,
-                      outputs=refresh.outputs, show_progress="hidden")
+                      outputs=refresh.outputs, show_progress="hidden", concurrency_id=refresh.queue)
 
-        def runs_list(selected: str | None) -> gr.Dropdown:
+        known = gr.State([])  # the run names this page's picker offers
+        timer = gr.Timer(RUNS_REFRESH_SECONDS)
+
+        def runs_list(selected: str | None) -> tuple[gr.Dropdown, list[str]]:
             names = ctx.run_names()
-            return gr.Dropdown(choices=names, value=selected if selected in names else ctx.latest_run())
+            return gr.Dropdown(choices=names, value=selected if selected in names else ctx.latest_run()), names
 
-        gr.on([app.load, reload.click], runs_list, inputs=picker, outputs=picker, show_progress="hidden")
+        def runs_list_if_changed(selected: str | None, offered: list[str]) -> tuple[Any, Any]:
+            """The picker follows the run store by itself: a new run appears, a deleted one goes."""
+            if ctx.run_names() == offered:
+                return gr.skip(), gr.skip()
+            return runs_list(selected)
+
+        gr.on([app.load, reload.click], runs_list, inputs=picker, outputs=[picker, known], show_progress="hidden")
+        timer.tick(runs_list_if_changed, inputs=[picker, known], outputs=[picker, known], show_progress="hidden")
     return app
 
 

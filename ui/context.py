@@ -3,7 +3,9 @@
 The workspace is the project folder: ``runs/`` (the run store), ``recipes/``, ``adapters/`` (published
 adapters) and ``exports/`` (merged models, downloads). Every path that comes from the browser is
 resolved and must stay inside it (:meth:`AppContext.inside`); run names are accepted only if they
-name a run listed in the run store. The context is immutable: the app keeps no state of its own.
+name a run listed in the run store. The context keeps no state of the runs: besides the paths it holds
+only the models loaded for translation (kept for the next call) and the translations running now (to
+cancel them).
 
 Text that people type (reviewer names, comments, reasons) and text from the data (documents, outputs)
 is shown through :func:`escape` or in plain-text components, never as HTML or Markdown.
@@ -15,15 +17,19 @@ import html
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.run import Run
-from workbench.store import list_runs
+from workbench.store import adapters_home, list_runs
+
+from .models import Jobs, ModelCache
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
+RECIPES_DIR = "recipes"  # the project folder's recipes, runnable from the app
+EXPORTS_DIR = "exports"  # the only folder the app serves files from
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 UNREADABLE = (WorkbenchError, OSError, ValueError, KeyError, TypeError)
 log = logging.getLogger("workbench.ui")
@@ -45,6 +51,7 @@ class Refresh:
     fn: Callable[..., Any]
     inputs: list[Any]
     outputs: list[Any]
+    queue: str | None = None  # events of the tab that write the same outputs share it: they run in trigger order
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class AppContext:
     runs: Path  # the run store (``root/runs`` by default)
     max_upload_bytes: int = 1_000_000
     owner: str | None = None  # with logins: the user who may unblind ratings and edit review settings
+    models: ModelCache = field(default_factory=ModelCache, compare=False, repr=False)  # kept between translations
+    jobs: Jobs = field(default_factory=Jobs, compare=False, repr=False)  # translations running, per session
 
     @classmethod
     def create(cls, root: Path, runs: Path | None = None, max_upload_bytes: int = 1_000_000,
@@ -71,15 +80,16 @@ class AppContext:
     # -- paths ---------------------------------------------------------------------------------------------
     @property
     def recipes_dir(self) -> Path:
-        return self.root / "recipes"
+        return self.root / RECIPES_DIR
 
     @property
     def adapters_dir(self) -> Path:
-        return self.root / "adapters"
+        """Where the engine publishes the adapters of this run store's runs."""
+        return adapters_home(self.runs)
 
     @property
     def exports_dir(self) -> Path:
-        return self.root / "exports"
+        return self.root / EXPORTS_DIR
 
     def inside(self, path: str | Path) -> Path:
         """``path`` (relative paths from the workspace) resolved; :class:`OutsideWorkspace` if it leaves it."""

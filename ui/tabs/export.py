@@ -20,6 +20,7 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 from workbench.languages import language_name
 
+from ..attempt import latest_attempt
 from ..context import UNREADABLE, AppContext, Refresh
 
 
@@ -104,11 +105,12 @@ def _scores(run: Any, variant: str) -> str:
 
 
 def scoreboard_csv(ctx: AppContext, name: str | None) -> str | None:
+    """The scores of the run's latest attempt as CSV (an unfinished run: only what it measured)."""
     run = ctx.run(name)
     if run is None:
         return None
     path = ctx.exports_dir / f"{run.name}-scoreboard.csv"
-    atomic_write_text(path, scoreboard.to_csv(run.records()))
+    atomic_write_text(path, scoreboard.to_csv(latest_attempt(run).records))
     return str(path)
 
 

@@ -1,8 +1,16 @@
-"""Runs: every run with its status and stage timeline; start a recipe in the background, stop it, follow it."""
+"""Runs: every run with its status and stage timeline; start a recipe in the background, stop it, follow it.
+
+The list follows the run store by itself (a run started from a terminal appears, a killed one turns
+"interrupted"). Stop ends the run's whole process group and reaps the process this app started, so no
+zombie stays behind; a run that ends by itself is reaped on the next tick.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +23,9 @@ from workbench import launcher
 from workbench.errors import WorkbenchError
 from workbench.store import list_runs, short_key
 
+from ..attempt import FINISHED_STEP_STATUSES, latest_attempt
 from ..context import UNREADABLE, AppContext, Refresh
 
-FINISHED_STEP_STATUSES = frozenset({"ran", "cached", "base"})
 RUN_COLUMNS = ["name", "status", "stages finished", "last update"]
 TIMELINE_COLUMNS = ["step", "kind", "key", "status", "seconds"]
 
@@ -75,6 +83,9 @@ def describe(ctx: AppContext, name: str | None) -> str:
     versions = manifest.get("versions") or {}
     lines = [f"### {run.name}", f"status **{run.status()}** · device `{manifest.get('device', '?')}`"
              f" · seed `{manifest.get('seed', '?')}`"]
+    banner = latest_attempt(run).banner()
+    if banner:
+        lines.append(banner)
     if versions:
         lines.append("versions: " + ", ".join(f"{k} `{v}`" for k, v in versions.items()))
     return "\n\n".join(lines)
@@ -94,9 +105,59 @@ def job_view(ctx: AppContext) -> tuple[str, str]:
     return f"last run `{job.recipe}` (started {started}) has ended", state["log"]
 
 
+def reap(pid: int, wait: float = 0.0) -> bool:
+    """Collect the exit of ``pid`` if this process started it, killing first what is left of its process group.
+
+    While the leader is an unreaped zombie its pid, and so its process group id, cannot be reused, so the
+    group's stragglers are killed before the leader is reaped, never after. ``wait``: seconds to wait for a
+    leader that still runs. False when ``pid`` is not (or no longer) a child of this process."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:  # WNOWAIT: look without reaping
+            exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        if exited is not None or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if exited is None:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def stop_run(ctx: AppContext) -> str:
+    """Stop the background run (SIGTERM to its process group, SIGKILL after a grace period) and reap it."""
+    job = launcher.current(ctx.root)
+    message = launcher.stop(ctx.root)
+    if job is not None:
+        reap(job.pid, wait=5.0)
+    return message
+
+
+def store_state(ctx: AppContext) -> list[Any]:
+    """What changes when a run appears, goes, writes its manifest or events, or its process goes away."""
+    state = []
+    for store in list_runs(ctx.runs):
+        try:
+            files = [(p.stat().st_mtime_ns if p.exists() else 0) for p in (store.manifest_path, store.events_path)]
+            state.append([store.name, *files, store.is_locked()])
+        except OSError:
+            state.append([store.name])
+    return state
+
+
 def start_run(ctx: AppContext, recipe: str | None) -> str:
     if not recipe:
         return "Pick a recipe first."
+    previous = launcher.current(ctx.root)
+    if previous is not None and not previous.alive():
+        reap(previous.pid)
     try:
         path = ctx.recipe_path(recipe)
         from workbench.recipe import load_recipe
@@ -137,28 +198,30 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
     log = gr.Textbox(value=log_text, label="log (live)", lines=12, max_lines=12, interactive=False,
                      autoscroll=True, elem_id="runs-log")
     timer = gr.Timer(2.0)
+    seen = gr.State(store_state(ctx))
 
     def follow(name: str | None) -> tuple[Any, ...]:
-        return (runs_frame(ctx), describe(ctx, name), timeline_frame(ctx, name), *job_view(ctx))
+        return (runs_frame(ctx), describe(ctx, name), timeline_frame(ctx, name), *job_view(ctx), store_state(ctx))
 
-    def tick(name: str | None) -> tuple[Any, ...]:
-        """Every 2 s: the job's status and log; the tables only while a job runs (or just ended)."""
+    def tick(name: str | None, before: list[Any]) -> tuple[Any, ...]:
+        """Every 2 s: everything while a job of this app runs (or just ended); else the tables only when the
+        run store changed. A job that ended is reaped."""
         job = launcher.current(ctx.root)
-        if job is None:
-            return (gr.skip(),) * len(outputs)
+        if job is not None and not job.alive():
+            reap(job.pid)
         try:
-            ended_long_ago = not job.alive() and time.time() - Path(job.log).stat().st_mtime > 10
+            following = job is not None and (job.alive() or time.time() - Path(job.log).stat().st_mtime <= 10)
         except OSError:
-            ended_long_ago = True
-        if ended_long_ago:
-            return (gr.skip(), gr.skip(), gr.skip(), *job_view(ctx))
-        return follow(name)
+            following = False
+        if following or store_state(ctx) != before:
+            return follow(name)
+        return (gr.skip(),) * len(outputs)
 
-    outputs = [runs_table, summary, timeline, job, log]
-    timer.tick(tick, inputs=run_picker, outputs=outputs, show_progress="hidden")
+    outputs = [runs_table, summary, timeline, job, log, seen]
+    timer.tick(tick, inputs=[run_picker, seen], outputs=outputs, show_progress="hidden")
     start.click(lambda r: start_run(ctx, r), inputs=recipe, outputs=message).then(
         follow, inputs=run_picker, outputs=outputs)
-    stop.click(lambda: launcher.stop(ctx.root), outputs=message).then(follow, inputs=run_picker, outputs=outputs)
+    stop.click(lambda: stop_run(ctx), outputs=message).then(follow, inputs=run_picker, outputs=outputs)
     command.click(lambda r: show_command(ctx, r), inputs=recipe, outputs=command_line)
 
     def refresh(name: str | None) -> tuple[Any, ...]:
