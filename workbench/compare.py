@@ -23,14 +23,17 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .errors import DataError, RunError
+from .evaluate.detector_names import SENTENCE_FLAGS, rate_metric
 from .publish import recorded_base
-from .store import TRANSLATIONS_FILE, RunStore
+from .recipe import eval_config_from_options
+from .stages.base import ModelRef
+from .store import SCORE_STEP, TRANSLATIONS_FILE, RunStore, is_scoring_step, scored_system, scoring_step_id
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MT_METRICS = ("chrf++", "bleu", "spbleu")
-DETECTORS = ("off_target_rate", "script_leak_rate", "copy_rate", "repetition_rate", "empty_rate", "truncated_rate")
+DETECTORS = tuple(rate_metric(name) for name in SENTENCE_FLAGS)
 COST_COLUMNS = ("trainable_parameters", "train_seconds", "peak_memory_mb")
 
 
@@ -187,7 +190,7 @@ def compare_run(store: RunStore, *, stage: str | None = None, baseline: str | No
 
 def _stage_with_variants(steps: list[dict[str, Any]], store: RunStore) -> str:
     for step in reversed(steps):
-        if step["kind"] not in ("score", "contamination", "floor", "base") and step.get("path"):
+        if step["kind"] != "base" and not is_scoring_step(step["id"]) and step.get("path"):
             record = RunStore.read_artifact(Path(step["path"]))
             if any(m.get("variant") for m in record.get("models", [])):
                 return step["id"]
@@ -195,7 +198,8 @@ def _stage_with_variants(steps: list[dict[str, Any]], store: RunStore) -> str:
 
 
 def _reference_stage(steps: list[dict[str, Any]], index: int) -> str:
-    scored = {s["id"].removeprefix("score:") for s in steps if s["id"].startswith("score:") and "/" not in s["id"]}
+    scored = {system for kind, system in map(scored_system, (s["id"] for s in steps))
+              if kind == SCORE_STEP and "/" not in system}
     for step in reversed(steps[:index]):
         if step["id"] in scored:
             return step["id"]
@@ -239,7 +243,7 @@ def _cost(meta: dict[str, Any]) -> dict[str, Any]:
 
 def _translations(steps: list[dict[str, Any]], stage: str,
                   variant: str | None) -> dict[str, list[dict[str, Any]]]:
-    step_id = f"score:{stage}" + (f"/{variant}" if variant else "")
+    step_id = scoring_step_id(SCORE_STEP, stage, variant)
     step = next((s for s in steps if s["id"] == step_id and s.get("path")), None)
     return _read_translations(Path(step["path"]) / TRANSLATIONS_FILE) if step else {}
 
@@ -425,11 +429,8 @@ def compare_adapters(
     >>> comparison.table["adapter"].iloc[0]
     'base'
     """
-    from .evaluate.scorer import score_model
-    from .modeling import load_for_eval
     from .models import pick_device, resolve_model
-    from .recipe import eval_config_from_options
-    from .stages.base import ModelRef
+    from .tasks import load_and_score
 
     named = _adapter_dirs(adapters)
     base_source = str(base) if base is not None else recorded_base(named)
@@ -446,12 +447,10 @@ def compare_adapters(
         board: list[dict[str, Any]] = []
         translations: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for name, adapter in [("base", None), *named.items()]:
-            model, tokenizer = load_for_eval(ModelRef(path, adapter), device=device)
             stage, variant = ("base", None) if adapter is None else ("adapter", name)
-            board += score_model(model, tokenizer, cfg, stage=stage, variant=variant, out_dir=root / name,
-                                 progress=progress)
+            board += load_and_score(ModelRef(path, adapter), cfg, root / name, stage=stage, variant=variant,
+                                    device=device, progress=progress)
             translations[name] = _read_translations(root / name / TRANSLATIONS_FILE)
-            del model
     finally:
         if scratch is not None:
             scratch.cleanup()

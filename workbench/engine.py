@@ -1,17 +1,19 @@
 """The engine: turns a recipe into ordered steps, runs what is not cached, commits atomically.
 
-Steps are the base model, each recipe stage, and a scoring step after every model (the base model
-and each model-producing stage, per variant). Every step has an artifact key:
+Steps are the base model, each recipe stage, and after the base model and after each stage the scoring
+steps that apply to it (:data:`workbench.stages.SCORING`: contamination, floor, score per model variant).
+Every step but the base model is a plug-in of :mod:`workbench.stages` and has an artifact key:
 
-    key = sha256(step kind + config + input fingerprints + upstream keys + code version)
+    key = sha256(step kind + code version + what the step declares it depends on)
 
-A finished step's directory carries ``artifact.json`` and was renamed into place, so a crash never
-leaves something that looks finished; a killed stage resumes from checkpoints in its partial dir.
+(a stage: config, input fingerprints, upstream keys; a scoring step: its subject's key and the evaluation).
+Every step runs the same way: a partial directory, ``run(ctx)``, then the directory with ``artifact.json``
+renamed into place, so a crash never leaves something that looks finished; a killed step resumes from
+checkpoints in its partial dir.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -21,130 +23,67 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .distributed import World
-from .errors import WorkbenchError
+from .distributed import World, init_from_launcher
+from .errors import DataError, ModelSourceError, WorkbenchError
 from .io import stable_hash, tree_fingerprint
+from .marks import with_marks
+from .models import REGISTRY, check_source, resolve_model, seed_everything
+from .publish import publish_variants
 from .recipe import Recipe, StageSpec
-from .stages import STAGES
-from .stages.base import Artifact, Stage, StageContext
-from .store import RunStore
+from .scoreboard.records import ordered
+from .stages import SCORING, STAGES
+from .stages.base import Artifact, ScoringStep, Stage, StageContext, Subject, key_exclusions
+from .store import RunStore, adapters_home
 
-# Bump when a model's scores change for the same model and eval config. Covers: the detectors and their
-# calibration on the references, per-sentence files, surprisal, spBLEU and per-script BLEU tokenizers, chat
-# prompts, bf16 where native, generation budgets from characters with truncation counted.
-SCORER_VERSION = "6"
-FLOOR_VERSION = "1"
-CONTAMINATION_VERSION = "1"
-SCORING_KINDS = ("score", "floor", "contamination")  # steps that write scores, not artifacts
 CHECKPOINT_DIR = "checkpoints"  # the only part of a partial directory kept across attempts
 TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "sacrebleu", "gradio",
                      "bitsandbytes", "resiliparse", "fastwarc", "workbench")
+BASE = "base"  # the base model's step id and kind
+SCORING_KINDS = tuple(SCORING)  # steps that write scores, not artifacts
+
+__all__ = ["CHECKPOINT_DIR", "SCORING_KINDS", "RunResult", "Step", "build_steps", "key_exclusions", "plan",
+           "preflight", "run_recipe"]
 
 
 @dataclass
 class Step:
-    """One unit of work with an artifact key."""
+    """One unit of work with an artifact key: the base model (``stage`` None) or a step plug-in."""
 
     id: str
-    kind: str  # "base", a stage kind, or one of SCORING_KINDS
+    kind: str  # "base", a stage kind or a scoring kind
     key: str
-    spec: StageSpec | None = None
-    stage: Stage | None = None
-    model_step: str | None = None  # for scoring steps: the step whose model (or data) is scored
-    variant: str | None = None
+    spec: StageSpec | None = None  # a recipe stage's entry
+    stage: Stage | None = None  # the plug-in that runs it
+
+    @property
+    def writes_scores(self) -> bool:
+        return self.stage is not None and self.stage.writes_scores
 
 
 def build_steps(recipe: Recipe) -> list[Step]:
     """The recipe's steps in execution order, with their artifact keys (nothing is run)."""
-    base = Step("base", "base", stable_hash({"kind": "base", "model": base_fingerprint(recipe),
-                                              "dtype": recipe.base.dtype}))
-    steps = [base]
-    steps += _score_steps(recipe, base, [None])
+    base = Step(BASE, BASE, stable_hash({"kind": BASE, "model": base_fingerprint(recipe),
+                                         "dtype": recipe.base.dtype}))
+    steps = [base, *_scoring_steps(recipe, Subject(base.id, base.key))]
     upstream = [base.key]
-    shared = {"languages": recipe.languages.model_dump(), "seed": recipe.seed}
     for spec in recipe.stages:
         stage = STAGES[spec.kind](spec.config)
-        key = stable_hash({
-            "kind": spec.kind, "version": stage.version,
-            "config": spec.config.model_dump(mode="json", exclude=key_exclusions(stage.key_exclude)),
-            "inputs": stage.input_fingerprints(), "upstream": upstream, **shared,
-        })
-        step = Step(spec.id, spec.kind, key, spec=spec, stage=stage)
+        step = Step(spec.id, spec.kind, step_key(stage, recipe, upstream), spec=spec, stage=stage)
         steps.append(step)
-        upstream = [*upstream, key]
-        steps += _contamination_steps(recipe, step)
-        steps += _floor_steps(recipe, step)
-        steps += _score_steps(recipe, step, stage.model_variants())
+        upstream = [*upstream, step.key]
+        steps += _scoring_steps(recipe, Subject(step.id, step.key, stage))
     return steps
 
 
-def key_exclusions(names: frozenset[str]) -> dict[str, Any]:
-    """``Stage.key_exclude`` as pydantic's ``exclude``: a dotted name (``gate.action``) leaves out a nested field."""
-    tree: dict[str, Any] = {}
-    for name in sorted(names):
-        node = tree
-        *parents, leaf = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = True
-    return tree
+def step_key(stage: Stage, recipe: Recipe, upstream: list[str]) -> str:
+    """A step's artifact key: its kind, code version and what it declares it depends on."""
+    return stable_hash({"kind": stage.kind, "version": stage.version, **stage.key_inputs(recipe, upstream)})
 
 
-def _contamination_steps(recipe: Recipe, stage_step: Step) -> list[Step]:
-    """A contamination check after every stage that trains on data, if the recipe scores anything."""
-    cfg = recipe.eval.contamination
-    if cfg is None or (recipe.eval.lm is None and recipe.eval.mt is None) or not stage_step.stage.trains_on_data:
-        return []
-    key = stable_hash({"kind": "contamination", "version": CONTAMINATION_VERSION, "stage": stage_step.key,
-                       "sentences": _eval_selection(recipe), "config": cfg.model_dump(mode="json")})
-    return [Step(f"contamination:{stage_step.id}", "contamination", key, model_step=stage_step.id)]
-
-
-def _floor_steps(recipe: Recipe, stage_step: Step) -> list[Step]:
-    """The character n-gram floor, trained on a crawl stage's corpora, scored on the LM sets."""
-    lm = recipe.eval.lm
-    if lm is None or lm.floor is None or stage_step.kind != "crawl":
-        return []
-    key = stable_hash({"kind": "floor", "version": FLOOR_VERSION, "crawl": stage_step.key,
-                       "lm": lm.model_dump(mode="json"), "sets": _eval_fingerprints(recipe)})
-    return [Step(f"floor:{stage_step.id}", "floor", key, model_step=stage_step.id,
-                 variant=f"char-{lm.floor.order}gram")]
-
-
-def _eval_selection(recipe: Recipe) -> dict[str, Any]:
-    """What decides which evaluation sentences are scored (not how): the contamination check's input."""
-    lm, mt = recipe.eval.lm, recipe.eval.mt
-    return {
-        "lm": lm.model_dump(mode="json", include={"sets", "split", "languages", "max_sentences"}) if lm else None,
-        "mt": mt.model_dump(mode="json", include={"sets", "split", "exemplar_split", "directions", "max_sentences",
-                                                  "shots"}) if mt else None,
-        "sets": _eval_fingerprints(recipe),
-    }
-
-
-def _eval_key(recipe: Recipe) -> str:
-    return stable_hash({"eval": recipe.eval.model_dump(mode="json", exclude={"contamination"}),
-                        "sets": _eval_fingerprints(recipe)})
-
-
-def _score_steps(recipe: Recipe, model_step: Step, variants: list[str | None]) -> list[Step]:
-    if recipe.eval.lm is None and recipe.eval.mt is None:
-        return []
-    eval_key = _eval_key(recipe)
-    steps = []
-    for variant in variants:
-        step_id = f"score:{model_step.id}" + (f"/{variant}" if variant else "")
-        key = stable_hash({"kind": "score", "version": SCORER_VERSION, "eval": eval_key,
-                           "model": model_step.key, "variant": variant})
-        steps.append(Step(step_id, "score", key, model_step=model_step.id, variant=variant))
-    return steps
-
-
-def _eval_fingerprints(recipe: Recipe) -> dict[str, str]:
-    sets = {str(cfg.sets) for cfg in (recipe.eval.lm, recipe.eval.mt) if cfg is not None}
-    if recipe.eval.mt is not None and recipe.eval.mt.lid_seed is not None:
-        sets.add(str(recipe.eval.mt.lid_seed))
-    return {source: source if source.startswith("hf:") else tree_fingerprint(Path(source)) for source in sorted(sets)}
+def _scoring_steps(recipe: Recipe, subject: Subject) -> list[Step]:
+    """The scoring steps after ``subject``, in registry order (each kind decides whether it applies)."""
+    followers: list[ScoringStep] = [step for kind in SCORING for step in SCORING[kind].follow(recipe, subject)]
+    return [Step(step.step_id, step.kind, step_key(step, recipe, []), stage=step) for step in followers]
 
 
 def base_fingerprint(recipe: Recipe) -> str:
@@ -156,8 +95,6 @@ def base_fingerprint(recipe: Recipe) -> str:
         return f"gguf:{tree_fingerprint(Path(source[5:]))}"
     if Path(source).is_dir():
         return f"local:{tree_fingerprint(Path(source))}"
-    from .models import REGISTRY
-
     entry = REGISTRY.get(source)
     package = getattr(entry, "package", None)
     try:
@@ -171,23 +108,19 @@ def base_fingerprint(recipe: Recipe) -> str:
 
 
 def step_dir(store: RunStore, step: Step) -> Path:
-    if step.kind in SCORING_KINDS:
-        return store.score_dir(step.id.replace(":", "-").replace("/", "-"), step.key)
-    return store.artifact_dir(step.id, step.key)
+    """Where a step's finished directory is (or will be) in the run store."""
+    return store.step_dir(step.id, step.key, scores=step.writes_scores)
 
 
 def partial_dir(store: RunStore, step: Step) -> Path:
-    if step.kind in SCORING_KINDS:
-        return store.partial_score_dir(step.id.replace(":", "-").replace("/", "-"), step.key)
-    return store.partial_dir(step.id, step.key)
+    """Where a step writes while it runs."""
+    return store.partial_step_dir(step.id, step.key, scores=step.writes_scores)
 
 
 def preflight(recipe: Recipe, *, check_model: bool = True) -> list[str]:
     """What can be checked before any work: the base model source (without loading or downloading it; skipped
     when ``check_model`` is False) and each stage's own data (:meth:`Stage.preflight`). Raises the first problem as
     one message naming the recipe file and field; returns warnings (e.g. skipped lines) for the caller to show."""
-    from .errors import DataError
-
     if check_model:
         check_base_model(recipe)
     warnings = []
@@ -202,9 +135,6 @@ def preflight(recipe: Recipe, *, check_model: bool = True) -> list[str]:
 
 def check_base_model(recipe: Recipe) -> None:
     """The base model source resolves (without loading or downloading it), or one message naming the field."""
-    from .errors import ModelSourceError
-    from .models import check_source
-
     try:
         check_source(recipe.base.model)
     except ModelSourceError as err:
@@ -212,13 +142,13 @@ def check_base_model(recipe: Recipe) -> None:
 
 
 def plan(recipe: Recipe, store: RunStore) -> list[tuple[Step, str]]:
-    """Each step with its status: ``cached``, ``resume`` (checkpoints exist) or ``run``."""
-    from .marks import with_marks
-
+    """Each step with its status: ``base``, ``cached``, ``resume`` (checkpoints exist) or ``run``."""
     out = []
     for step in build_steps(with_marks(recipe, store.root)):
-        if step.kind == "base" or RunStore.is_complete(step_dir(store, step)):
-            status = "cached" if step.kind != "base" else "base"
+        if step.stage is None:
+            status = "base"
+        elif RunStore.is_complete(step_dir(store, step)):
+            status = "cached"
         elif (partial_dir(store, step) / CHECKPOINT_DIR).is_dir():
             status = "resume"
         else:
@@ -243,9 +173,6 @@ def run_recipe(recipe: Recipe, workspace: Path, *, device: str | None = None, pr
 
     ``executor`` (``serial``, ``local``, ``ray``) overrides where the crawl's shards run.
     """
-    from .distributed import init_from_launcher
-    from .marks import with_marks
-
     store = RunStore(workspace, recipe.name)
     try:
         warnings = preflight(recipe)
@@ -270,7 +197,8 @@ class _Runner:
         self.recipe, self.store, self.device, self.progress, self.echo = recipe, store, device, progress, echo
         self.options = options or {}
         self.world = world or World()
-        self.artifacts: dict[str, Artifact] = {}
+        self.artifacts: dict[str, Artifact] = {}  # finished steps, in run order
+        self.steps: dict[str, Step] = {}
         self.table: list[dict[str, Any]] = []
         self.started = time.time()
 
@@ -298,13 +226,13 @@ class _Runner:
 
     # -- one step -------------------------------------------------------------------------------------
     def _run_step(self, index: int, step: Step) -> None:
-        if step.kind == "base":
+        if step.stage is None:
             self.artifacts[step.id] = self._base_artifact(step)
             self._record(step, "base", 0.0)
             return
         final = step_dir(self.store, step)
         if RunStore.is_complete(final):
-            self.artifacts[step.id] = Artifact(step.id, step.kind, step.key, final, RunStore.read_artifact(final))
+            self.artifacts[step.id] = self._finished_artifact(step, final)
             self.store.log_event("step_cached", step=step.id, key=step.key)
             self._record(step, "cached", 0.0)
             self.echo(f"[{step.id}] cached ({final.name})")
@@ -320,29 +248,22 @@ class _Runner:
         seconds = round(time.time() - t0, 2)
         record.update(step=step.id, kind=step.kind, key=step.key, seconds=seconds, finished=time.time())
         RunStore.commit(partial, final, record)
-        self._drop_stale_partials(step, final)
+        RunStore.drop_stale_partials(final)
         self.artifacts[step.id] = Artifact(step.id, step.kind, step.key, final, record)
         self.store.log_event("step_finished", step=step.id, key=step.key, seconds=seconds)
         self._record(step, "ran", seconds)
         self.echo(f"[{step.id}] done in {seconds:.1f}s")
 
     def _execute(self, index: int, step: Step, partial: Path) -> dict[str, Any]:
-        from .modeling import seed_everything
-
+        """Run one step's plug-in into ``partial`` with the recipe's seed for this step; return its record."""
         seed = self.recipe.seed + index
         seed_everything(seed)
-        if step.kind == "score":
-            return self._score(step, partial)
-        if step.kind == "floor":
-            return self._floor(step, partial)
-        if step.kind == "contamination":
-            return self._contamination(step, partial)
         ctx = StageContext(
             recipe=self.recipe, step_id=step.id, key=step.key, out_dir=partial,
             upstream=self._stage_artifacts(),
             device=self.device, dtype=self.recipe.base.dtype, seed=seed,
             log=lambda event, **f: self._log(event, step=step.id, **f), progress=self.progress,
-            options=self.options,
+            options=self.options, finished=list(self.artifacts.values()), echo=self.echo,
         )
         return step.stage.run(ctx)
 
@@ -350,121 +271,31 @@ class _Runner:
         self.store.log_event(event, **fields)
 
     def _publish_adapters(self, steps: list[Step], board: list[dict[str, Any]]) -> None:
-        """Variants of the training stages, with their scores, to ``adapters/<run>/<variant>/`` beside
-        the workspace (see :mod:`workbench.publish`)."""
-        from .publish import publish_adapters
-
-        trained = [(s.id, self.artifacts[s.id].path, self.artifacts[s.id].record) for s in steps
-                   if s.stage is not None and s.id in self.artifacts
-                   and self.artifacts[s.id].record.get("stats", {}).get("variants")]
+        """The variants each stage reports it trained, with their scores, to ``adapters/<run>/<variant>/``
+        beside the workspace (see :mod:`workbench.publish`)."""
+        trained = [variant for step in steps if step.stage is not None and step.id in self.artifacts
+                   for variant in step.stage.trained_variants(self.artifacts[step.id])]
         if trained:
-            home = self.options.get("adapters_home") or self.store.workspace.resolve().parent / "adapters"
-            for path in publish_adapters(self.recipe.name, trained, board, Path(home), owner=self.store.root):
+            home = self.options.get("adapters_home") or adapters_home(self.store.workspace)
+            for path in publish_variants(self.recipe.name, trained, board, Path(home), owner=self.store.root):
                 self.store.log_event("adapter_published", path=str(path))
                 if path.parent.name != self.recipe.name:  # another workspace's run of this name owns adapters/<run>
                     self.echo(f"adapters of '{self.recipe.name}' published to {path.parent} (adapters/"
                               f"{self.recipe.name} belongs to a run of another workspace)")
 
-    def _score(self, step: Step, partial: Path) -> dict[str, Any]:
-        from .evaluate.scorer import score_model
-        from .io import atomic_write_json
-        from .modeling import load_for_eval
-
-        artifact = self.artifacts[step.model_step]
-        ref = next(m for m in artifact.models() if m.variant == step.variant)
-        model, tokenizer = load_for_eval(ref, device=self.device, dtype=self.recipe.base.dtype)
-        stage = step.model_step
-        records = score_model(model, tokenizer, self.recipe.eval, stage=stage, variant=step.variant,
-                              out_dir=partial, progress=self.progress)
-        atomic_write_json(partial / "scores.json", records)
-        result = {"models": [], "scores": "scores.json", "stage": stage, "variant": step.variant}
-        gate = self._gate(step, records)
-        if gate is not None:
-            atomic_write_json(partial / "gate.json", gate)
-            result["gate"] = {"failures": gate["failures"], "action": gate["action"]}
-        return result
-
-    def _gate(self, step: Step, records: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The scored stage's gate against the scores of the model it started from; raises when it fails."""
-        from .errors import GateError
-
-        stage_step = self.steps[step.model_step]
-        before = self._scores_before(stage_step)
-        if stage_step.stage is None or before is None:
-            return None
-        gate = stage_step.stage.gate(before, records, self.recipe.languages)
-        if gate is None:
-            return None
-        for failure in gate["failures"]:
-            self.store.log_event("gate_failed" if gate["action"] == "fail" else "gate_warning",
-                                 step=step.id, message=failure)
-            self.echo(f"[{step.id}] gate: {failure}")
-        if gate["failures"] and gate["action"] == "fail":
-            raise GateError(f"stage '{stage_step.id}' failed its gate: " + "; ".join(gate["failures"])
-                            + f". Change the stage's config, or set '{stage_step.id}: gate: action: warn' "
-                              "to accept the regression.")
-        return gate
-
-    def _scores_before(self, stage_step: Step) -> list[dict[str, Any]] | None:
-        """Score records of the last single model scored before ``stage_step``."""
-        import json
-
-        previous = None
-        for step in self.steps.values():
-            if step.id == stage_step.id:
-                break
-            if step.kind == "score" and step.variant is None and step.id in self.artifacts:
-                previous = self.artifacts[step.id]
-        if previous is None or previous.path is None:
-            return None
-        return json.loads((previous.path / "scores.json").read_text(encoding="utf-8"))
-
     def _stage_artifacts(self) -> list[Artifact]:
-        return [a for a in self.artifacts.values() if a.kind not in SCORING_KINDS]
-
-    def _floor(self, step: Step, partial: Path) -> dict[str, Any]:
-        from .evaluate.floor import train_floor_models
-        from .evaluate.scorer import floor_sentence_rows, records_from_sentences
-        from .io import atomic_write_json, write_jsonl
-        from .store import LM_SENTENCES_FILE
-
-        crawl = self.artifacts[step.model_step]
-        lm = self.recipe.eval.lm
-        models, sizes = train_floor_models(crawl, lm.languages, lm.floor, partial / "models", progress=self.progress)
-        missing = [code for code in lm.languages if code not in models]
-        if missing:
-            self.store.log_event("floor_without_corpus", step=step.id, languages=missing)
-        rows = floor_sentence_rows(models, lm)
-        write_jsonl(partial / LM_SENTENCES_FILE, rows)
-        records = records_from_sentences(self.recipe.eval, {"stage": "floor", "variant": step.variant}, rows, [],
-                                         floor=True)
-        atomic_write_json(partial / "scores.json", records)
-        return {"models": [], "scores": "scores.json", "stage": "floor", "variant": step.variant,
-                "training_chars": sizes, "no_corpus": missing}
-
-    def _contamination(self, step: Step, partial: Path) -> dict[str, Any]:
-        from .evaluate.contamination import check_contamination
-        from .io import atomic_write_json
-
-        artifact = self.artifacts[step.model_step]
-        files = self.steps[step.model_step].stage.training_data(artifact, self._stage_artifacts())
-        cfg = self.recipe.eval.contamination
-        report, records = check_contamination(self.recipe.eval, files, cfg, stage=step.model_step,
-                                              progress=self.progress)
-        atomic_write_json(partial / "contamination.json", report)
-        atomic_write_json(partial / "scores.json", records)
-        flagged = sum(s["flagged"] for s in report["sets"].values())
-        self.echo(f"[{step.id}] {flagged} evaluation sentence(s) found in {len(files)} training file(s)")
-        return {"models": [], "scores": "scores.json", "report": "contamination.json", "stage": step.model_step,
-                "flagged": flagged}
+        """The base model's and the stages' finished artifacts (not the scoring steps'), in run order."""
+        return [a for a in self.artifacts.values() if not self.steps[a.step_id].writes_scores]
 
     def _base_artifact(self, step: Step) -> Artifact:
-        from .models import resolve_model
-
         resolved = resolve_model(self.recipe.base.model)
         record = {"models": [{"path": str(resolved.path), "variant": None}], "source": resolved.source,
                   "fingerprint": resolved.fingerprint}
-        return Artifact(step.id, "base", step.key, resolved.path, record)
+        return Artifact(step.id, step.kind, step.key, resolved.path, record)
+
+    @staticmethod
+    def _finished_artifact(step: Step, final: Path) -> Artifact:
+        return Artifact(step.id, step.kind, step.key, final, RunStore.read_artifact(final))
 
     @staticmethod
     def _prepare_partial(partial: Path) -> bool:
@@ -476,12 +307,6 @@ class _Runner:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         partial.mkdir(parents=True, exist_ok=True)
         return resuming
-
-    @staticmethod
-    def _drop_stale_partials(step: Step, final: Path) -> None:
-        prefix = f".partial-{final.name.rsplit('-', 1)[0]}-"
-        for stale in final.parent.glob(prefix + "*"):
-            shutil.rmtree(stale, ignore_errors=True)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def _record(self, step: Step, status: str, seconds: float) -> None:
@@ -499,31 +324,13 @@ class _Runner:
             self.store.log_event("scoreboard_not_written", error=f"{type(err).__name__}: {err}")
 
     def _scoreboard(self, steps: list[Step]) -> list[dict[str, Any]]:
-        """Every scoring step's records; with ``contamination.exclude`` the model scores are recomputed
-        from their per-sentence files without every evaluation sentence any training corpus contained."""
-        from .evaluate.contamination import flagged_sentences
-        from .evaluate.scorer import rescore_directory
-
-        cfg = self.recipe.eval.contamination
-        exclusion = None
-        if cfg is not None and cfg.exclude:
-            reports = [self.artifacts[s.id].path / "contamination.json" for s in steps if s.kind == "contamination"]
-            exclusion = flagged_sentences(reports)
+        """Every finished step's score records (:meth:`Stage.scoreboard_records`: a stage may report numbers
+        too, e.g. corpus sizes), in the scoreboard's order."""
+        finished = [self.artifacts[step.id] for step in steps]
         board: list[dict[str, Any]] = []
         for step in steps:
-            record = self.artifacts[step.id].record
-            if step.kind not in SCORING_KINDS:  # a stage may report numbers too (e.g. corpus sizes)
-                if record.get("scores") and self.artifacts[step.id].path is not None:
-                    board.extend(json.loads((self.artifacts[step.id].path / record["scores"]).read_text("utf-8")))
-                continue
-            path = self.artifacts[step.id].path
-            if exclusion is not None and step.kind != "contamination":
-                head = {"stage": record["stage"], "variant": record["variant"]}
-                board.extend(rescore_directory(self.recipe.eval, head, path, exclusion, floor=step.kind == "floor"))
-            else:
-                board.extend(json.loads((path / "scores.json").read_text(encoding="utf-8")))
-        from .scoreboard import ordered
-
+            if step.stage is not None:
+                board.extend(step.stage.scoreboard_records(self.artifacts[step.id], finished))
         return ordered(board)
 
     def _write_manifest(self, steps: list[Step], status: str) -> None:
@@ -544,7 +351,7 @@ class _Runner:
                 {"id": s.id, "kind": s.kind, "key": s.key, "status": "pending", "seconds": None}
                 for s in steps[len(self.table):]
             ],
-            "base": self.artifacts["base"].record if "base" in self.artifacts else None,
+            "base": self.artifacts[BASE].record if BASE in self.artifacts else None,
             "started": self.started,
             "updated": time.time(),
         })
@@ -563,8 +370,10 @@ class _Follower(_Runner):
         steps = build_steps(self.recipe)
         self.steps = {step.id: step for step in steps}
         for index, step in enumerate(steps):
-            if step.kind == "base":
+            if step.stage is None:
                 self.artifacts[step.id] = self._base_artifact(step)
+                self.world.barrier()
+                continue
             final = step_dir(self.store, step)
             if _joins(step, self.world):
                 self.world.barrier()  # rank 0: before running this stage, or done with it if it was cached
@@ -573,8 +382,8 @@ class _Follower(_Runner):
                     self.world.barrier()  # rank 0 committed it
             else:
                 self.world.barrier()
-            if step.kind != "base" and RunStore.is_complete(final):
-                self.artifacts[step.id] = Artifact(step.id, step.kind, step.key, final, RunStore.read_artifact(final))
+            if RunStore.is_complete(final):
+                self.artifacts[step.id] = self._finished_artifact(step, final)
         return RunResult(self.store, [], [])
 
     def _log(self, event: str, **fields: Any) -> None:

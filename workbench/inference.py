@@ -41,17 +41,14 @@ def load(model: ModelLike | None, adapter: str | Path | None = None, device: str
         if adapter is not None:
             raise DataError("pass the adapter with a model source, not with an already loaded (model, tokenizer)")
         return model
-    from .modeling import load_for_eval
-    from .models import pick_device, resolve_model
-    from .stages.base import ModelRef
+    from .models import pick_device
+    from .tasks import load_for_scoring
 
     device = pick_device(device)
     key = (str(model), str(adapter) if adapter else None, device, dtype)
     if key not in _CACHE:
         clear_model_cache()
-        resolved = resolve_model(str(model))
-        _CACHE[key] = load_for_eval(ModelRef(resolved.path, Path(adapter) if adapter else None), device=device,
-                                    dtype=dtype)
+        _CACHE[key] = load_for_scoring(model, adapter=adapter, device=device, dtype=dtype)
     return _CACHE[key]
 
 

@@ -93,3 +93,8 @@ def stable_hash(obj: Any) -> str:
     """sha256 of the canonical JSON form of ``obj``."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def relpath(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` (artifact records stay valid if the run directory moves)."""
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve())

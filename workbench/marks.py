@@ -1,11 +1,11 @@
 """Documents marked bad by a reader: an exclusion list the run's next crawl honours.
 
 Marks live in the run store (``<run>/marked-bad.jsonl``: id, text, language, source, offset, reason,
-who, when). When the file exists, the engine adds it to every crawl stage's ``exclude`` list, so the
-next ``workbench run`` of that recipe re-crawls without those documents (the file is part of the
-crawl's cache key) and everything downstream follows. A mark can be taken back (:func:`unmark`): the
-file is rewritten without it (removed when empty, so the crawl's key is the unmarked one again) and
-the removal is logged in ``<run>/marks-removed.jsonl`` (who, when, the mark).
+who, when). When the file exists, the engine has every crawl stage exclude it (the crawl config says how:
+:meth:`~workbench.stages.crawl.CrawlConfig.excluding`), so the next ``workbench run`` of that recipe re-crawls
+without those documents (the file is part of the crawl's cache key) and everything downstream follows. A mark
+can be taken back (:func:`unmark`): the file is rewritten without it (removed when empty, so the crawl's key is
+the unmarked one again) and the removal is logged in ``<run>/marks-removed.jsonl`` (who, when, the mark).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import DataError
 from .io import atomic_write_text
@@ -91,20 +91,21 @@ def load_marks(run_root: Path) -> list[dict[str, Any]]:
     return out
 
 
+@runtime_checkable
+class ExcludesDocuments(Protocol):
+    """A stage config that reads documents and can be told to leave some out (the crawl's)."""
+
+    def excluding(self, documents: Path) -> Any: ...
+
+
 def with_marks(recipe: Recipe, run_root: Path) -> Recipe:
-    """``recipe`` with the run's marks file added to every crawl stage's ``exclude`` (unchanged if none)."""
+    """``recipe`` with the run's marks file excluded by every stage that reads documents
+    (:class:`ExcludesDocuments`); unchanged if the run has no marks."""
     path = marks_path(run_root)
-    if not path.is_file() or not any(spec.kind == "crawl" for spec in recipe.stages):
+    if not path.is_file():
         return recipe
-    stages = []
-    for spec in recipe.stages:
-        if spec.kind == "crawl":
-            existing = spec.config.exclude
-            listed = list(existing) if isinstance(existing, list) else ([existing] if existing else [])
-            if path.resolve() not in [Path(p).resolve() for p in listed]:
-                spec = spec.model_copy(update={"config": spec.config.model_copy(
-                    update={"exclude": [*listed, path.resolve()]})})
-        stages.append(spec)
+    stages = [spec.model_copy(update={"config": spec.config.excluding(path)})
+              if isinstance(spec.config, ExcludesDocuments) else spec for spec in recipe.stages]
     return recipe.model_copy(update={"stages": stages})
 
 

@@ -1,111 +1,19 @@
-"""Model helpers shared by stages and the scorer: loading with adapters, parameter counts, memory."""
+"""The names the engine, the stages and the benchmarks import from ``workbench.modeling``: loading for scoring,
+seeds and peak memory live in :mod:`workbench.models`, ``relpath`` in :mod:`workbench.io`."""
 
-from __future__ import annotations
+from .io import relpath
+from .models import (
+    LIVE_PEAK_ENV,
+    load_for_eval,
+    peak_memory_mb,
+    peak_memory_record,
+    peak_reserved_mb,
+    reset_peak_memory,
+    resident_memory_mb,
+    seed_everything,
+)
 
-import contextlib
-import resource
-import sys
-from pathlib import Path
-from typing import Any
-
-import torch
-
-from .stages.base import ModelRef
-
-
-def load_for_eval(ref: ModelRef, *, device: str, dtype: str = "auto") -> tuple[Any, Any]:
-    """Load a model reference for scoring; a peft adapter is merged into a copy of its base."""
-    from .models import load_model
-
-    model, tokenizer = load_model(ref.path, device=device, dtype=dtype)
-    if ref.adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(ref.adapter)).merge_and_unload()
-        model.eval()
-    return model, tokenizer
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) for a reproducible step."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
-
-
-LIVE_PEAK_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
-"""Environment for a process whose CPU peak resident memory should be its live peak: glibc serves every
-block over 64 KiB with mmap, so a freed tensor leaves the resident set at once. By default freed heap blocks
-stay resident and the high-water mark also counts fragmentation (up to 2x with gradient checkpointing),
-which CUDA's ``max_memory_allocated`` does not. Benchmarks and the memory tests run their workers with it."""
-
-
-def reset_peak_memory(device: str) -> None:
-    """Start measuring peak memory from now: CUDA's allocator peaks on ``device`` (``cuda:1`` is GPU 1), or
-    (Linux) the process's resident high-water mark, which writing 5 to ``/proc/self/clear_refs`` resets."""
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats(torch.device(device))
-    elif sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            Path("/proc/self/clear_refs").write_text("5")
-
-
-def _proc_status_mb(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def peak_memory_mb(device: str) -> float:
-    """Peak memory since the last :func:`reset_peak_memory`: on CUDA the allocator's peak on ``device`` (tensors
-    only: the CUDA context and the allocator's cached blocks are not in it, see :func:`peak_reserved_mb`); on CPU
-    the peak resident set size (Linux; elsewhere since the process started)."""
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
-    high_water = _proc_status_mb("VmHWM")
-    if high_water is not None:
-        return high_water
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def peak_reserved_mb(device: str) -> float | None:
-    """Peak memory CUDA's caching allocator reserved on ``device`` since the last :func:`reset_peak_memory`
-    (what the GPU had to hold for the tensors, fragmentation included); None off CUDA."""
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_reserved(torch.device(device)) / 2**20
-    return None
-
-
-def peak_memory_record(device: str) -> dict[str, float]:
-    """The peaks a training stage records: ``peak_memory_mb`` (allocated) and, on CUDA, ``peak_reserved_mb``."""
-    reserved = peak_reserved_mb(device)
-    return {"peak_memory_mb": round(peak_memory_mb(device), 1)} | (
-        {"peak_reserved_mb": round(reserved, 1)} if reserved is not None else {})
-
-
-def resident_memory_mb() -> float | None:
-    """The process's resident memory now (Linux), None elsewhere."""
-    return _proc_status_mb("VmRSS")
-
-
-def relpath(path: Path, start: Path) -> str:
-    """``path`` relative to ``start`` (artifact records stay valid if the run directory moves)."""
-    import os
-
-    return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+__all__ = [
+    "LIVE_PEAK_ENV", "load_for_eval", "peak_memory_mb", "peak_memory_record", "peak_reserved_mb", "relpath",
+    "reset_peak_memory", "resident_memory_mb", "seed_everything",
+]

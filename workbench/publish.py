@@ -16,6 +16,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,41 +40,66 @@ def run_home(home: Path, run: str, owner: Path) -> Path:
     return home / f"{run}@{Path(owner_text).parent.name}-{digest}"
 
 
+@dataclass(frozen=True)
+class TrainedVariant:
+    """One trained variant of a stage, as it is published: the folder to copy (a peft adapter, or a whole
+    model for a ``full`` variant) and the metadata it is published with."""
+
+    stage: str
+    name: str
+    source: Path
+    metadata: dict[str, Any]
+
+
+def recorded_variants(stage: str, directory: Path, record: Mapping[str, Any]) -> list[TrainedVariant]:
+    """The variants an artifact record lists (``stats.variants`` with their metadata, and the ``models`` that
+    name them), their folders inside the artifact ``directory``."""
+    variants = record.get("stats", {}).get("variants", {})
+    found = []
+    for model in record.get("models", []):
+        name = model.get("variant")
+        rel = model.get("adapter") or model.get("path")
+        if name and name in variants and rel:
+            found.append(TrainedVariant(stage, name, directory / rel, variants[name]))
+    return found
+
+
 def publish_adapters(run: str, artifacts: list[tuple[str, Path, dict[str, Any]]], board: list[dict[str, Any]],
                      home: Path, owner: Path) -> list[Path]:
-    """Copy every variant of the given (stage id, artifact dir, record) into :func:`run_home`'s ``variant``
-    folder (replacing this run's older copy atomically), its metadata extended with its scores; ``owner`` is the
-    run's folder in its workspace, so that no other workspace's run of the same name is overwritten."""
+    """Publish every variant of the given (stage id, artifact dir, record) (see :func:`publish_variants`)."""
+    trained = [v for stage, directory, record in artifacts for v in recorded_variants(stage, directory, record)]
+    return publish_variants(run, trained, board, home, owner)
+
+
+def publish_variants(run: str, trained: list[TrainedVariant], board: list[dict[str, Any]], home: Path,
+                     owner: Path) -> list[Path]:
+    """Copy every trained variant into :func:`run_home`'s ``variant`` folder (replacing this run's older copy
+    atomically), its metadata extended with its scores; ``owner`` is the run's folder in its workspace, so that no
+    other workspace's run of the same name is overwritten."""
     published = []
     folder = run_home(home, run, owner)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / OWNER_FILE, str(Path(owner).resolve()) + "\n")
-    for stage, directory, record in artifacts:
-        variants = record.get("stats", {}).get("variants", {})
-        for model in record.get("models", []):
-            name = model.get("variant")
-            rel = model.get("adapter") or model.get("path")
-            if not name or name not in variants or not rel:
-                continue
-            source = directory / rel
-            target = folder / name
-            tmp = target.with_name(f".{name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(source, tmp)
-            scores = [{k: r.get(k) for k in ("kind", "metric", "language", "direction", "value", "n") if k in r}
-                      for r in board if r.get("stage") == stage and r.get("variant") == name]
-            atomic_write_json(tmp / "metadata.json", {**variants[name], "run": run, "stage": stage,
-                                                      "scores": scores})
-            if target.exists():
-                old = target.with_name(f".{name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                target.rename(old)
-                tmp.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp.rename(target)
-            published.append(target)
+    for variant in trained:
+        name = variant.name
+        target = folder / name
+        tmp = target.with_name(f".{name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(variant.source, tmp)
+        scores = [{k: r.get(k) for k in ("kind", "metric", "language", "direction", "value", "n") if k in r}
+                  for r in board if r.get("stage") == variant.stage and r.get("variant") == name]
+        atomic_write_json(tmp / "metadata.json", {**variant.metadata, "run": run, "stage": variant.stage,
+                                                  "scores": scores})
+        if target.exists():
+            old = target.with_name(f".{name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.rename(target)
+        published.append(target)
     return published
 
 

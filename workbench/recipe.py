@@ -8,6 +8,7 @@ file's directory.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -313,14 +314,21 @@ def _message(error: dict[str, Any]) -> str:
     return message
 
 
-
 def eval_config_from_options(*, lm_sets: str | None, mt_sets: str | None, languages: list[str],
                              directions: list[str], split: str, max_sentences: int | None, shots: int,
-                             prompt: str, lid_seed: str | None) -> EvalConfig:
-    """An :class:`EvalConfig` from ``workbench eval`` options; problems raise one :class:`RecipeError`
-    naming the option."""
+                             prompt: str, lid_seed: str | None, names: Mapping[str, str] | None = None,
+                             source: str = "evaluation settings") -> EvalConfig:
+    """An :class:`EvalConfig` from plain evaluation settings (a command's options, a function's arguments).
+    Problems raise one :class:`RecipeError` that starts with ``source`` and names each setting as ``names`` calls
+    it (field path -> name, e.g. ``{"mt.sets": "--mt-sets"}`` for a command's flags), else by its field path."""
+    names = names or {}
+
+    def name(field: str) -> str:
+        return names.get(field, field)
+
     if not lm_sets and not mt_sets:
-        raise RecipeError("workbench eval: give --lm-sets (with --languages) and/or --mt-sets (with --directions)")
+        raise RecipeError(f"{source}: give {name('lm.sets')} (with {name('lm.languages')}) and/or "
+                          f"{name('mt.sets')} (with {name('mt.directions')})")
     raw: dict[str, Any] = {"contamination": None}
     if lm_sets:
         raw["lm"] = {"sets": lm_sets, "languages": languages, "split": split, "floor": None,
@@ -328,15 +336,12 @@ def eval_config_from_options(*, lm_sets: str | None, mt_sets: str | None, langua
     if mt_sets:
         raw["mt"] = {"sets": mt_sets, "directions": directions, "split": split, "shots": shots, "prompt": prompt,
                      "lid_seed": lid_seed, **({"max_sentences": max_sentences} if max_sentences else {})}
-    options = {"lm.sets": "--lm-sets", "lm.languages": "--languages", "mt.sets": "--mt-sets",
-               "mt.directions": "--directions", "mt.lid_seed": "--lid-seed", "mt.shots": "--shots",
-               "lm.max_sentences": "--max-sentences", "mt.max_sentences": "--max-sentences"}
     try:
         return EvalConfig.model_validate(raw, context={"base_dir": Path.cwd()})
     except ValidationError as err:
         lines = []
         for line in _error_lines(err, prefix=""):
             where, _, message = line.partition(": ")
-            key = re.sub(r"\[\d+\]$", "", where)
-            lines.append(f"{options.get(key, where)}: {message}")
-        raise RecipeError("workbench eval: " + "; ".join(lines)) from None
+            field = re.sub(r"\[\d+\]$", "", where)
+            lines.append(f"{names.get(field, where)}: {message}")
+        raise RecipeError(f"{source}: " + "; ".join(lines)) from None

@@ -18,14 +18,25 @@ import pandas as pd
 
 from . import scoreboard
 from .errors import RunError
-from .store import DEFAULT_WORKSPACE, TRANSLATIONS_FILE, RunStore, open_run
+from .evaluate.detector_names import SENTENCE_FLAGS
+from .recipe import MTEvalConfig
+from .store import (
+    DEFAULT_WORKSPACE,
+    SCORE_STEP,
+    TRANSLATIONS_FILE,
+    RunStore,
+    is_scoring_step,
+    open_run,
+    scored_system,
+    scoring_step_id,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .compare import Comparison
 
-FLAG_NAMES = ("off_target", "script_leak", "copy", "repetition", "empty", "truncated")  # truncated: budget used up
+FLAG_NAMES = SENTENCE_FLAGS  # the translations table's flag_<name> columns
 TRANSLATION_COLUMNS = ["system", "stage", "variant", "direction", "index", "source", "reference", "hypothesis",
                        "chrf", *(f"flag_{f}" for f in FLAG_NAMES), "prompt"]
 CURVE_COLUMNS = ["stage", "step", "tokens", "language", "bits_per_byte"]
@@ -132,12 +143,17 @@ class Run:
 
     def systems(self) -> list[str]:
         """Every scored model as ``stage`` or ``stage/variant``, in pipeline order."""
-        return [s["id"].removeprefix("score:") for s in self.steps()
-                if s.get("kind") == "score" and s.get("status") in ("ran", "cached")]
+        scored = [(scored_system(s["id"]), s.get("status")) for s in self.steps()]
+        return [system for (kind, system), status in scored if kind == SCORE_STEP and status in ("ran", "cached")]
 
     def recipe(self) -> dict[str, Any]:
         """The recipe as resolved when the run started (paths absolute)."""
         return self.manifest().get("recipe", {})
+
+    def mt_eval(self) -> MTEvalConfig | None:
+        """The translation settings the run was scored with (``eval.mt``, validated), or None without them."""
+        mt = (self.recipe().get("eval") or {}).get("mt")
+        return MTEvalConfig.model_validate(mt) if mt else None
 
     def models(self) -> dict[str, tuple[Path, Path | None]]:
         """Every model this run produced, ``{system: (model directory, adapter directory or None)}``, with
@@ -146,8 +162,7 @@ class Run:
         for step in self.steps():
             if step.get("kind") == "base" and step.get("path"):
                 out["base"] = (step["path"], None)
-            elif step.get("path") and (step["path"] / "artifact.json").is_file() and step.get("kind") not in (
-                    "score", "contamination", "floor"):
+            elif step.get("path") and RunStore.is_complete(step["path"]) and not is_scoring_step(step["id"]):
                 for ref in RunStore.read_artifact(step["path"]).get("models", []):
                     model = Path(ref["path"]) if Path(ref["path"]).is_absolute() else step["path"] / ref["path"]
                     adapter = step["path"] / ref["adapter"] if ref.get("adapter") else None
@@ -197,7 +212,7 @@ class Run:
 
     def system_translations(self, system: str) -> list[dict[str, Any]]:
         """The stored translation rows of one scored model (``stage`` or ``stage/variant``)."""
-        step = next((s for s in self.steps() if s["id"] == f"score:{system}"), None)
+        step = next((s for s in self.steps() if s["id"] == scoring_step_id(SCORE_STEP, system)), None)
         path = step["path"] / TRANSLATIONS_FILE if step and step.get("path") else None
         if path is None or not path.is_file():
             return []

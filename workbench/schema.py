@@ -1,7 +1,7 @@
 """What every configuration section shares: the strict base model and the validated field types (language codes,
-directions, existing paths, input globs, evaluation sources) and the training settings. The recipe and every
-stage's config are built from these; this module imports nothing of the workbench but the language codes, so
-that any layer can use it.
+directions, existing paths, input globs, evaluation sources), the training settings and the one adapter config.
+The recipe and every stage's config are built from these; this module imports nothing of the workbench but the
+language codes, so that any layer can use it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
@@ -65,6 +65,34 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+AdapterMethod = Literal["lora", "rslora", "dora"]
+"""The peft LoRA family: plain LoRA, rank-stabilised LoRA (scaled by alpha/sqrt(r)), weight-decomposed DoRA."""
+ADAPTER_METHODS: tuple[str, ...] = get_args(AdapterMethod)
+Quantize = Annotated[Literal["none", "4bit"], Field(description="4bit: QLoRA (bitsandbytes NF4 base)")]
+
+
+class AdapterConfig(StrictModel):
+    """A LoRA-family adapter: one config for LoRA, rsLoRA and DoRA, as peft's ``LoraConfig`` is.
+
+    Which of the three trains is chosen beside it (cpt's ``train``, a finetune variant's ``method``), because that
+    same choice also offers training without an adapter. The defaults are continued pretraining's, which learns a
+    language from many tokens of running text: rank 16, and no dropout (the data volume regularises, and dropout
+    would hold an extra activation per adapted layer). A finetune variant lowers them (see
+    :class:`workbench.stages.finetune.VariantConfig`).
+    """
+
+    r: int = Field(16, ge=1)
+    alpha: float | None = Field(None, gt=0, description="lora_alpha (default: 2 x r; rsLoRA scales by alpha/sqrt(r))")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] | Literal["all-linear"] = "all-linear"
+
+    def lora_options(self, method: str) -> dict[str, Any]:
+        """peft ``LoraConfig`` arguments for this adapter trained as ``method`` (lora, rslora or dora)."""
+        if method not in ADAPTER_METHODS:
+            raise ValueError(f"an adapter method is one of {', '.join(ADAPTER_METHODS)}, got {method!r}")
+        return {"r": self.r, "lora_alpha": self.alpha or 2 * self.r, "lora_dropout": self.dropout,
+                "target_modules": self.targets, "use_rslora": method == "rslora", "use_dora": method == "dora"}
 
 
 class TrainingConfig(StrictModel):

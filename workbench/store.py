@@ -8,7 +8,11 @@
         scoreboard.json        flat list of score records (see ``SCORE_FIELDS``)
         stages/<id>-<key>/     finished artifacts (renamed into place atomically)
         stages/.partial-<id>-<key>/   work in progress (checkpoints survive a crash)
-        scores/<step>-<key>/   scores.json + translations.jsonl of one scored model
+        scores/<step>-<key>/   what a scoring step wrote: scores.json, per-sentence files, its report
+
+A stage's step id is its recipe id (``cpt``, ``finetune-2``); a scoring step's is
+``<kind>:<subject>[/<variant>]`` (``score:finetune/lora-r8``, see :func:`scoring_step_id`), written
+with ``-`` for ``:`` and ``/`` in its folder name.
 
 The CLI, the Gradio app and the notebook API all read runs through this module.
 """
@@ -29,6 +33,10 @@ from .io import atomic_write_json, read_jsonl
 
 DEFAULT_WORKSPACE = Path("runs")
 KEY_CHARS = 16
+STAGES_DIR = "stages"  # finished stage artifacts
+SCORES_DIR = "scores"  # finished scoring steps
+PARTIAL_PREFIX = ".partial-"  # a step's folder while it runs
+SCORE_STEP = "score"  # the kind of the step that scores one model: its id is score:<stage>[/<variant>]
 ARTIFACT_FILE = "artifact.json"
 # files of a scored step (scores/<step>-<key>/)
 SCORES_FILE = "scores.json"  # its score records
@@ -39,8 +47,40 @@ CONTAMINATION_FILE = "contamination.json"  # a contamination check's report
 SCORE_FIELDS = ("stage", "variant", "kind", "language", "direction", "metric", "value", "n")
 
 
+ADAPTERS_DIR = "adapters"  # published adapters, beside the run store: adapters/<run>/<variant>/
+
+
+def adapters_home(workspace: Path) -> Path:
+    """Where the runs of the run store ``workspace`` publish their adapters: ``adapters/`` in the folder that
+    holds the run store (the project folder)."""
+    return Path(workspace).resolve().parent / ADAPTERS_DIR
+
+
 def short_key(key: str) -> str:
     return key[:KEY_CHARS]
+
+
+def scoring_step_id(kind: str, subject: str, variant: str | None = None) -> str:
+    """The id of a step of ``kind`` that scores or checks the step ``subject``: ``<kind>:<subject>[/<variant>]``
+    (``subject`` may name a variant already: ``score:finetune/lora-r8``)."""
+    return f"{kind}:{subject}" + (f"/{variant}" if variant else "")
+
+
+def scored_system(step_id: str) -> tuple[str | None, str]:
+    """``(kind, system)`` of a scoring step's id, the system as ``stage`` or ``stage/variant``
+    (``score:finetune/lora-r8`` -> ``("score", "finetune/lora-r8")``); ``(None, step_id)`` for a stage's id."""
+    kind, sep, system = step_id.partition(":")
+    return (kind, system) if sep else (None, step_id)
+
+
+def is_scoring_step(step_id: str) -> bool:
+    """Whether ``step_id`` names a scoring step (``<kind>:<subject>``) rather than the base model or a stage."""
+    return scored_system(step_id)[0] is not None
+
+
+def step_folder(step_id: str, key: str) -> str:
+    """A step's folder name: its id (``:`` and ``/`` as ``-``) and its short key."""
+    return f"{step_id.replace(':', '-').replace('/', '-')}-{short_key(key)}"
 
 
 @dataclass
@@ -70,17 +110,20 @@ class RunStore:
         return self.root / "scoreboard.json"
 
     # -- artifacts ---------------------------------------------------------------------------
-    def artifact_dir(self, step_id: str, key: str) -> Path:
-        return self.root / "stages" / f"{step_id}-{short_key(key)}"
+    def step_dir(self, step_id: str, key: str, *, scores: bool = False) -> Path:
+        """A finished step's folder: under ``scores/`` for a scoring step, else under ``stages/``."""
+        return self.root / (SCORES_DIR if scores else STAGES_DIR) / step_folder(step_id, key)
 
-    def partial_dir(self, step_id: str, key: str) -> Path:
-        return self.root / "stages" / f".partial-{step_id}-{short_key(key)}"
+    def partial_step_dir(self, step_id: str, key: str, *, scores: bool = False) -> Path:
+        """The folder a step writes into while it runs (renamed to :meth:`step_dir` by :meth:`commit`)."""
+        return self.root / (SCORES_DIR if scores else STAGES_DIR) / (PARTIAL_PREFIX + step_folder(step_id, key))
 
-    def score_dir(self, step_id: str, key: str) -> Path:
-        return self.root / "scores" / f"{step_id}-{short_key(key)}"
-
-    def partial_score_dir(self, step_id: str, key: str) -> Path:
-        return self.root / "scores" / f".partial-{step_id}-{short_key(key)}"
+    @staticmethod
+    def drop_stale_partials(final: Path) -> None:
+        """Remove the partial folders of the same step under other keys (attempts of an earlier config)."""
+        prefix = f"{PARTIAL_PREFIX}{final.name.rsplit('-', 1)[0]}-"
+        for stale in final.parent.glob(prefix + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     @staticmethod
     def is_complete(directory: Path) -> bool:

@@ -18,7 +18,7 @@ _EXPORTS = {
     "TargetAwareIdentifier": "langid", "dominant_script": "langid", "dominant_scripts": "langid",
     "fasttext_label_to_code": "langid", "find_confusables": "langid", "read_seed_dir": "langid",
     "train_identifier": "langid",
-    "run_crawl": "pipeline", "split_segments": "pipeline",
+    "CrawlJob": "pipeline", "run_crawl": "pipeline", "CrawlSettings": "processor", "split_segments": "segments",
     "CrawlStats": "readers", "RawDocument": "readers", "iter_documents": "readers",
 }
 

@@ -5,7 +5,8 @@ WARC/WET file written one gzip member per record (the records starting in it; ea
 own bytes), else an interleaved slice (the documents whose index ``i`` has ``i % parts == part``: every
 slice reads the file, and extracts and identifies only its own documents). Processing a shard is one pure
 function (:func:`process_shard`: shard + settings + identifier → candidate records per language +
-stats) whose output directory is renamed into place when complete, so a re-run skips finished shards.
+stats, by a :class:`~workbench.crawl.processor.ShardProcessor`) whose output directory is renamed into place
+when complete, so a re-run skips finished shards.
 Deduplication compares every shard's records with those of the shards before it, so it runs in
 shard order, on each shard as soon as it and all earlier ones are done, while later shards still run (see
 :func:`iter_shards` and :func:`workbench.crawl.pipeline.run_crawl`).
@@ -31,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, stable_hash
 from ..lifetime import exit_with_parent
-from .langid import LanguageIdentifier
+from .langid import LanguageIdentifier, TargetAwareIdentifier
+from .processor import CrawlSettings, ShardProcessor
 from .readers import CrawlStats, iter_documents, record_ranges_possible
 
 EXECUTORS = ("serial", "local", "ray")
@@ -121,14 +123,13 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def process_shard(shard: Shard, settings: Any, identifier: LanguageIdentifier, out_root: Path) -> dict[str, Any]:
+def process_shard(shard: Shard, settings: CrawlSettings, identifier: LanguageIdentifier,
+                  out_root: Path) -> dict[str, Any]:
     """Extract, identify and filter the documents of one shard into ``out_root/<shard key>/``.
 
     Writes ``<code>.jsonl`` (candidate records, before deduplication) and ``stats.json`` into a temporary
     directory renamed into place at the end; a shard already done is not redone. Returns the stats.
     """
-    from .pipeline import ShardProcessor
-
     final = Path(out_root) / shard.key
     if (final / SHARD_STATS).is_file():
         return json.loads((final / SHARD_STATS).read_text(encoding="utf-8"))
@@ -156,16 +157,15 @@ def process_shard(shard: Shard, settings: Any, identifier: LanguageIdentifier, o
 _LOADED: dict[str, LanguageIdentifier] = {}
 
 
-def process_shard_from_disk(shard: Shard, settings: Any, identifier_dir: str, out_root: str) -> dict[str, Any]:
+def process_shard_from_disk(shard: Shard, settings: CrawlSettings, identifier_dir: str,
+                            out_root: str) -> dict[str, Any]:
     """:func:`process_shard` for a worker process: the identifier is loaded once per process from disk."""
-    from .langid import TargetAwareIdentifier
-
     if identifier_dir not in _LOADED:
         _LOADED[identifier_dir] = TargetAwareIdentifier.load(Path(identifier_dir))
     return process_shard(shard, settings, _LOADED[identifier_dir], Path(out_root))
 
 
-def iter_shards(shards: Sequence[Shard], settings: Any, identifier: LanguageIdentifier, out_root: Path, *,
+def iter_shards(shards: Sequence[Shard], settings: CrawlSettings, identifier: LanguageIdentifier, out_root: Path, *,
                 executor: str = "serial", processes: int = 1,
                 on_done: Callable[[Shard], None] | None = None) -> Iterator[ShardResult]:
     """Process every shard (finished ones are reused) with the chosen executor. Results come in shard order,
@@ -298,9 +298,7 @@ def merge_bad_input(results: Sequence[ShardResult], max_logged: int = 100) -> di
             "locations_truncated": total > min(len(locations), max_logged), "skipped_bytes": skipped_bytes}
 
 
-def settings_key(settings: Any) -> str:
+def settings_key(settings: CrawlSettings) -> str:
     """A short, process-independent hash of the shard settings."""
-    from ..io import stable_hash
-
     fields = {k: sorted(v) if isinstance(v, frozenset | set) else v for k, v in asdict(settings).items()}
     return stable_hash(fields)[:12]

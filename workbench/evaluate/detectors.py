@@ -51,8 +51,17 @@ from ..crawl.langid import LanguageIdentifier, train_identifier
 from ..io import tree_fingerprint
 from ..text import char_script, normalize_for_matching, target_scripts
 from ..text import words as text_words
+from .detector_names import (
+    COPY,
+    DETECTORS,
+    EMPTY,
+    OFF_TARGET,
+    REPETITION,
+    SCRIPT_LEAK,
+    rate_metric,
+    reference_rate_metric,
+)
 
-DETECTORS = ("empty", "script_leak", "copy", "repetition", "off_target")
 MAX_FALSE_ALARM = 0.05  # a detector flagging more of the human references than this is not trusted
 
 log = logging.getLogger("workbench")
@@ -244,13 +253,13 @@ def detect(
     """Every detector on one translation, keyed by :data:`DETECTORS` names (``tolerated``: identifier labels
     that are not off-target, from :func:`calibrate`)."""
     return {
-        "empty": detect_empty(hypothesis),
-        "script_leak": detect_script_leak(hypothesis, tgt, config.script_leak),
-        "copy": detect_copy(source, hypothesis, src, tgt, config.copy_similarity, coverage=config.copy_coverage,
-                            min_run=config.copy_min_run),
-        "repetition": detect_repetition(hypothesis, config),
-        "off_target": detect_off_target(hypothesis, tgt, identifier, config.off_target, config.min_chars_langid,
-                                        target_score=config.off_target_target_score, tolerated=tolerated),
+        EMPTY: detect_empty(hypothesis),
+        SCRIPT_LEAK: detect_script_leak(hypothesis, tgt, config.script_leak),
+        COPY: detect_copy(source, hypothesis, src, tgt, config.copy_similarity, coverage=config.copy_coverage,
+                          min_run=config.copy_min_run),
+        REPETITION: detect_repetition(hypothesis, config),
+        OFF_TARGET: detect_off_target(hypothesis, tgt, identifier, config.off_target, config.min_chars_langid,
+                                      target_score=config.off_target_target_score, tolerated=tolerated),
     }
 
 
@@ -293,7 +302,7 @@ class Calibration:
         """What the calibration says loudly: tolerated labels, and detectors above the false-alarm limit."""
         notes = []
         if self.tolerated:
-            notes.append(f"off_target: the identifier labels {self.raw_off_target_rate:.0%} of the {self.tgt} "
+            notes.append(f"{OFF_TARGET}: the identifier labels {self.raw_off_target_rate:.0%} of the {self.tgt} "
                          f"references as another language; {', '.join(self.tolerated)} tolerated as {self.tgt} "
                          f"(outputs in {'them' if len(self.tolerated) > 1 else 'it'} are not caught)")
         for name, rate, n in reference_rates(self.reference_flags):
@@ -314,7 +323,7 @@ def calibrate(
     frequent off-target labels of the references until at most ``config.max_false_alarm`` of the judged
     references stay flagged (see the module docstring). Warnings are logged once here."""
     found = [detect(source, reference, src, tgt, identifier, config) for source, reference in pairs]
-    off = [d["off_target"] for d in found if d["off_target"].flag is not None]
+    off = [d[OFF_TARGET] for d in found if d[OFF_TARGET].flag is not None]
     labels = Counter(d.label for d in off if d.flag)
     tolerated: list[str] = []
     flagged = sum(labels.values())
@@ -326,8 +335,8 @@ def calibrate(
     reference_flags = []
     for d in found:
         row = {name: detection.flag for name, detection in d.items()}
-        if row["off_target"] and d["off_target"].label in tolerated:
-            row["off_target"] = False
+        if row[OFF_TARGET] and d[OFF_TARGET].label in tolerated:
+            row[OFF_TARGET] = False
         reference_flags.append(row)
     raw = sum(labels.values()) / len(off) if off else None
     calibration = Calibration(src, tgt, identifier, config, reference_flags, tuple(tolerated), raw)
@@ -358,7 +367,7 @@ def detector_records(
     mine = [row.get("flags") for row in rows if row.get("direction", direction) == direction]
     return [
         {"stage": stage, "variant": variant, "kind": "detector", "direction": direction,
-         "metric": f"{name}_rate", "value": rate, "n": n}
+         "metric": rate_metric(name), "value": rate, "n": n}
         for name, rate, n in reference_rates(mine)
     ]
 
@@ -375,11 +384,11 @@ def reference_records(
     records = []
     for name, rate, n in reference_rates(row.get("reference_flags") for row in mine):
         record = {"stage": stage, "variant": variant, "kind": "detector", "direction": direction,
-                  "metric": f"{name}_ref_rate", "value": rate, "n": n}
+                  "metric": reference_rate_metric(name), "value": rate, "n": n}
         notes = []
         if rate > max_false_alarm:
             notes.append(f"flags {rate:.0%} of the human references (limit {max_false_alarm:.0%})")
-        if name == "off_target" and tolerated:
+        if name == OFF_TARGET and tolerated:
             notes.append(f"blind to {', '.join(tolerated)}: the identifier gives it to the references")
         if notes:
             record["warning"] = "; ".join(notes)

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import read_jsonl, write_jsonl
+from ..io import read_jsonl, tree_fingerprint, write_jsonl
 from ..languages import check_direction
 from ..recipe import EvalConfig, LMEvalConfig, MTEvalConfig
 from ..store import LM_SENTENCES_FILE, TRANSLATIONS_FILE
 from .datasets import has_splits, load_pairs, load_texts
+from .detector_names import TRUNCATED
 
 LM_METRICS = ("bits_per_byte", "bits_per_char", "token_perplexity")
 FLOOR_METRICS = ("bits_per_byte", "bits_per_char")
@@ -101,6 +102,31 @@ def eval_sentence_sets(eval_cfg: EvalConfig) -> dict[str, list[str]]:
             sets[f"mt:{direction}:source"] = [s for s, _ in scored]
             sets[f"mt:{direction}:reference"] = [t for _, t in scored]
     return sets
+
+
+def scores_anything(eval_cfg: EvalConfig) -> bool:
+    """Whether an ``eval:`` section asks for LM or MT scores."""
+    return eval_cfg.lm is not None or eval_cfg.mt is not None
+
+
+def eval_fingerprints(eval_cfg: EvalConfig) -> dict[str, str]:
+    """Content fingerprints of the evaluation sets (and the language-ID seed), by source (a hub id as itself)."""
+    sets = {str(cfg.sets) for cfg in (eval_cfg.lm, eval_cfg.mt) if cfg is not None}
+    if eval_cfg.mt is not None and eval_cfg.mt.lid_seed is not None:
+        sets.add(str(eval_cfg.mt.lid_seed))
+    return {source: source if source.startswith("hf:") else tree_fingerprint(Path(source)) for source in sorted(sets)}
+
+
+def eval_selection(eval_cfg: EvalConfig) -> dict[str, Any]:
+    """What decides which evaluation sentences are scored (not how), with the sets' fingerprints: the identity
+    of :func:`eval_sentence_sets`."""
+    lm, mt = eval_cfg.lm, eval_cfg.mt
+    return {
+        "lm": lm.model_dump(mode="json", include={"sets", "split", "languages", "max_sentences"}) if lm else None,
+        "mt": mt.model_dump(mode="json", include={"sets", "split", "exemplar_split", "directions", "max_sentences",
+                                                  "shots"}) if mt else None,
+        "sets": eval_fingerprints(eval_cfg),
+    }
 
 
 # -- running a model ---------------------------------------------------------------------------------------
@@ -192,7 +218,7 @@ def translation_rows(model, tokenizer, cfg: MTEvalConfig, progress: bool) -> lis
             rows.append({
                 "direction": direction, "index": index, "source": source, "reference": reference,
                 "hypothesis": hypothesis, "chrf": sentence_chrf(hypothesis, reference),
-                "flags": {**on_references.flags(source, hypothesis), "truncated": translation.truncated},
+                "flags": {**on_references.flags(source, hypothesis), TRUNCATED: translation.truncated},
                 "reference_flags": on_references.reference_flags[index],
                 "off_target_tolerated": list(on_references.tolerated),
                 "budget_tokens": translation.budget, "cut_character": translation.cut_character,

@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import DataError
-from ..schema import LanguageCode, StrictModel, TrainingConfig
+from ..schema import ADAPTER_METHODS, AdapterConfig, AdapterMethod, LanguageCode, Quantize, StrictModel, TrainingConfig
+from ..train.memory import TrainSetup, trains_under_autocast
 from .base import Artifact, Stage, StageContext
 from .corpus import corpus_files, corpus_texts
 
@@ -38,13 +39,6 @@ class PhaseConfig(StrictModel):
     name: str | None = None
     tokens: int = Field(gt=0, description="training tokens of this phase (target + replay)")
     replay: ReplayConfig = ReplayConfig()
-
-
-class AdapterConfig(StrictModel):
-    r: int = Field(16, ge=1)
-    alpha: float | None = Field(None, gt=0, description="lora_alpha (default 2 x r)")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    targets: list[str] | Literal["all-linear"] = "all-linear"
 
 
 class EmbeddingsConfig(StrictModel):
@@ -72,10 +66,10 @@ class CPTConfig(TrainingConfig):
     max_epochs: float = Field(10.0, gt=0, description="passes over a language's corpus a budget may take")
     block_size: int = Field(128, ge=8)
     packing: Literal["best-fit", "stream"] = "best-fit"
-    train: Literal["full", "embeddings", "lora", "rslora", "dora"] = Field(
+    train: Literal["full", "embeddings", AdapterMethod] = Field(
         "full", description="full model; embeddings only; or a peft adapter on the transformer")
     adapter: AdapterConfig = AdapterConfig()
-    quantize: Literal["none", "4bit"] = Field("none", description="4bit: QLoRA (bitsandbytes NF4 base)")
+    quantize: Quantize = "none"
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     gradient_checkpointing: bool = False
     ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the trainable weights (scored as 'ema')")
@@ -88,12 +82,31 @@ class CPTConfig(TrainingConfig):
     def _budget(self) -> CPTConfig:
         if (self.tokens is None) == (self.phases is None):
             raise ValueError("give either tokens (one phase) or phases (a curriculum)")
-        if self.quantize == "4bit" and self.train not in ("lora", "rslora", "dora"):
+        if self.quantize == "4bit" and self.train not in ADAPTER_METHODS:
             raise ValueError("quantize: 4bit trains an adapter on a frozen 4-bit base: use train: lora|rslora|dora")
         return self
 
     def phase_list(self) -> list[PhaseConfig]:
         return self.phases or [PhaseConfig(tokens=self.tokens, replay=self.replay)]
+
+    def embedding_mode(self, has_new_rows: bool) -> str:
+        """What the embeddings do: ``embeddings.train``; for ``auto``, full when the whole model or the embeddings
+        train, and with an adapter their new rows if a tokenizer stage added rows, else frozen."""
+        if self.embeddings.train != "auto":
+            return self.embeddings.train
+        if self.train in ("full", "embeddings"):
+            return "full"
+        return "new-rows" if has_new_rows else "frozen"
+
+    def training_setups(self, *, dtype: str, new_rows: int) -> list[tuple[str | None, TrainSetup]]:
+        """What this stage trains, for the memory plan: one run, in ``dtype``, after a tokenizer stage that adds
+        ``new_rows`` embedding rows."""
+        return [(None, TrainSetup(
+            method=self.train, r=self.adapter.r, targets=self.adapter.targets, quantize=self.quantize, dtype=dtype,
+            batch_size=self.batch_size, seq_len=self.block_size, gradient_checkpointing=self.gradient_checkpointing,
+            embeddings=self.embedding_mode(bool(new_rows)), new_rows=new_rows,
+            dropout=self.adapter.dropout if self.train != "full" else 0.0, grad_accum=self.grad_accum,
+            ema=bool(self.ema), autocast=trains_under_autocast(self.train, dtype)))]
 
 
 class CPTStage(Stage):
@@ -123,7 +136,7 @@ class CPTStage(Stage):
         from ..train.ema import EMA
         from ..train.loop import LoopSettings, mixed_precision, precision_name, train
         from ..train.sharding import check_fsdp_support, full_state_dict, resolve_strategy
-        from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
+        from ..train.trainable import load_base, prepare, save_standalone
 
         cfg, world = self.config, World.current()
         source = ctx.latest_model()
@@ -135,9 +148,8 @@ class CPTStage(Stage):
                                      gradient_checkpointing=cfg.gradient_checkpointing)
         data = self._data(ctx, tokenizer)
         new_ids = _new_token_ids(ctx)
-        embeddings = _embedding_mode(cfg, new_ids)
-        adapter = AdapterSettings(method=cfg.train, **cfg.adapter.model_dump())
-        trained = prepare(model, method=cfg.train, adapter=adapter, embeddings=embeddings, new_ids=new_ids,
+        embeddings = cfg.embedding_mode(bool(new_ids))
+        trained = prepare(model, method=cfg.train, adapter=cfg.adapter, embeddings=embeddings, new_ids=new_ids,
                           lr=cfg.lr, embedding_lr=cfg.embeddings.lr, weight_decay=cfg.weight_decay)
         from ..train.loss import attention_stays_in_documents
 
@@ -358,14 +370,6 @@ def _new_token_ids(ctx: StageContext) -> list[int]:
     import json
 
     return [entry["id"] for entry in json.loads((artifact.path / rel).read_text(encoding="utf-8"))]
-
-
-def _embedding_mode(cfg: CPTConfig, new_ids: list[int]) -> str:
-    if cfg.embeddings.train != "auto":
-        return cfg.embeddings.train
-    if cfg.train in ("full", "embeddings"):
-        return "full"
-    return "new-rows" if new_ids else "frozen"
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -75,6 +75,19 @@ class CrawlConfig(StrictModel):
         """The fastText model file ``general_lid`` names, if it names one."""
         return Path(self.general_lid) if self.general_lid not in GENERAL_SETTINGS else None
 
+    def exclude_files(self) -> list[Path]:
+        """The JSONL files of documents never to keep (``exclude``, one or several)."""
+        exclude = self.exclude
+        return [Path(p) for p in (exclude if isinstance(exclude, list) else [exclude] if exclude else [])]
+
+    def excluding(self, documents: Path) -> CrawlConfig:
+        """This config with the JSONL file ``documents`` (e.g. a run's marked-bad documents) added to ``exclude``;
+        the same config when it is listed already."""
+        listed = self.exclude_files()
+        if documents.resolve() in [p.resolve() for p in listed]:
+            return self
+        return self.model_copy(update={"exclude": [*listed, documents.resolve()]})
+
 
 class CrawlStage(Stage):
     kind = "crawl"
@@ -84,6 +97,7 @@ class CrawlStage(Stage):
     # (letters, margin, document support); fastText labels map to FLORES codes
     Config = CrawlConfig
     trains_on_data = True
+    produces_corpus = True
     key_exclude = frozenset({"executor", "processes"})  # where shards run does not change the result
 
     def training_data(self, artifact: Artifact, upstream: list[Artifact]) -> list[Path]:
@@ -96,13 +110,13 @@ class CrawlStage(Stage):
     def input_fingerprints(self) -> dict[str, str]:
         seeds = {str(p): file_fingerprint(p) for p in sorted(Path(self.config.lid_seed).glob("*.txt"))}
         cfg = self.config
-        extra = [p for p in (*self._exclude_files(), cfg.prefilter and cfg.prefilter.wordlist, cfg.general_lid_file())
+        extra = [p for p in (*cfg.exclude_files(), cfg.prefilter and cfg.prefilter.wordlist, cfg.general_lid_file())
                  if p]
         return {**{str(p): file_fingerprint(p) for p in [*self.files(), *extra]}, **seeds}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from ..crawl.langid import train_identifier
-        from ..crawl.pipeline import run_crawl
+        from ..crawl.pipeline import CrawlJob, CrawlSettings, run_crawl
 
         languages = self.config.languages or ctx.recipe.languages.all
         identifier = train_identifier(Path(self.config.lid_seed), None, general_lid=self.config.general_lid)
@@ -116,13 +130,15 @@ class CrawlStage(Stage):
                                     seed=ctx.seed)
         files = self.files()
         executor = ctx.options.get("executor") or cfg.executor
-        stats = run_crawl(files, languages, identifier, ctx.out_dir / "corpus", min_chars=cfg.min_chars,
-                          min_score=cfg.min_score, quality=cfg.quality, near_dedup=near, exclude=self._excluded(),
-                          extractor=cfg.extractor, extract_timeout=cfg.extract_timeout, min_scores=cfg.min_scores,
-                          prefilter=self._prefilter(), executor=executor,
-                          processes=cfg.processes,  # None: the CPU count, at most one per shard
-                          shard_dir=ctx.out_dir / "checkpoints" / "shards", max_shard_bytes=cfg.max_shard_mb * 2**20,
-                          seed=ctx.seed, progress=ctx.progress, parquet=cfg.parquet, target=ctx.recipe.languages.target)
+        wordlist, min_hit_rate = self._prefilter() or (frozenset(), 0.0)
+        shard = CrawlSettings(tuple(languages), min_chars=cfg.min_chars, min_score=cfg.min_score, quality=cfg.quality,
+                              extractor=cfg.extractor, extract_timeout=cfg.extract_timeout,
+                              min_scores=dict(cfg.min_scores), wordlist=wordlist, min_hit_rate=min_hit_rate)
+        job = CrawlJob(shard, near_dedup=near, exclude=tuple(self._excluded()), executor=executor,
+                       processes=cfg.processes,  # None: the CPU count, at most one per shard
+                       shard_dir=ctx.out_dir / "checkpoints" / "shards", max_shard_bytes=cfg.max_shard_mb * 2**20,
+                       seed=ctx.seed, progress=ctx.progress, parquet=cfg.parquet, target=ctx.recipe.languages.target)
+        stats = run_crawl(files, job, identifier, ctx.out_dir / "corpus")
         for warning in stats.get("warnings", []):
             ctx.log("corpus_warning", message=warning)
         shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
@@ -141,14 +157,11 @@ class CrawlStage(Stage):
         cfg = self.config.prefilter
         return (read_wordlist(cfg.wordlist, cfg.top), cfg.min_hit_rate) if cfg is not None else None
 
-    def _exclude_files(self) -> list[Path]:
-        exclude = self.config.exclude
-        return [Path(p) for p in (exclude if isinstance(exclude, list) else [exclude] if exclude else [])]
-
     def _excluded(self) -> list[str]:
         from ..io import read_jsonl
 
-        return [r["text"] for path in self._exclude_files() for r in read_jsonl(path) if isinstance(r.get("text"), str)]
+        return [r["text"] for path in self.config.exclude_files() for r in read_jsonl(path)
+                if isinstance(r.get("text"), str)]
 
 
 def corpus_records(stage: str, stats: dict[str, Any]) -> list[dict[str, Any]]:

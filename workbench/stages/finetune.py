@@ -18,7 +18,18 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import DataError
-from ..schema import Direction, EvalSource, ExistingPath, StrictModel, TrainingConfig
+from ..publish import TrainedVariant, recorded_variants
+from ..schema import (
+    AdapterConfig,
+    AdapterMethod,
+    Direction,
+    EvalSource,
+    ExistingPath,
+    Quantize,
+    StrictModel,
+    TrainingConfig,
+)
+from ..train.memory import TrainSetup, trains_under_autocast
 from .base import Artifact, Stage, StageContext
 
 Example = tuple[str, str, str, str]  # (src code, tgt code, source sentence, target sentence)
@@ -38,20 +49,29 @@ class EncodedExamples:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-class VariantConfig(StrictModel):
-    method: Literal["lora", "rslora", "dora", "full"]
+class VariantConfig(AdapterConfig):
+    """One variant (named by its key under ``variants``): the adapter it trains, or the whole model
+    (``method: full``), with its own learning rate and base precision.
+
+    The adapter defaults are a task adapter's, lower than :class:`AdapterConfig`'s (continued pretraining's): rank 8
+    is ample for one task, and dropout 0.05 guards a small set of pairs seen many times against overfitting.
+    """
+
+    method: Literal[AdapterMethod, "full"]
     r: int = Field(8, ge=1)
-    alpha: float | None = Field(None, gt=0, description="lora_alpha (default: 2 x r; rsLoRA scales by alpha/sqrt(r))")
     dropout: float = Field(0.05, ge=0, lt=1)
-    targets: list[str] | Literal["all-linear"] = "all-linear"
     lr: float | None = Field(None, gt=0, description="overrides the block's lr for this variant")
-    quantize: Literal["none", "4bit"] = Field("none", description="4bit: QLoRA (bitsandbytes NF4 base)")
+    quantize: Quantize = "none"
 
     @model_validator(mode="after")
     def _quantized_adapter(self) -> VariantConfig:
         if self.quantize == "4bit" and self.method == "full":
             raise ValueError("quantize: 4bit trains an adapter on a frozen 4-bit base; method full cannot")
         return self
+
+    def embedding_mode(self) -> str:
+        """The embeddings train with the whole model and stay frozen under an adapter."""
+        return "full" if self.method == "full" else "frozen"
 
 
 class ParallelData(StrictModel):
@@ -91,6 +111,16 @@ class FinetuneConfig(TrainingConfig):
                 raise ValueError(f"variant name '{name}' must use letters, digits, '-', '_' or '.'")
         return self
 
+    def training_setups(self, *, dtype: str, new_rows: int) -> list[tuple[str | None, TrainSetup]]:
+        """What this stage trains, for the memory plan: one run per variant, in ``dtype`` (``new_rows`` makes no
+        difference: a variant's embeddings train in full or not at all)."""
+        return [(name, TrainSetup(
+            method=variant.method, r=variant.r, targets=variant.targets, quantize=variant.quantize, dtype=dtype,
+            batch_size=self.batch_size, seq_len=self.max_length, gradient_checkpointing=self.gradient_checkpointing,
+            embeddings=variant.embedding_mode(), padded=True,
+            dropout=variant.dropout if variant.method != "full" else 0.0, grad_accum=self.grad_accum,
+            autocast=trains_under_autocast(variant.method, dtype))) for name, variant in self.variants.items()]
+
 
 class FinetuneStage(Stage):
     kind = "finetune"
@@ -116,6 +146,9 @@ class FinetuneStage(Stage):
 
     def model_variants(self) -> list[str | None]:
         return list(self.config.variants)
+
+    def trained_variants(self, artifact: Artifact) -> list[TrainedVariant]:
+        return recorded_variants(artifact.step_id, artifact.path, artifact.record)
 
     def input_fingerprints(self) -> dict[str, str]:
         from ..io import file_fingerprint, tree_fingerprint
@@ -220,17 +253,14 @@ class FinetuneStage(Stage):
         from ..io import atomic_write_json
         from ..modeling import peak_memory_record, reset_peak_memory, seed_everything
         from ..train.loop import LoopSettings, mixed_precision, precision_name, train
-        from ..train.trainable import AdapterSettings, load_base, prepare, save_standalone
+        from ..train.trainable import load_base, prepare, save_standalone
 
         seed_everything(ctx.seed)  # matched conditions: identical init noise and dropout per variant
         model, tokenizer = load_base(base_path, device=ctx.device, quantize=variant.quantize,
                                      dtype="float32" if variant.method == "full" else ctx.dtype,
                                      gradient_checkpointing=self.config.gradient_checkpointing)
         style = prompt_style(tokenizer, self.config.data.prompt)
-        adapter = AdapterSettings(method=variant.method, r=variant.r, alpha=variant.alpha, dropout=variant.dropout,
-                                  targets=variant.targets)
-        trained = prepare(model, method=variant.method, adapter=adapter,
-                          embeddings="full" if variant.method == "full" else "frozen",
+        trained = prepare(model, method=variant.method, adapter=variant, embeddings=variant.embedding_mode(),
                           lr=variant.lr or self.config.lr, weight_decay=self.config.weight_decay)
         model = trained.model
         trainable, total = trained.trainable, trained.total

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -306,37 +306,38 @@ def load_config(source: str) -> tuple[Any, str]:
             "folder as the model") from exc
 
 
+@runtime_checkable
+class DescribesTraining(Protocol):
+    """A stage config that trains: it says what each of its training runs trains (``None`` or a variant name)."""
+
+    def training_setups(self, *, dtype: str, new_rows: int) -> list[tuple[str | None, TrainSetup]]: ...
+
+
+@runtime_checkable
+class AddsEmbeddingRows(Protocol):
+    """A stage config that adds embedding rows (a tokenizer extension) for the stages after it to train."""
+
+    def planned_new_rows(self) -> int: ...
+
+
 def recipe_setups(recipe: Any) -> list[tuple[str, TrainSetup]]:
-    """Every training run a recipe would do (cpt; each finetune variant), as memory setups."""
+    """Every training run a recipe would do, as its stages describe them (:class:`DescribesTraining`), named
+    ``<stage id>`` or ``<stage id>/<variant>``; rows a stage adds (:class:`AddsEmbeddingRows`) count for the
+    stages after it."""
     dtype = "bfloat16" if recipe.base.dtype == "auto" else recipe.base.dtype
     new_rows = 0
     out = []
     for spec in recipe.stages:
         cfg = spec.config
-        if spec.kind == "tokenizer" and cfg.mode == "extend":
-            new_rows = cfg.max_new_tokens or max(cfg.vocab_size // 2, 1)
-        elif spec.kind == "cpt":
-            embeddings = cfg.embeddings.train
-            if embeddings == "auto":
-                embeddings = "full" if cfg.train in ("full", "embeddings") else ("new-rows" if new_rows else "frozen")
-            out.append((spec.id, TrainSetup(
-                method=cfg.train, r=cfg.adapter.r, targets=cfg.adapter.targets, quantize=cfg.quantize, dtype=dtype,
-                batch_size=cfg.batch_size, seq_len=cfg.block_size, gradient_checkpointing=cfg.gradient_checkpointing,
-                embeddings=embeddings, new_rows=new_rows, dropout=cfg.adapter.dropout if cfg.train != "full" else 0.0,
-                grad_accum=cfg.grad_accum, ema=bool(cfg.ema), autocast=_autocast(cfg.train, dtype))))
-        elif spec.kind == "finetune":
-            for name, variant in cfg.variants.items():
-                out.append((f"{spec.id}/{name}", TrainSetup(
-                    method=variant.method, r=variant.r, targets=variant.targets, quantize=variant.quantize,
-                    dtype=dtype, batch_size=cfg.batch_size, seq_len=cfg.max_length,
-                    gradient_checkpointing=cfg.gradient_checkpointing,
-                    embeddings="full" if variant.method == "full" else "frozen", padded=True,
-                    dropout=variant.dropout if variant.method != "full" else 0.0, grad_accum=cfg.grad_accum,
-                    autocast=_autocast(variant.method, dtype))))
+        if isinstance(cfg, AddsEmbeddingRows):
+            new_rows = cfg.planned_new_rows() or new_rows
+        if isinstance(cfg, DescribesTraining):
+            out += [(spec.id if variant is None else f"{spec.id}/{variant}", setup)
+                    for variant, setup in cfg.training_setups(dtype=dtype, new_rows=new_rows)]
     return out
 
 
-def _autocast(method: str, dtype: str) -> bool:
+def trains_under_autocast(method: str, dtype: str) -> bool:
     """Whether the stages train this method's float32 weights under bf16 autocast on a GPU (see
     :func:`workbench.train.loop.mixed_precision`: a bfloat16 recipe dtype, whole-model or embedding training)."""
     return method in ("full", "embeddings") and dtype == "bfloat16"

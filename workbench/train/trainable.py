@@ -15,20 +15,16 @@ from typing import Any
 
 import torch
 
-ADAPTER_METHODS = ("lora", "rslora", "dora")
+from ..schema import ADAPTER_METHODS, AdapterConfig
+
 METHODS = ("full", "embeddings", *ADAPTER_METHODS)  # "embeddings": the transformer stays frozen
 EMBEDDING_MODES = ("frozen", "new-rows", "full")
 
 
-@dataclass(frozen=True)
-class AdapterSettings:
-    """A peft LoRA-family adapter."""
-
-    method: str = "lora"
-    r: int = 16
-    alpha: float | None = None  # default 2 x r
-    dropout: float = 0.0
-    targets: list[str] | str = "all-linear"
+def AdapterSettings(method: str = "lora", **adapter: Any) -> AdapterConfig:
+    """:class:`AdapterConfig` under its former name, for callers that still pass ``method``: the method is
+    :func:`prepare`'s own argument and is not part of the adapter's settings."""
+    return AdapterConfig(**adapter)
 
 
 @dataclass
@@ -74,10 +70,11 @@ def load_base(path: Path, *, device: str, quantize: str = "none", dtype: str = "
     return model, tokenizer
 
 
-def prepare(model: Any, *, method: str, adapter: AdapterSettings | None = None, embeddings: str = "full",
+def prepare(model: Any, *, method: str, adapter: AdapterConfig | None = None, embeddings: str = "full",
             new_ids: list[int] | None = None, lr: float, embedding_lr: float | None = None,
             weight_decay: float = 0.0) -> Trainable:
-    """Mark what trains (``method`` x ``embeddings``) and build the optimizer's parameter groups."""
+    """Mark what trains (``method`` x ``embeddings``; ``adapter``: the settings of a LoRA-family method, default
+    :class:`AdapterConfig`'s) and build the optimizer's parameter groups."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if embeddings not in EMBEDDING_MODES:
@@ -89,7 +86,7 @@ def prepare(model: Any, *, method: str, adapter: AdapterSettings | None = None, 
     if method == "embeddings" and embeddings == "frozen":
         raise ValueError("train: embeddings with embeddings: frozen leaves nothing to train")
     if method in ADAPTER_METHODS:
-        model, embedding_params = _peft(model, adapter or AdapterSettings(method=method), method, embeddings, new_ids)
+        model, embedding_params = _peft(model, adapter or AdapterConfig(), method, embeddings, new_ids)
     else:
         embedding_params = _dense(model, method, embeddings, new_ids)
     groups = _groups(model, embedding_params, lr, embedding_lr, weight_decay, frozen_rows=embeddings == "new-rows")
@@ -130,7 +127,7 @@ def _module_name(model: Any, module: torch.nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is module).rsplit(".", 1)[-1]
 
 
-def _peft(model: Any, adapter: AdapterSettings, method: str, embeddings: str,
+def _peft(model: Any, adapter: AdapterConfig, method: str, embeddings: str,
           new_ids: list[int]) -> tuple[Any, list[torch.nn.Parameter]]:
     from peft import LoraConfig, get_peft_model
 
@@ -151,9 +148,7 @@ def _peft(model: Any, adapter: AdapterSettings, method: str, embeddings: str,
     targets = adapter.targets
     if head is not None and isinstance(targets, list) and head in targets and embeddings != "frozen":
         raise ValueError(f"adapter targets include the output layer '{head}' while embeddings are trained")
-    config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha or 2 * adapter.r, lora_dropout=adapter.dropout,
-                        target_modules=targets, use_rslora=method == "rslora", use_dora=method == "dora",
-                        task_type="CAUSAL_LM", **options)
+    config = LoraConfig(**adapter.lora_options(method), task_type="CAUSAL_LM", **options)
     model = get_peft_model(model, config)
     embedding_params = [p for n, p in model.named_parameters() if p.requires_grad and (
         "trainable_tokens_delta" in n or ".modules_to_save." in n)]
