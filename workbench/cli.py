@@ -1,15 +1,30 @@
 """``workbench`` command line: run, plan, scores, compare, eval, transplant, lid-*, cc-select, cc-fetch, models, ui."""
 
+# Imports that pull in torch, transformers, pandas, matplotlib, gradio or the crawl's compiled libraries (the
+# engine, scoreboard, tasks, models, compare, publish, the memory plan, language ID, the crawl pipeline, the app)
+# are made inside the commands that need them, so that `workbench --help` and the light commands start fast and
+# work without the crawl's libraries; everything else is imported here.
+
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
 
-from .errors import WorkbenchError, disk_full, missing_dependency
-from .store import DEFAULT_WORKSPACE
+from .crawl.ccindex import fetch_records, read_selection, select_records, write_selection
+from .errors import GateError, ModelSourceError, WorkbenchError, disk_full
+from .io import atomic_write_json
+from .languages import check_code
+from .optional import missing_dependency
+from .recipe import eval_config_from_options, load_recipe
+from .store import DEFAULT_WORKSPACE, RunStore, open_run
 
 workspace_option = click.option(
     "--workspace", type=click.Path(path_type=Path), default=DEFAULT_WORKSPACE, show_default=True,
@@ -34,10 +49,7 @@ def cli() -> None:
               help="Where the crawl's shards run (default: the recipe's choice, local processes).")
 def run(recipe: Path, workspace: Path, device: str | None, progress: bool, executor: str | None) -> None:
     """Run RECIPE: every stage not already cached, then print the scoreboard."""
-    from rich.console import Console
-
     from .engine import run_recipe
-    from .recipe import load_recipe
     from .scoreboard import print_scoreboard
 
     loaded = load_recipe(recipe)
@@ -60,14 +72,8 @@ def run(recipe: Path, workspace: Path, device: str | None, progress: bool, execu
 def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None:
     """Show which steps of RECIPE are cached and which would run, and whether each training run fits
     in --gpu-memory (runs nothing, downloads no weights)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .engine import check_base_model, preflight
     from .engine import plan as make_plan
-    from .errors import ModelSourceError
-    from .recipe import load_recipe
-    from .store import RunStore
 
     loaded = load_recipe(recipe)
     warnings = preflight(loaded, check_model=False)  # the data, checked now rather than hours into the run
@@ -95,7 +101,6 @@ def plan(recipe: Path, workspace: Path, gpu_memory: float, memory: bool) -> None
 
 def _config_available(source: str) -> bool:
     """Whether the memory plan can read ``source``'s config although the model itself is unavailable."""
-    from .errors import ModelSourceError
     from .train.memory import load_config
 
     try:
@@ -108,8 +113,6 @@ def _config_available(source: str) -> bool:
 def _print_memory_plan(recipe: Any, gpu_memory: float, console: Any) -> None:
     """One row per training run: every term of the estimate, the allocator peak, the CUDA context and the
     device total that must fit in ``gpu_memory``."""
-    from rich.table import Table
-
     from .train.memory import PART_LABELS, estimate, load_config, model_shape, recipe_setups
 
     setups = recipe_setups(recipe)
@@ -154,10 +157,7 @@ def _print_memory_plan(recipe: Any, gpu_memory: float, console: Any) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def scores(run_name: str, workspace: Path, fmt: str) -> None:
     """Print the scoreboard of RUN (a run name in the workspace, or a run directory)."""
-    from rich.console import Console
-
     from .scoreboard import print_scoreboard, to_csv, to_json
-    from .store import open_run
 
     store = open_run(run_name, workspace)
     records = store.scoreboard()
@@ -188,14 +188,8 @@ def compare(run_name: str, workspace: Path, stage: str | None, baseline: str | N
             plot: Path | None, fmt: str) -> None:
     """Compare the adapter variants of RUN: translation metrics with paired bootstrap significance
     against a baseline, failure-detector rates, LM retention, cost; and a Pareto plot."""
-    import dataclasses
-    import json
-
-    from rich.console import Console
-
     from .compare import compare_run, pareto_plot
     from .scoreboard import print_comparison
-    from .store import open_run
 
     store = open_run(run_name, workspace)
     comparison = compare_run(store, stage=stage, baseline=baseline, n_samples=samples)
@@ -253,10 +247,6 @@ def evaluate(source: str, adapter: Path | None, lm_sets: str | None, mt_sets: st
              directions: str | None, split: str, max_sentences: int | None, shots: int, prompt: str,
              lid_seed: str | None, out: Path, device: str | None, progress: bool) -> None:
     """Score any model (and adapter) on LM and MT sets, outside recipes, in the scoreboard schema."""
-    from rich.console import Console
-
-    from .io import atomic_write_json
-    from .recipe import eval_config_from_options
     from .scoreboard import print_scoreboard
     from .tasks import load_and_score
 
@@ -286,8 +276,6 @@ TRANSPLANT_FIELDS = {"mode": "mode", "vocab_size": "vocab_size", "max_new_tokens
 
 def _language_files(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, list[Path]]:
     """``CODE=PATH`` values as ``{code: [paths]}``, each code a valid language code and each path a file."""
-    from .languages import check_code
-
     files: dict[str, list[Path]] = {}
     for value in values:
         code, sep, path = value.partition("=")
@@ -368,10 +356,6 @@ def transplant(ctx: click.Context, source: str, corpus: tuple[Path, ...], out: P
                seed: int, progress: bool, **flags: Any) -> None:
     """Give a model a target-language vocabulary, as a recipe's tokenizer stage does; write a plain Hugging Face
     directory and transplant.json (rows kept and initialized, fertility, the gate)."""
-    from rich.console import Console
-
-    from .errors import GateError
-    from .recipe import eval_config_from_options
     from .tasks import tokenizer_config, transplant_files
 
     given = {TRANSPLANT_FIELDS[name]: value for name, value in flags.items()
@@ -412,8 +396,6 @@ def transplant(ctx: click.Context, source: str, corpus: tuple[Path, ...], out: P
 def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_fasttext: bool,
               general_lid: str | None) -> None:
     """Train a language identifier that knows the languages of SETS (the target and its neighbours)."""
-    import time
-
     from .crawl.lid_eval import read_labelled, train_from_texts
 
     texts = read_labelled(sets_dir, _codes(languages) or None, split)
@@ -444,12 +426,8 @@ def lid_train(sets_dir: Path, languages: str | None, split: str, out: Path, use_
 def lid_eval(model_path: str, sets_dir: Path, languages: str | None, split: str, min_score: float | None,
              out: Path | None) -> None:
     """Per-language precision, recall and F1 of a language identifier on labelled SETS, and its confusions."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .crawl.lid_eval import evaluate_identifier, load_identifier_model, read_labelled
     from .crawl.pipeline import MIN_SCORE
-    from .io import atomic_write_json
 
     min_score = MIN_SCORE if min_score is None else min_score
 
@@ -483,8 +461,6 @@ def lid_eval(model_path: str, sets_dir: Path, languages: str | None, split: str,
 def cc_select(index: tuple[str, ...], candidates: str, unknown: bool, tlds: str, url_pattern: str | None,
               limit: int | None, out: Path) -> None:
     """Select the Common Crawl records that may hold the target language (recall-oriented)."""
-    from .crawl.ccindex import select_records, write_selection
-
     rows = select_records(list(index), candidates=_codes(candidates), unknown=unknown, tlds=_codes(tlds),
                           url_pattern=url_pattern, limit=limit)
     count = write_selection(rows, out)
@@ -498,8 +474,6 @@ def cc_select(index: tuple[str, ...], candidates: str, unknown: bool, tlds: str,
               help="Where the WARC files are: the Common Crawl server, another mirror, or a local folder.")
 def cc_fetch(selection: Path, out: Path, base: str) -> None:
     """Fetch the byte ranges of a selection into one .warc.gz the crawl stage reads."""
-    from .crawl.ccindex import fetch_records, read_selection
-
     report = fetch_records(read_selection(selection), out, base=base, progress=True)
     click.echo(f"{report['fetched']} records fetched, {report['failed']} failed -> {out}")
 
@@ -507,9 +481,6 @@ def cc_fetch(selection: Path, out: Path, base: str) -> None:
 @cli.command()
 def models() -> None:
     """List the model sources the workbench knows and what is cached locally."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .models import list_sources
 
     table = Table(title="model sources  (also: hf:<repo id>, a local directory, gguf:<file>)")

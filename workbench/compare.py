@@ -13,24 +13,30 @@ system against a baseline on the same sentences.
 from __future__ import annotations
 
 import html
+import io
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
+from safetensors import safe_open
 
 from .errors import DataError, RunError
 from .evaluate.detector_names import SENTENCE_FLAGS, rate_metric
+from .io import atomic_write_bytes
+from .models import pick_device, resolve_model
 from .publish import recorded_base
 from .recipe import eval_config_from_options
 from .stages.base import ModelRef
 from .store import SCORE_STEP, TRANSLATIONS_FILE, RunStore, is_scoring_step, scored_system, scoring_step_id
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from .tasks import load_and_score
 
 MT_METRICS = ("chrf++", "bleu", "spbleu")
 DETECTORS = tuple(rate_metric(name) for name in SENTENCE_FLAGS)
@@ -258,9 +264,6 @@ def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]]
     greater than the observed one, so for identical outputs (every difference 0) it reports the
     smallest possible p, 1/(n_samples+1): "significant" for the same translations.
     """
-    from sacrebleu.metrics import BLEU, CHRF
-    from sacrebleu.significance import PairedTest
-
     out = []
     base = translations.get(baseline, {})
     for direction, base_rows in sorted(base.items()):
@@ -301,19 +304,12 @@ def paired_significance(translations: dict[str, dict[str, list[dict[str, Any]]]]
 def pareto_plot(comparison: Comparison, path: Path, metric: str = "chrf++") -> Path:
     """Quality (``metric`` averaged over directions) against trainable parameters, training time and
     peak memory, one point per variant; the Pareto-optimal ones joined. Written as PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import atomic_write_bytes
-
     quality = _mean_quality(comparison, metric)
     axes_spec = [("trainable_parameters", "trainable parameters"), ("train_seconds", "training time (s)"),
                  ("peak_memory_mb", "peak memory (MB)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
     for ax, (key, label) in zip(axes, axes_spec, strict=True):
         points = [(comparison.costs[v][key], quality[v], v) for v in quality if comparison.costs[v].get(key)]
         _scatter_with_front(ax, points, log_x=key == "trainable_parameters")
@@ -322,7 +318,6 @@ def pareto_plot(comparison: Comparison, path: Path, metric: str = "chrf++") -> P
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -362,9 +357,6 @@ def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]
 
 def plot_comparison(comparison: Comparison, metric: str = "chrf++") -> Figure:
     """See :meth:`Comparison.plot`."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     bars, pareto = figure.subplots(1, 2, width_ratios=[3, 2])
@@ -429,9 +421,6 @@ def compare_adapters(
     >>> comparison.table["adapter"].iloc[0]
     'base'
     """
-    from .models import pick_device, resolve_model
-    from .tasks import load_and_score
-
     named = _adapter_dirs(adapters)
     base_source = str(base) if base is not None else recorded_base(named)
     cfg = eval_config_from_options(
@@ -495,8 +484,6 @@ def _adapter_cost(directory: Path) -> dict[str, Any]:
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     cost = _cost(meta)
     if not cost.get("trainable_parameters"):
-        from safetensors import safe_open
-
         weights = directory / "adapter_model.safetensors"
         if weights.is_file():
             with safe_open(str(weights), "pt") as handle:

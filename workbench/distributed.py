@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
+import torch.distributed as dist
+
+from .models import pick_device
 
 # helpers wait at a barrier while rank 0 crawls or scores alone: allow long single-process steps
 BARRIER_TIMEOUT = timedelta(hours=24)
@@ -27,8 +30,6 @@ class World:
 
     @classmethod
     def current(cls) -> World:
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size())
         return cls()
@@ -52,10 +53,6 @@ def launched_processes() -> int:
 
 def init_from_launcher(device: str | None) -> tuple[World, str]:
     """Join the launcher's process group if there is one; returns the world and this process's device."""
-    import torch.distributed as dist
-
-    from .models import pick_device
-
     device = pick_device(device)
     if launched_processes() <= 1:
         return World(), device

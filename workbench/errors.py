@@ -71,17 +71,3 @@ def _disk_full_message(error: OSError) -> str:
 class MissingDependencyError(WorkbenchError):
     """A feature needs an optional package that is not installed; the message names the extra that installs it."""
 
-
-EXTRAS = {"fastwarc": "crawl", "resiliparse": "crawl"}
-"""Top-level modules of optional dependencies, and the ``workbench[...]`` extra that installs each."""
-
-
-def missing_dependency(feature: str, error: ImportError) -> MissingDependencyError | None:
-    """One message for ``error`` when it is a missing optional dependency (None when it is anything else):
-    which package, what needs it, and the extra to install."""
-    module = (error.name or "").split(".")[0]
-    extra = EXTRAS.get(module)
-    if extra is None:
-        return None
-    return MissingDependencyError(f"{feature} needs {module}, which cannot be imported ({error}): "
-                                  f"pip install 'workbench[{extra}]'")

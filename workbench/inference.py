@@ -15,7 +15,13 @@ from typing import Any
 import pandas as pd
 
 from .errors import DataError
+from .evaluate.datasets import load_texts
+from .evaluate.lm import prefix_policy, score_each, total
+from .evaluate.mt import translate as generate
+from .languages import check_code
+from .models import pick_device
 from .publish import recorded_base
+from .tasks import load_for_scoring
 
 ModelLike = str | Path | tuple[Any, Any]
 
@@ -41,8 +47,6 @@ def load(model: ModelLike | None, adapter: str | Path | None = None, device: str
         if adapter is not None:
             raise DataError("pass the adapter with a model source, not with an already loaded (model, tokenizer)")
         return model
-    from .models import pick_device
-    from .tasks import load_for_scoring
 
     device = pick_device(device)
     key = (str(model), str(adapter) if adapter else None, device, dtype)
@@ -64,8 +68,6 @@ def _texts(texts: str | Sequence[str] | Path, language: str, split: str) -> list
     """A list of texts, one string, or an evaluation set (FLORES folder, .tsv, .jsonl, hf:id) read for
     ``language``."""
     if isinstance(texts, Path) or (isinstance(texts, str) and (Path(texts).exists() or texts.startswith("hf:"))):
-        from .evaluate.datasets import load_texts
-
         return load_texts(texts, language, split)
     if isinstance(texts, str):
         return [texts]
@@ -86,9 +88,6 @@ def translate(model: ModelLike | None, texts: str | Sequence[str], src: str, tgt
     >>> wb.translate(MODEL, ["Good morning."], "eng_Latn", "srd_Latn", max_new_tokens=8)  # doctest: +ELLIPSIS
     [...]
     """
-    from .evaluate.mt import translate as generate
-    from .languages import check_code
-
     check_code(src)
     check_code(tgt)
     loaded, tokenizer = load(model, adapter, device, dtype)
@@ -107,9 +106,6 @@ def score_text(model: ModelLike | None, texts: str | Sequence[str] | Path, langu
     >>> bool(abs(frame.attrs["bits_per_byte"] - frame.bits.sum() / frame.bytes.sum()) < 1e-9)
     True
     """
-    from .evaluate.lm import prefix_policy, score_each, total
-    from .languages import check_code
-
     check_code(language)
     items = _texts(texts, language, split)[:max_texts]
     if not items:

@@ -12,6 +12,7 @@ last finished stage or checkpoint when started again.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shlex
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 
 from .errors import RunError
 from .io import atomic_write_json
+from .models import cache_home
 from .store import lock_held
 
 STATE_DIR = ".workbench"
@@ -31,8 +33,6 @@ JOB_FILE = "job.json"
 
 
 def _lock_path() -> Path:
-    from .models import cache_home
-
     path = cache_home() / "launcher.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -111,7 +111,6 @@ def current(root: Path) -> Job | None:
     path = Path(root) / STATE_DIR / JOB_FILE
     if not path.is_file():
         return None
-    import json
 
     try:
         return Job(**json.loads(path.read_text(encoding="utf-8")))

@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import DataError
 from .io import atomic_write_json, atomic_write_text
+from .models import load_model
 
 OWNER_FILE = ".owner"
 
@@ -107,8 +108,6 @@ def merge_adapter(adapter: Path, out: Path, *, base: str | None = None, device: 
     """Merge the peft adapter in ``adapter`` into (a float copy of) its base model and save a plain
     model directory with the tokenizer at ``out``. ``base`` overrides the base recorded in metadata."""
     from peft import PeftModel
-
-    from .models import load_model
 
     meta_path = adapter / "metadata.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}

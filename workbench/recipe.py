@@ -31,6 +31,7 @@ from .schema import (
     StrictModel,
     recipe_folder,
 )
+from .stages import STAGES
 
 # -- recipe sections -----------------------------------------------------------------------------------
 
@@ -187,8 +188,6 @@ def recipe_from_text(text: str, path: str | Path) -> Recipe:
 
 def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     """Validate an already-parsed recipe mapping (``path`` is used for messages and relative paths)."""
-    from .stages import STAGES
-
     context = {"base_dir": path.parent.resolve()}
     problems: list[str] = []
     try:
@@ -225,8 +224,6 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
 
 
 def _check_stage_order(recipe: Recipe, spec: StageSpec, path: Path) -> None:
-    from .stages import STAGES
-
     index = recipe.stages.index(spec)
     order = list(STAGES)
     later = [(i, s.kind) for i, s in enumerate(recipe.stages[:index]) if order.index(s.kind) > order.index(spec.kind)]

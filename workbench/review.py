@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import krippendorff
+import numpy as np
 import pandas as pd
 
 from .errors import DataError
@@ -307,8 +309,6 @@ def records(ratings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def agreement(ratings: list[dict[str, Any]]) -> pd.DataFrame:
     """Per criterion: items rated by two or more reviewers, Krippendorff's alpha, share of equal pairs."""
-    import numpy as np
-
     columns = ["criterion", "items", "reviewers", "alpha", "exact_agreement"]  # items: rated by 2 or more
     if not ratings:
         return pd.DataFrame(columns=columns)
@@ -342,9 +342,6 @@ def agreement(ratings: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _alpha(data: Any, level: str) -> float | None:
     """Krippendorff's alpha, or None where it is undefined (every rating the same value)."""
-    import krippendorff
-    import numpy as np
-
     values = data[~np.isnan(data)]
     if values.size == 0 or np.unique(values).size < 2:
         return None

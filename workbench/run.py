@@ -12,11 +12,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from . import scoreboard
+from .compare import Comparison, compare_run
 from .errors import RunError
 from .evaluate.detector_names import SENTENCE_FLAGS
 from .recipe import MTEvalConfig
@@ -30,11 +33,6 @@ from .store import (
     scored_system,
     scoring_step_id,
 )
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from .compare import Comparison
 
 FLAG_NAMES = SENTENCE_FLAGS  # the translations table's flag_<name> columns
 TRANSLATION_COLUMNS = ["system", "stage", "variant", "direction", "index", "source", "reference", "hypothesis",
@@ -224,8 +222,6 @@ class Run:
         >>> wb.load_run(RUN_DIR).compare(n_samples=50).stage
         'finetune'
         """
-        from .compare import compare_run
-
         return compare_run(self.store, stage=stage, baseline=baseline, n_samples=n_samples)
 
     # -- corpus and training ----------------------------------------------------------------------------
@@ -338,9 +334,6 @@ def _translation_row(system: str, row: dict[str, Any]) -> dict[str, Any]:
 
 def plot_curves(curves: pd.DataFrame) -> Figure:
     """One line per (cpt stage, language): held-out bits per byte against training tokens."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

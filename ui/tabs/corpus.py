@@ -9,19 +9,18 @@ list says who marked what, why and when; a mark can be taken back ("Unmark").
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from workbench.errors import WorkbenchError
 from workbench.languages import language_name
 from workbench.marks import load_marks, mark_bad, mark_id, unmark
 
 from ..context import UNREADABLE, AppContext, Refresh, escape
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 DOC_COLUMNS = ["line", "score", "source", "offset", "url", "text"]
 MARK_COLUMNS = ["when", "reviewer", "reason", "language", "source", "offset", "text", "id"]
@@ -57,9 +56,6 @@ def card_view(ctx: AppContext, name: str | None) -> tuple[pd.DataFrame, pd.DataF
 
 def histogram_plot(histograms: dict[str, dict[str, list[float]]]) -> Figure:
     """Language-identification scores of the kept documents, one bar series per language."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(8, 3.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

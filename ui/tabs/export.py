@@ -19,6 +19,7 @@ from workbench import scoreboard
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 from workbench.languages import language_name
+from workbench.publish import merge_adapter
 
 from ..attempt import latest_attempt
 from ..context import UNREADABLE, AppContext, Refresh
@@ -44,7 +45,6 @@ def merge(ctx: AppContext, name: str | None, variant: str | None, out_name: str,
             return (f"`{ctx.relative(out)}` exists already: tick *replace an existing export* to overwrite it, "
                     "or choose another name.")
         out.parent.mkdir(parents=True, exist_ok=True)
-        from workbench.publish import merge_adapter
 
         merge_adapter(found[variant], out)
         metadata = found[variant] / "metadata.json"

@@ -21,6 +21,7 @@ import pandas as pd
 
 from workbench import launcher
 from workbench.errors import WorkbenchError
+from workbench.recipe import load_recipe
 from workbench.store import list_runs, short_key
 
 from ..attempt import FINISHED_STEP_STATUSES, latest_attempt
@@ -160,7 +161,6 @@ def start_run(ctx: AppContext, recipe: str | None) -> str:
         reap(previous.pid)
     try:
         path = ctx.recipe_path(recipe)
-        from workbench.recipe import load_recipe
 
         load_recipe(path)  # refuse an invalid recipe before anything runs
         job = launcher.start(path, ctx.root, ctx.runs)

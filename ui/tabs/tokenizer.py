@@ -12,7 +12,9 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+from transformers import AutoTokenizer
 
+from workbench.evaluate.datasets import load_texts
 from workbench.tokenize.segmentation import counts, segment, to_html
 
 from ..context import UNREADABLE, AppContext, Refresh
@@ -22,8 +24,6 @@ MAX_SENTENCES = 30
 
 @lru_cache(maxsize=8)
 def _tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(path)
 
 
@@ -57,7 +57,6 @@ def sentences(ctx: AppContext, name: str | None, language: str | None) -> list[s
     lm = (run.recipe().get("eval") or {}).get("lm") or {}
     if not lm.get("sets"):
         return []
-    from workbench.evaluate.datasets import load_texts
 
     try:
         return load_texts(lm["sets"], language, lm.get("split", "dev"))[:MAX_SENTENCES]

@@ -24,19 +24,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from ..errors import DataError
 from ..io import atomic_write_text
+from ..optional import require
 
 DEFAULT_BASE = "https://data.commoncrawl.org/"
 COLUMNS = ("url", "warc_filename", "warc_record_offset", "warc_record_length", "content_languages")
 
 
 def _duckdb():
-    try:
-        import duckdb
-    except ImportError:
-        raise DataError("Common Crawl index selection needs DuckDB: pip install 'workbench[crawl]'") from None
-    return duckdb
+    return require("duckdb", "Common Crawl index selection")
 
 
 def select_records(index: str | Sequence[str], *, candidates: Sequence[str] = (), unknown: bool = True,
@@ -111,8 +110,6 @@ def fetch_records(selection: Sequence[dict], out: Path, *, base: str = DEFAULT_B
                   progress: bool = False) -> dict[str, Any]:
     """Fetch the selected records into ``out`` (``.warc.gz``); a failed record is counted and skipped,
     an unreachable host stops with one message. Written atomically."""
-    from tqdm.auto import tqdm
-
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     fetched, failed, failures = 0, 0, []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import multiprocessing
 import os
 import re
 import unicodedata
@@ -14,6 +15,7 @@ from resiliparse.parse.encoding import bytes_to_str, detect_encoding, map_encodi
 
 from ..errors import DataError
 from ..lifetime import exit_with_parent
+from ..optional import require
 from .charset import SINGLE_BYTE, guess_single_byte
 
 MAX_REPLACEMENT_RATIO = 0.01  # more U+FFFD than this (and > 20 of them): the page is undecodable
@@ -187,8 +189,7 @@ class ResiliparseExtractor:
 def _trafilatura_worker(connection, parent_pid: int) -> None:
     """Child process: receive (html text) and answer with trafilatura's main text (or an error); it ends with
     its parent."""
-    import trafilatura
-
+    trafilatura = require("trafilatura", "extractor 'trafilatura'")
     exit_with_parent(parent_pid)
 
     while True:
@@ -211,18 +212,13 @@ class TrafilaturaExtractor:
     seconds kills the child (it is restarted for the next page) and raises :class:`DataError`."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        try:
-            import trafilatura  # noqa: F401
-        except ImportError:
-            raise DataError("extractor 'trafilatura' needs trafilatura >= 2: pip install 'workbench[crawl]'") from None
+        require("trafilatura", "extractor 'trafilatura'")
         self.timeout = timeout
         self.decoding = DecodingCounts()
         self._process = None
         self._connection = None
 
     def _start(self) -> None:
-        import multiprocessing
-
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
         self._process = context.Process(target=_trafilatura_worker, args=(child, os.getpid()), daemon=True)

@@ -13,6 +13,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from ..errors import DataError
 
 FIELDS = (("text", "string"), ("language", "string"), ("score", "float64"), ("source", "string"),
@@ -21,8 +24,6 @@ FIELDS = (("text", "string"), ("language", "string"), ("score", "float64"), ("so
 
 def schema():
     """The Parquet schema of a crawl record (``url`` may be null: text and JSONL inputs have none)."""
-    import pyarrow as pa
-
     return pa.schema([pa.field(name, getattr(pa, kind)(), nullable=name == "url") for name, kind in FIELDS])
 
 
@@ -47,9 +48,6 @@ def _batches(path: Path, size: int) -> Iterator[list[dict]]:
 def jsonl_to_parquet(source: Path, target: Path, rows_per_group: int = 10_000) -> int:
     """Write the records of the JSONL file ``source`` to the Parquet file ``target`` (atomically, zstd
     compressed); returns the number of records."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

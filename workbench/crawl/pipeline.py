@@ -41,6 +41,7 @@ from .card import CardBuilder
 from .dedup import ExactDeduplicator, NearDeduplicator, normalize_for_dedup
 from .filters import count_words
 from .langid import LanguageIdentifier
+from .parquet import jsonl_to_parquet
 from .processor import (
     MERGE_FIELD,
     MIN_SCORE,
@@ -287,8 +288,6 @@ def run_crawl(inputs: list[Path], job: CrawlJob | Sequence[str], identifier: Lan
         sinks.abort()
     for code in sorted(set(languages)):
         if job.parquet:
-            from .parquet import jsonl_to_parquet
-
             jsonl_to_parquet(out_dir / f"{code}.jsonl", out_dir / f"{code}.parquet")
         else:  # a copy from an earlier run would no longer hold the corpus just written
             (out_dir / f"{code}.parquet").unlink(missing_ok=True)

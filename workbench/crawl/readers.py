@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+import xml.etree.ElementTree as ET
 import zlib
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
@@ -38,6 +39,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 from resiliparse.parse.encoding import detect_mime
 
 from ..errors import DataError
+from .wikipedia import iter_articles, wiki_to_text
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")
 TEXT_SUFFIXES = (".txt", ".txt.gz")
@@ -138,10 +140,6 @@ def iter_documents(path: Path, stats: CrawlStats,
 # --------------------------------------------------------------------------- Wikipedia dumps
 
 def _iter_wiki(path: Path, stats: CrawlStats) -> Iterator[RawDocument]:
-    import xml.etree.ElementTree as ET
-
-    from .wikipedia import iter_articles, wiki_to_text
-
     source, number = str(path), 0
     try:
         for number, title, markup, url in iter_articles(path):

@@ -22,10 +22,13 @@ import gc
 import hashlib
 import json
 import math
+import multiprocessing
 import os
+import queue
 import shutil
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ from typing import Any
 from ..errors import DataError
 from ..io import atomic_write_json, stable_hash
 from ..lifetime import exit_with_parent
+from ..optional import require
 from .langid import LanguageIdentifier, TargetAwareIdentifier
 from .processor import CrawlSettings, ShardProcessor
 from .readers import CrawlStats, iter_documents, record_ranges_possible
@@ -216,10 +220,6 @@ def _run_local(shards, settings, identifier, identifier_dir, out_root, processes
     This process starts at once (workers first start up and load the identifier) and takes the earliest
     shards, whose results the caller can use first; a worker is given its next shard the moment it finishes
     one, even while this process is busy."""
-    import multiprocessing
-    import queue
-    from concurrent.futures import ProcessPoolExecutor
-
     context = multiprocessing.get_context("spawn")  # no forked copies of torch/tokenizer threads
     waiting = deque(shards)
     finished: queue.SimpleQueue = queue.SimpleQueue()  # (shard, future) of each shard a worker finished
@@ -260,10 +260,7 @@ def _run_local(shards, settings, identifier, identifier_dir, out_root, processes
 
 
 def _run_ray(shards, settings, identifier_dir, out_root, processes):
-    try:
-        import ray
-    except ImportError:
-        raise DataError("executor 'ray' needs Ray: pip install 'workbench[crawl]' (or pip install ray)") from None
+    ray = require("ray", "executor 'ray'")
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         kwargs = {} if address else {"num_cpus": processes, "include_dashboard": False}

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import mwparserfromhell
+
 WIKI_SUFFIXES = (".xml.bz2", ".xml")
 _DROP_TAGS = frozenset({"ref", "references", "gallery", "math", "score", "timeline", "table", "syntaxhighlight",
                         "source", "templatedata", "imagemap", "chem", "graph", "mapframe", "hiero"})
@@ -27,8 +29,6 @@ _QUOTES = re.compile(r"'{2,}")  # bold/italic markup the parser left (unbalanced
 
 def wiki_to_text(markup: str) -> str:
     """Readable text of one article's wiki markup (see the module docstring)."""
-    import mwparserfromhell
-
     code = mwparserfromhell.parse(markup)
     for node in list(code.filter_tags(recursive=True)):
         if str(node.tag).lower() in _DROP_TAGS:

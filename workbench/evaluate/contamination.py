@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from ..text import nfkc
 from ..text import words as unicode_words
+from .scorer import eval_sentence_sets
 
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial n-gram hash
 _CHUNK_WORDS = 200_000  # words hashed per numpy pass
@@ -224,8 +225,6 @@ def check_contamination(eval_cfg: Any, files: list[Path], cfg: Any, *, stage: st
     """Scan a stage's training ``files`` for the sentences the scorer scores; returns the report
     (:meth:`ContaminationIndex.report` plus the files) and scoreboard records of kind ``contamination``:
     ``overlap_rate`` per LM language, ``source_overlap_rate`` / ``reference_overlap_rate`` per direction."""
-    from .scorer import eval_sentence_sets
-
     index = ContaminationIndex(eval_sentence_sets(eval_cfg), cfg.n, min_words=cfg.min_words)
     index.scan_files([p for p in files if Path(p).is_file()], progress=progress)
     report = {**index.report(), "stage": stage, "files": [str(p) for p in files]}

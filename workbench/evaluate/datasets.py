@@ -5,8 +5,12 @@ Every problem (missing file, empty file, misaligned pair) is a :class:`DataError
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Iterable
 from pathlib import Path
+
+import datasets
 
 from ..errors import DataError
 from ..languages import check_code
@@ -172,8 +176,6 @@ def _describe(source: str | Path, split: str) -> str:
 
 
 def _open_text(path: Path):
-    import gzip
-
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
@@ -181,8 +183,6 @@ def _open_text(path: Path):
 
 def _table_column(path: Path, code: str, layout: str) -> list[str]:
     """One language's column of a TSV (header row of codes) or JSONL (a key per code) file."""
-    import json
-
     out: list[str] = []
     try:
         with _open_text(path) as handle:
@@ -227,8 +227,6 @@ def _hub_texts(source: str, code: str, split: str) -> list[str]:
     """``hf:<dataset>[@revision]``: config ``code``, column ``text`` (FLORES+) or ``sentence`` (FLORES-200)."""
     repo, _, revision = source[len(HUB_PREFIX):].partition("@")
     try:
-        import datasets
-
         data = datasets.load_dataset(repo, code, split=split, revision=revision or None)
     except Exception as err:  # network, gating, unknown config: one message with the way out
         raise DataError(

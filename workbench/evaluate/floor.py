@@ -12,6 +12,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..stages.corpus import corpus_texts
 from .ngram import CharNgramModel
 
 
@@ -29,8 +30,6 @@ def train_floor_models(crawl: Any, languages: Sequence[str], cfg: Any, out_dir: 
                        progress: bool = False) -> tuple[dict[str, CharNgramModel], dict[str, int]]:
     """One character n-gram model per language that the crawl artifact has text for, saved as
     ``out_dir/<code>.json``; returns the models and the training characters used per language."""
-    from ..stages.corpus import corpus_texts
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     models, sizes = {}, {}

@@ -28,6 +28,11 @@ from ..recipe import EvalConfig, LMEvalConfig, MTEvalConfig
 from ..store import LM_SENTENCES_FILE, TRANSLATIONS_FILE
 from .datasets import has_splits, load_pairs, load_texts
 from .detector_names import TRUNCATED
+from .detectors import calibrate, detector_records, load_identifier, reference_records
+from .lm import LMScore, score_each
+from .mt import mt_metrics, sentence_chrf, skipped_metrics, translate_each
+from .prompts import prompt_style
+from .surprisal import parallel_surprisal
 
 LM_METRICS = ("bits_per_byte", "bits_per_char", "token_perplexity")
 FLOOR_METRICS = ("bits_per_byte", "bits_per_char")
@@ -156,9 +161,6 @@ def score_model(
 
 def lm_sentence_rows(model, tokenizer, cfg: LMEvalConfig, progress: bool) -> list[dict[str, Any]]:
     """Per sentence: bits, bytes, chars, tokens (and the surprisal of its second half, if asked for)."""
-    from .lm import score_each
-    from .surprisal import parallel_surprisal
-
     rows = []
     for code in cfg.languages:
         texts = lm_texts(cfg, code)
@@ -198,10 +200,6 @@ def floor_sentence_rows(floor_models: Mapping[str, Any], cfg: LMEvalConfig) -> l
 def translation_rows(model, tokenizer, cfg: MTEvalConfig, progress: bool) -> list[dict[str, Any]]:
     """One row per scored sentence and direction: source, reference, hypothesis, sentence chrF++, flags
     (``truncated`` among them: the translation used its whole token budget, ``budget_tokens``)."""
-    from .detectors import calibrate, load_identifier
-    from .mt import sentence_chrf, translate_each
-    from .prompts import prompt_style
-
     identifier = load_identifier(cfg.lid_seed) if cfg.lid_seed is not None else None
     style = prompt_style(tokenizer, cfg.prompt)
     rows = []
@@ -268,8 +266,6 @@ def records_from_sentences(
 
 def _lm_records(eval_cfg: EvalConfig, head: Mapping[str, Any], rows: list[Mapping[str, Any]],
                 exclusion: Exclusion | None, floor: bool) -> list[dict[str, Any]]:
-    from .lm import LMScore
-
     dropped = lm_excluded(eval_cfg, exclusion)
     records = []
     for code in eval_cfg.lm.languages:
@@ -313,8 +309,6 @@ def _metric_records(cfg: MTEvalConfig, head: Mapping[str, Any], direction: str,
                     kept: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """chrF++, BLEU (tokenized for the target's script) and spBLEU of a direction; a metric that cannot be
     computed here is a record with ``value`` None and ``skipped`` (the reason)."""
-    from .mt import mt_metrics, skipped_metrics
-
     _, tgt = check_direction(direction)
     metrics = mt_metrics([r["hypothesis"] for r in kept], [r["reference"] for r in kept], target=tgt,
                          spbleu=cfg.spbleu)
@@ -334,8 +328,6 @@ def _direction_detector_records(head: Mapping[str, Any], direction: str,
                                 kept: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The detector rates of the outputs, then each detector's false-alarm rate on the human references
     (``<detector>_ref_rate``); a rate whose detector is above the false-alarm limit carries its warning."""
-    from .detectors import detector_records, reference_records
-
     where = {"stage": head["stage"], "variant": head["variant"], "direction": direction}
     on_references = reference_records(kept, **where)
     warnings = {r["metric"].removesuffix("_ref_rate"): r["warning"] for r in on_references if "warning" in r}

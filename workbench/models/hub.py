@@ -10,6 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
 from ..errors import ModelSourceError
 from .directory import has_weights
 
@@ -24,8 +33,6 @@ _HF_IGNORE = ["*/*", "consolidated*", "original*", "training_args.bin", "optimiz
 
 def hub_offline() -> bool:
     """True when the hub must not be contacted (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
-    from huggingface_hub import constants
-
     env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return bool(constants.HF_HUB_OFFLINE) or env.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -33,9 +40,6 @@ def hub_offline() -> bool:
 
 def hf_snapshot(repo: str, revision: str | None, *, local_only: bool) -> Path | None:
     """A snapshot with config + weights, trying safetensors before .bin; None if not cached."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
     for weights in _HF_WEIGHT_PATTERNS:
         try:
             path = Path(snapshot_download(repo, revision=revision, local_files_only=local_only,
@@ -55,8 +59,6 @@ def hf_snapshot(repo: str, revision: str | None, *, local_only: bool) -> Path | 
 
 def hf_download(repo: str, revision: str | None) -> Path:
     """Download a snapshot of ``repo`` (see :func:`hf_snapshot`); each failure as one readable message."""
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-
     try:
         path = hf_snapshot(repo, revision, local_only=False)
     except ModelSourceError:
@@ -79,8 +81,6 @@ def hf_download(repo: str, revision: str | None) -> Path:
 
 def hf_unavailable(repo: str, revision: str | None, reason: str) -> ModelSourceError:
     """The error for a hub model that is not cached while the hub cannot be reached, saying how to provide it."""
-    from huggingface_hub import constants
-
     rev = f" --revision {revision}" if revision else ""
     return ModelSourceError(
         f"model 'hf:{repo}{'@' + revision if revision else ''}' is not in the local Hugging Face cache "

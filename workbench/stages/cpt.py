@@ -11,14 +11,34 @@ with torch's FSDP2 (``distributed: {strategy: fsdp}``, or ``accelerate launch --
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
+import time
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from pydantic import Field, model_validator
 
+from ..distributed import World
 from ..errors import DataError
+from ..evaluate.scorer import lm_texts
+from ..io import atomic_write_bytes
+from ..modeling import peak_memory_record, reset_peak_memory
 from ..schema import ADAPTER_METHODS, AdapterConfig, AdapterMethod, LanguageCode, Quantize, StrictModel, TrainingConfig
+from ..train.curves import CurveTracker, HeldOut, split_held_out
+from ..train.ema import EMA
+from ..train.loop import LoopSettings, mixed_precision, precision_name, train
+from ..train.loss import attention_stays_in_documents
 from ..train.memory import TrainSetup, trains_under_autocast
+from ..train.mixture import build_mixture, encode_documents, token_budgets
+from ..train.packing import pack
+from ..train.sharding import check_fsdp_support, full_state_dict, resolve_strategy
+from ..train.trainable import load_base, prepare, save_standalone
 from .base import Artifact, Stage, StageContext
 from .corpus import corpus_files, corpus_texts
 
@@ -129,15 +149,6 @@ class CPTStage(Stage):
         return corpus_files(crawl, list(artifact.record.get("stats", {}).get("languages", [])))
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        import time
-
-        from ..distributed import World
-        from ..modeling import peak_memory_record, reset_peak_memory
-        from ..train.ema import EMA
-        from ..train.loop import LoopSettings, mixed_precision, precision_name, train
-        from ..train.sharding import check_fsdp_support, full_state_dict, resolve_strategy
-        from ..train.trainable import load_base, prepare, save_standalone
-
         cfg, world = self.config, World.current()
         source = ctx.latest_model()
         quantized = cfg.quantize == "4bit"
@@ -151,7 +162,6 @@ class CPTStage(Stage):
         embeddings = cfg.embedding_mode(bool(new_ids))
         trained = prepare(model, method=cfg.train, adapter=cfg.adapter, embeddings=embeddings, new_ids=new_ids,
                           lr=cfg.lr, embedding_lr=cfg.embeddings.lr, weight_decay=cfg.weight_decay)
-        from ..train.loss import attention_stays_in_documents
 
         isolated = attention_stays_in_documents(trained.model)
         if not isolated:
@@ -224,7 +234,6 @@ class CPTStage(Stage):
         held_out: dict[str, list[str]] = {}
         for code in languages:
             texts[code], held_out[code] = _split(texts[code], cfg.held_out, ctx.seed)
-        from ..train.mixture import encode_documents
 
         docs = {code: encode_documents(tokenizer, texts[code]) for code in languages}
         data = TrainingData.build(cfg, ctx, docs, target, pad_id=_pad_id(tokenizer))
@@ -233,9 +242,6 @@ class CPTStage(Stage):
 
     def _callbacks(self, ctx: StageContext, tokenizer: Any, data: TrainingData, model: Any,
                    precision: Any = None) -> tuple[dict, Any]:
-        from ..train.curves import CurveTracker
-        from ..train.ema import EMA
-
         callbacks: dict[str, Any] = {}
         sets = _curve_sets(ctx, data.held_out)
         curves = None
@@ -263,11 +269,6 @@ class TrainingData:
     @classmethod
     def build(cls, cfg: CPTConfig, ctx: StageContext, docs: dict[str, list[list[int]]], target: str,
               pad_id: int) -> TrainingData:
-        import numpy as np
-
-        from ..train.mixture import build_mixture, token_budgets
-        from ..train.packing import pack
-
         per_step = cfg.batch_size * cfg.grad_accum
         sizes = {code: sum(len(d) for d in docs_) for code, docs_ in docs.items()}
         parts, phases, realised, placed, slots = [], [], {}, 0, 0
@@ -308,8 +309,6 @@ class TrainingData:
         return data
 
     def batch_for(self, step: int, micro: int) -> dict[str, Any]:
-        import torch
-
         start = (step * self.grad_accum + micro) * self.batch_size
         rows = slice(start, start + self.batch_size)
         return {name: torch.from_numpy(array[rows]) for name, array in self.arrays.items()}
@@ -334,17 +333,12 @@ def _check_budgets(budgets: dict[str, int], sizes: dict[str, int], max_epochs: f
 
 
 def _split(texts: list[str], cfg: HeldOutConfig, seed: int) -> tuple[list[str], list[str]]:
-    from ..train.curves import split_held_out
-
     return split_held_out(texts, cfg.documents, cfg.max_bytes, seed)
 
 
 def _curve_sets(ctx: StageContext, held_out: dict[str, list[str]]) -> dict[str, Any]:
     """Held-out crawl documents per language; for a curve language the crawl lacks (English, say),
     the recipe's LM evaluation sentences."""
-    from ..evaluate.scorer import lm_texts
-    from ..train.curves import HeldOut
-
     languages = [ctx.recipe.languages.target, *ctx.recipe.languages.replay, ENGLISH]
     sets: dict[str, Any] = {}
     lm = ctx.recipe.eval.lm
@@ -367,7 +361,6 @@ def _new_token_ids(ctx: StageContext) -> list[int]:
     rel = artifact.record.get("outputs", {}).get("new_tokens")
     if not rel or not (artifact.path / rel).is_file():
         return []
-    import json
 
     return [entry["id"] for entry in json.loads((artifact.path / rel).read_text(encoding="utf-8"))]
 
@@ -380,14 +373,9 @@ def _pad_id(tokenizer: Any) -> int:
 
 
 def _plot_curves(path: Path, losses: list[float], points: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_write_bytes
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
     left.plot(range(1, len(losses) + 1), losses, color="0.3")
     left.set(title="training loss", xlabel="step", ylabel="nats / token")
     for code in points[0]["bpb"] if points else []:
@@ -395,15 +383,10 @@ def _plot_curves(path: Path, losses: list[float], points: list[dict[str, Any]]) 
     right.set(title="held-out bits per byte", xlabel="step", ylabel="bits / byte")
     right.legend()
     fig.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def _drop_checkpoints(ctx: StageContext) -> None:
-    import shutil
-
     shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)

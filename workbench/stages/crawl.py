@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ..crawl.dedup import NearDeduplicator
 from ..crawl.filters import QualityConfig
-from ..crawl.langid import GENERAL_SETTINGS
-from ..crawl.pipeline import MIN_SCORE
-from ..io import file_fingerprint
+from ..crawl.langid import GENERAL_SETTINGS, train_identifier
+from ..crawl.pipeline import MIN_SCORE, CrawlJob, CrawlSettings, read_wordlist, run_crawl
+from ..io import file_fingerprint, read_jsonl
 from ..schema import ExistingPath, InputGlob, LanguageCode, StrictModel, existing_path
 from .base import Artifact, Stage, StageContext
 from .corpus import corpus_files, corpus_texts  # noqa: F401 (corpus_texts: re-exported)
@@ -115,17 +116,12 @@ class CrawlStage(Stage):
         return {**{str(p): file_fingerprint(p) for p in [*self.files(), *extra]}, **seeds}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from ..crawl.langid import train_identifier
-        from ..crawl.pipeline import CrawlJob, CrawlSettings, run_crawl
-
         languages = self.config.languages or ctx.recipe.languages.all
         identifier = train_identifier(Path(self.config.lid_seed), None, general_lid=self.config.general_lid)
         identifier.save(ctx.out_dir / "lid")
         cfg = self.config
         near = None
         if cfg.near_dedup is not None:
-            from ..crawl.dedup import NearDeduplicator
-
             near = NearDeduplicator(cfg.near_dedup.threshold, cfg.near_dedup.num_perm, cfg.near_dedup.shingle,
                                     seed=ctx.seed)
         files = self.files()
@@ -152,14 +148,10 @@ class CrawlStage(Stage):
                 "scores": "scores.json", "stats": stats}
 
     def _prefilter(self) -> tuple[frozenset[str], float] | None:
-        from ..crawl.pipeline import read_wordlist
-
         cfg = self.config.prefilter
         return (read_wordlist(cfg.wordlist, cfg.top), cfg.min_hit_rate) if cfg is not None else None
 
     def _excluded(self) -> list[str]:
-        from ..io import read_jsonl
-
         return [r["text"] for path in self.config.exclude_files() for r in read_jsonl(path)
                 if isinstance(r.get("text"), str)]
 

@@ -6,6 +6,7 @@ for the same number of steps with the same schedule and seed; only the adapter d
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -15,9 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import Field, model_validator
+from transformers import AutoTokenizer
 
 from ..errors import DataError
+from ..evaluate.datasets import load_pairs
+from ..evaluate.prompts import encode_completion, encode_prompt, prompt_style, render_completion, render_prompt
+from ..io import atomic_write_json, file_fingerprint, stable_hash, tree_fingerprint
+from ..modeling import peak_memory_record, relpath, reset_peak_memory, seed_everything
+from ..models import local_fingerprint
 from ..publish import TrainedVariant, recorded_variants
 from ..schema import (
     AdapterConfig,
@@ -29,7 +37,10 @@ from ..schema import (
     StrictModel,
     TrainingConfig,
 )
+from ..train.loop import LoopSettings, mixed_precision, precision_name, train
+from ..train.loss import causal_lm_loss_sum
 from ..train.memory import TrainSetup, trains_under_autocast
+from ..train.trainable import load_base, prepare, save_standalone
 from .base import Artifact, Stage, StageContext
 
 Example = tuple[str, str, str, str]  # (src code, tgt code, source sentence, target sentence)
@@ -151,8 +162,6 @@ class FinetuneStage(Stage):
         return recorded_variants(artifact.step_id, artifact.path, artifact.record)
 
     def input_fingerprints(self) -> dict[str, str]:
-        from ..io import file_fingerprint, tree_fingerprint
-
         out = {}
         for value in (self.config.data.parallel, self.config.data.instructions):
             if value is None or str(value).startswith("hf:"):
@@ -164,8 +173,6 @@ class FinetuneStage(Stage):
     def preflight(self) -> list[str]:
         """Read the training pairs and instructions now: misaligned parallel files, a missing TSV/JSONL column, a
         direction without pairs or an unreadable instruction file stop the run before the earlier stages."""
-        from ..evaluate.datasets import load_pairs
-
         data, warnings = self.config.data, []
         for direction in data.directions:
             src, tgt = direction.split("-")
@@ -186,11 +193,6 @@ class FinetuneStage(Stage):
         return warnings
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from transformers import AutoTokenizer
-
-        from ..evaluate.prompts import prompt_style
-        from ..modeling import relpath
-
         base = ctx.latest_model()
         train_pairs, held_out, unreadable = self._examples(ctx)
         tokenizer = AutoTokenizer.from_pretrained(base.path)
@@ -225,8 +227,6 @@ class FinetuneStage(Stage):
     def _examples(self, ctx: StageContext) -> tuple[list[Example], list[Example], int]:
         """(src, tgt, source, target) for every direction, the training part shuffled once with the stage seed;
         and the number of instruction lines skipped as unreadable."""
-        from ..evaluate.datasets import load_pairs
-
         data = self.config.data
         train, held_out, unreadable = [], [], 0
         for direction in data.directions:
@@ -247,14 +247,6 @@ class FinetuneStage(Stage):
                        encoded: list[Row], held_out: list[Row], out: Path, hashes: dict[str, str]) -> None:
         """Train one variant from the stage seed, resuming from its checkpoints under ``checkpoints/training/``;
         the finished variant is written to ``out``."""
-        import torch
-
-        from ..evaluate.prompts import prompt_style
-        from ..io import atomic_write_json
-        from ..modeling import peak_memory_record, reset_peak_memory, seed_everything
-        from ..train.loop import LoopSettings, mixed_precision, precision_name, train
-        from ..train.trainable import load_base, prepare, save_standalone
-
         seed_everything(ctx.seed)  # matched conditions: identical init noise and dropout per variant
         model, tokenizer = load_base(base_path, device=ctx.device, quantize=variant.quantize,
                                      dtype="float32" if variant.method == "full" else ctx.dtype,
@@ -307,9 +299,6 @@ class FinetuneStage(Stage):
 def _fingerprints(base_path: Path, examples: list[Example]) -> dict[str, str]:
     """Hashes that say what a variant was trained from: base weights, tokenizer, training examples
     (computed once per stage: every variant shares them)."""
-    from ..io import file_fingerprint, stable_hash
-    from ..models import local_fingerprint
-
     tokenizer_files = sorted(p for p in base_path.glob("tokenizer*") if p.is_file())
     return {"base_model_hash": local_fingerprint(base_path),
             "tokenizer_hash": stable_hash({p.name: file_fingerprint(p) for p in tokenizer_files}),
@@ -327,8 +316,6 @@ def _encode(tokenizer: Any, style: str, examples: list[Example], max_length: int
 
 def _encode_examples(tokenizer: Any, style: str, examples: list[Example], max_length: int) -> EncodedExamples:
     """:func:`_encode`'s rows, with every example's length and the dropped ones counted."""
-    from ..evaluate.prompts import encode_completion, encode_prompt, render_completion, render_prompt
-
     out = EncodedExamples()
     for src, tgt, source, target in examples:
         prompt = render_prompt(tokenizer, style, source, src, tgt) if src else render_instruction(tokenizer, style,
@@ -391,8 +378,6 @@ def read_instructions(path: Path) -> list[tuple[str, str]]:
 def instruction_pairs(path: Path) -> tuple[list[tuple[str, str]], int]:
     """(prompt, completion) pairs of an instruction JSONL file and the number of lines skipped: a line that is
     not a usable example is counted and skipped (a file with none is an error naming the accepted fields)."""
-    import json
-
     pairs, skipped = [], 0
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -437,8 +422,6 @@ def render_instruction(tokenizer: Any, style: str, prompt: str) -> str:
 
 
 def _collate(rows: list[Row], pad: int) -> dict[str, Any]:
-    import torch
-
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -452,10 +435,6 @@ def _collate(rows: list[Row], pad: int) -> dict[str, Any]:
 
 def _held_out_loss(model: Any, encoded: list[Row], pad: int) -> float | None:
     """Mean completion-token loss on held-out pairs."""
-    import torch
-
-    from ..train.loss import causal_lm_loss_sum
-
     if not encoded:
         return None
     total, count = 0.0, 0

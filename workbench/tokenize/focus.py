@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from ..errors import WorkbenchError
+from ..optional import require
 from .vocab import VocabPlan
 
 
@@ -41,12 +43,7 @@ def focus_weights(plan: VocabPlan, targets: Sequence[int], texts: Sequence[str],
                   dim: int = 64, epochs: int = 5) -> tuple[list[int], torch.Tensor]:
     """``(shared base ids, weights)``: row ``k`` of ``weights`` (sparsemax, sums to 1) combines the shared
     base rows into the row of ``targets[k]``."""
-    try:
-        from gensim.models import FastText
-    except ImportError:
-        raise WorkbenchError("init 'focus' needs gensim: pip install 'workbench[focus]' "
-                             "(or choose init: subtoken)") from None
-    from tokenizers import Tokenizer
+    FastText = require("gensim.models", "init 'focus' (or choose init: subtoken)").FastText
 
     tokenizer = Tokenizer.from_str(json.dumps(plan.spec))
     sentences = [encoding.tokens for encoding in tokenizer.encode_batch(list(texts), add_special_tokens=False)]

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .focus import focus_rows
 from .pieces import is_byte_level_spec, piece_bytes
 from .vocab import VocabPlan, base_model_tokenizer, decompose
 
@@ -81,8 +82,6 @@ def _new_rows(work: torch.Tensor, ordinary: torch.Tensor, plan: VocabPlan, base_
         std = work[ordinary].std(dim=0)
         return torch.randn(len(targets), work.shape[1], generator=generator) * std + work[ordinary].mean(0)
     if method == "focus":
-        from .focus import focus_rows
-
         return focus_rows(work, plan, base_spec, targets, focus_texts, seed=seed)
     rows = torch.zeros(len(targets), work.shape[1])
     mean = work[ordinary].mean(dim=0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoTokenizer
 
 from ..io import atomic_write_text
 from .init import build_matrix
@@ -247,8 +248,6 @@ def check_special_contract(base_tokenizer: Any, new_dir: Path, plan: VocabPlan |
     encodes as a single id, and its own text (:func:`chat_renderings`) tokenizes as with the base (not
     checked for a vocabulary trained from characters, ``replace`` with ``fresh``).
     """
-    from transformers import AutoTokenizer
-
     new = AutoTokenizer.from_pretrained(new_dir)
     dropped = set(plan.dropped) if plan is not None else set()
     fresh = plan is not None and bool(plan.stats.get("fresh"))

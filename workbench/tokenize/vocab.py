@@ -38,6 +38,8 @@ import regex
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.trainers import BpeTrainer
 
+from ..text import char_script
+from ..text.scripts import SCRIPT_ALIASES
 from .pieces import byte_token, is_byte_level_spec, piece_bytes, vocabulary_keys
 
 
@@ -312,8 +314,6 @@ JOINERS = "\u200c\u200d"
 
 def text_scripts(texts: Iterable[str], share: float = 0.1, sample: int = 2000) -> list[str]:
     """Unicode scripts (ISO 15924) of at least ``share`` of the letters of ``texts`` (the first ``sample``)."""
-    from ..text import char_script
-
     counts: Counter[str] = Counter()
     for text in list(texts)[:sample]:
         counts.update(script for script in map(char_script, text) if script is not None)
@@ -363,8 +363,6 @@ def join_marks(spec: dict[str, Any], scripts: Sequence[str]) -> dict[str, Any] |
 
 
 def _unicode_scripts(script: str) -> frozenset[str]:
-    from ..text.scripts import SCRIPT_ALIASES
-
     return SCRIPT_ALIASES.get(script, frozenset({script}))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import regex
 
-from ..errors import DataError
+from ..optional import require
 from ..text import UNSPACED_CHAR
 
 MAX_DISTANCE = 9
@@ -23,19 +23,14 @@ wordfreq's own lookup would otherwise answer e.g. Amharic with English)."""
 
 def wordfreq_language(code: str) -> str | None:
     """The wordfreq list for a language code (``eng_Latn``, ``en``, ``zho_Hans``), or None when it has none."""
-    import langcodes
-    import wordfreq
-
+    langcodes = require("langcodes", "matching a language to a wordfreq list")
+    wordfreq = require("wordfreq", "matching a language to a wordfreq list")
     available = sorted(wordfreq.available_languages("best"))
     return langcodes.closest_supported_match(code.replace("_", "-"), available, max_distance=MAX_DISTANCE)
 
 
 def _wordfreq(purpose: str) -> Any:
-    try:
-        import wordfreq
-    except ImportError:
-        raise DataError(f"{purpose} needs the wordfreq package: pip install 'workbench[wordlists]'") from None
-    return wordfreq
+    return require("wordfreq", purpose)
 
 
 def _script(code: str) -> str | None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from ..evaluate.lm import _windows, encode_for_scoring
+from .loop import autocast
 from .loss import IGNORE, attention_stays_in_documents, causal_lm_loss_sum
 
 
@@ -89,8 +91,6 @@ class CurveTracker:
     def _batches(self, packed: bool) -> dict[str, tuple[list[tuple[torch.Tensor | None, ...]], int]]:
         """Per language: the batches of its windows (built once) and the set's UTF-8 bytes."""
         if self._prepared is None:
-            from ..evaluate.lm import _windows, encode_for_scoring
-
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
             self._prepared = {}
             for code, held in self.sets.items():
@@ -173,8 +173,6 @@ def _batch(rows: list[list[Any]], pad_id: int, packed: bool) -> tuple[torch.Tens
 def _batch_bits(model: torch.nn.Module, batch: tuple[torch.Tensor | None, ...],
                 precision: torch.dtype | None = None) -> float:
     """Σ −log₂ p of a batch's scored tokens (float32 log-softmax, as the scorer)."""
-    from .loop import autocast
-
     device = next(model.parameters()).device
     ids, mask, labels, positions = (t.to(device) if t is not None else None for t in batch)
     with torch.inference_mode(), autocast(device, precision):

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import World
 from ..io import atomic_write_json, sha256_file
+from ..models import pick_dtype
 from .loss import IGNORE, causal_lm_loss_sum
 from .sharding import (
     full_optimizer_state,
@@ -175,8 +176,6 @@ def mixed_precision(device: str, dtype: str) -> torch.dtype | None:
     """The autocast dtype for training float32 weights on ``device`` when the recipe's ``dtype`` resolves to
     bfloat16 there (``auto`` on hardware with native bf16, see :func:`workbench.models.native_bfloat16`), else
     None: plain float32."""
-    from ..models import pick_dtype
-
     return torch.bfloat16 if pick_dtype(device, dtype) == torch.bfloat16 else None
 
 

@@ -36,9 +36,16 @@ It mirrors what :mod:`workbench.train` does, so its figures are for this package
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from ..errors import ModelSourceError
+from ..models import resolve_model
+from .loss import chunk_rows
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -133,7 +140,6 @@ class MemoryEstimate:
 
 def model_shape(config: Any) -> ModelShape:
     """Count a model's modules from its config without allocating weights."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
@@ -257,7 +263,6 @@ def _logits(shape: ModelShape, setup: TrainSetup, e: int, *, head_trainable: boo
     tokens = setup.batch_size * setup.seq_len
     if not setup.fused_loss:
         return tokens * shape.vocab * (e + 4 + 4)  # logits, float copy for the loss, gradient
-    from .loss import chunk_rows
 
     rows = min(tokens, chunk_rows(shape.vocab))
     weight_grad = shape.vocab * shape.hidden * FLOAT32 if head_trainable else 0  # fp32 accumulator of the fused loss
@@ -275,15 +280,9 @@ def load_config(source: str) -> tuple[Any, str]:
     """A model's config without its weights, and where it came from: a local directory, a registry
     model, the local Hugging Face cache, a config shipped with the package (common bases, so that
     planning works offline) or, online, the hub's ``config.json`` alone."""
-    import json
-
     from transformers import AutoConfig
 
-    from ..errors import ModelSourceError
-
     if not source.startswith("hf:"):
-        from ..models import resolve_model
-
         resolved = resolve_model(source)
         return AutoConfig.from_pretrained(resolved.path), str(resolved.path)
     repo = source[3:].partition("@")[0].strip()

@@ -21,6 +21,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, OffloadPolicy, fully_shard
 
 from .loss import causal_lm_loss_sum
 
@@ -80,8 +87,6 @@ def _block_classes(model: Any) -> set[str]:
 def shard(model: torch.nn.Module) -> LossModule:
     """Shard ``model`` in place with FSDP2 (one unit per transformer block, plus the root) and return
     the root that computes the loss. Parameters become DTensors: build the optimizer afterwards."""
-    from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, OffloadPolicy, fully_shard
-
     classes = _block_classes(model)
     blocks = [m for m in model.modules() if type(m).__name__ in classes]
     if not blocks:
@@ -123,21 +128,15 @@ def gathered(root: torch.nn.Module) -> Iterator[None]:
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The whole (unsharded) state dict of a sharded ``model`` on CPU in rank 0 (empty elsewhere);
     a collective: every process must call it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def full_optimizer_state(root: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer state keyed by parameter name, unsharded, on CPU in rank 0 (a collective)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
     return get_optimizer_state_dict(root, optimizer,
                                     options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_optimizer_state(root: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Load a full, name-keyed optimizer state (every process passes the same one) into the shards."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
     set_optimizer_state_dict(root, optimizer, state, options=StateDictOptions(full_state_dict=True))

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..models import load_model, pick_dtype
 from ..schema import ADAPTER_METHODS, AdapterConfig
 
 METHODS = ("full", "embeddings", *ADAPTER_METHODS)  # "embeddings": the transformer stays frozen
@@ -45,8 +46,6 @@ def load_base(path: Path, *, device: str, quantize: str = "none", dtype: str = "
     """The model to train from ``path``: float weights in ``dtype``, or 4-bit NF4 weights (bitsandbytes) for
     QLoRA, whose matmuls then run in ``dtype`` (``auto``: bfloat16 where the hardware has it)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..models import load_model, pick_dtype
 
     if quantize == "none":
         model, tokenizer = load_model(path, device=device, dtype=dtype)
@@ -175,8 +174,6 @@ def save_standalone(trained: Trainable, base_path: Path, out: Path, *, work: Pat
     """Write ``out`` as a plain model directory (``AutoModelForCausalLM``-loadable): a full model as is,
     an adapter merged into a float copy of its base (so a 4-bit base merges without quantization loss).
     ``state_dict``: the model's full state dict when its own weights are sharded (FSDP)."""
-    from ..models import load_model
-
     saved = {"state_dict": state_dict} if state_dict is not None else {}
     if not trained.is_peft:
         model = trained.model

