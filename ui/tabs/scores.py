@@ -135,9 +135,22 @@ def _mt_cell(cell: str, interval: tuple[float, float] | None, n: Any) -> str:
     return cell + (f" · n={int(n)}" if n is not None and n == n else "")
 
 
-def table(ctx: AppContext, name: str | None, kind: str = "all", current: Attempt | None = None) -> Any:
+def table(ctx: AppContext, name: str | None, kind: str = "all", current: Attempt | None = None) -> pd.DataFrame:
     """The scores of one kind (or all) as (stage, variant, metric) x language/direction, ``value (Δ vs base)``,
-    coloured like the terminal table (a pandas Styler), translation metrics with their interval and n."""
+    translation metrics with their interval and n."""
+    return _table_and_styles(ctx, name, kind, current)[0]
+
+
+def styled_table(ctx: AppContext, name: str | None, kind: str = "all", current: Attempt | None = None) -> Any:
+    """:func:`table` coloured like the terminal table (a pandas Styler: better green, worse red)."""
+    frame, styles = _table_and_styles(ctx, name, kind, current)
+    if styles is None:
+        return frame
+    return frame.style.apply(lambda _: styles, axis=None).hide(axis="index")
+
+
+def _table_and_styles(ctx: AppContext, name: str | None, kind: str,
+                      current: Attempt | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     run = ctx.run(name)
     wanted = None if kind in (None, "all") else kind
     try:
@@ -146,9 +159,9 @@ def table(ctx: AppContext, name: str | None, kind: str = "all", current: Attempt
         values, deltas = scoreboard.pivot(shown, kind=wanted), scoreboard.delta_vs_base(shown, kind=wanted)
         found = intervals(run, shown) if run is not None else {}
     except UNREADABLE:
-        return pd.DataFrame(columns=["stage", "metric"])
+        return pd.DataFrame(columns=["stage", "metric"]), None
     if frame.empty:
-        return pd.DataFrame(columns=["stage", "metric"])
+        return pd.DataFrame(columns=["stage", "metric"]), None
     counts = {(scoreboard.row_label(r), r["metric"], scoreboard.column_label(r)): r.get("n") for r in shown}
     styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
     for i, (row, metric) in enumerate(values.index):
@@ -160,7 +173,7 @@ def table(ctx: AppContext, name: str | None, kind: str = "all", current: Attempt
                     frame.iat[i, frame.columns.get_loc(str(column))], found.get((row, metric, str(column))),
                     counts.get((row, metric, str(column))))
     frame["metric"] = frame["metric"].map(lambda m: TOKENIZER_DEPENDENT.get(m, m))
-    return frame.style.apply(lambda _: styles, axis=None).hide(axis="index")
+    return frame, styles
 
 
 def notes(ctx: AppContext, name: str | None, kind: str = "all", current: Attempt | None = None) -> str:
@@ -242,7 +255,7 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
         refresh = gr.Button("Refresh", scale=1, elem_id="scores-refresh")
     current = attempt(ctx, run_picker.value)
     status = gr.Markdown(status_line(current), elem_id="scores-status")
-    board = gr.Dataframe(value=table(ctx, run_picker.value, current=current), label="scores: value (Δ vs base)",
+    board = gr.Dataframe(value=styled_table(ctx, run_picker.value, current=current), label="scores: value (Δ vs base)",
                          interactive=False, wrap=True, max_height=900, elem_id="scores-table")
     caption = gr.Markdown(notes(ctx, run_picker.value, current=current), elem_id="scores-notes")
     lm, curves, mt = plots(ctx, run_picker.value, current)
@@ -261,8 +274,8 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
 
     def update(name: str | None, which: str) -> tuple[Any, ...]:
         now = attempt(ctx, name)
-        return (status_line(now), table(ctx, name, which, now), notes(ctx, name, which, now), *plots(ctx, name, now),
-                *human(ctx, name), fingerprint(ctx, name))
+        return (status_line(now), styled_table(ctx, name, which, now), notes(ctx, name, which, now),
+                *plots(ctx, name, now), *human(ctx, name), fingerprint(ctx, name))
 
     def tick(name: str | None, which: str, before: list[Any]) -> tuple[Any, ...]:
         """Every few seconds: everything afresh, but only when the run's files changed."""
@@ -272,7 +285,7 @@ def build(ctx: AppContext, run_picker: gr.Dropdown) -> Refresh:
 
     def of_kind(name: str | None, which: str) -> tuple[Any, Any]:
         now = attempt(ctx, name)
-        return table(ctx, name, which, now), notes(ctx, name, which, now)
+        return styled_table(ctx, name, which, now), notes(ctx, name, which, now)
 
     outputs = [status, board, caption, lm_plot, curves_plot, mt_plot, human_table, agreement_table, seen]
     # one queue for every event that writes the table: a later choice of kind is never overwritten by an

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import regex
-from datasketch import MinHash, MinHashLSH
 
 from ..text import is_collapsed, nfkc
 
@@ -179,6 +178,8 @@ class NearDeduplicator:
         split that minimises false positives and negatives, equally weighted). datasketch is imported here, when
         first needed: a shard worker only computes signatures and is spared its import (about 0.15 s)."""
         if self._bands_rows is None:
+            from datasketch import MinHashLSH  # lazy: see above
+
             lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
             self._bands_rows = (lsh.b, lsh.r)
         return self._bands_rows
@@ -233,6 +234,8 @@ class NearDeduplicator:
 
     def signature(self, text: str, normalized: bool = False):
         """The MinHash (datasketch) of ``text``'s shingles (see :meth:`shingle_hashes`)."""
+        from datasketch import MinHash  # lazy: a shard worker computes signature values only
+
         return MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=self.signature_values(text, normalized),
                        permutations=self._permutations, scheme=self._scheme)
 
