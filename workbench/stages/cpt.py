@@ -30,9 +30,10 @@ from ..evaluate.scorer import lm_texts
 from ..io import atomic_write_bytes
 from ..modeling import peak_memory_record, reset_peak_memory
 from ..schema import ADAPTER_METHODS, AdapterConfig, AdapterMethod, LanguageCode, Quantize, StrictModel, TrainingConfig
+from ..train import loop
 from ..train.curves import CurveTracker, HeldOut, split_held_out
 from ..train.ema import EMA
-from ..train.loop import LoopSettings, mixed_precision, precision_name, train
+from ..train.loop import LoopSettings, mixed_precision, precision_name
 from ..train.loss import attention_stays_in_documents
 from ..train.memory import TrainSetup, trains_under_autocast
 from ..train.mixture import build_mixture, encode_documents, token_budgets
@@ -181,7 +182,7 @@ class CPTStage(Stage):
                 trainable=trained.trainable, **{f"tokens_{k}": v for k, v in data.realised.items()})
         reset_peak_memory(ctx.device)
         started = time.time()
-        state = train(trained.model, data.batch_for, settings, param_groups=trained.param_groups,
+        state = loop.train(trained.model, data.batch_for, settings, param_groups=trained.param_groups,
                       checkpoint_dir=ctx.out_dir / "checkpoints", log=ctx.log, progress=ctx.progress, desc="cpt",
                       callbacks=callbacks)
         seconds = time.time() - started

@@ -37,7 +37,8 @@ from ..schema import (
     StrictModel,
     TrainingConfig,
 )
-from ..train.loop import LoopSettings, mixed_precision, precision_name, train
+from ..train import loop
+from ..train.loop import LoopSettings, mixed_precision, precision_name
 from ..train.loss import causal_lm_loss_sum
 from ..train.memory import TrainSetup, trains_under_autocast
 from ..train.trainable import load_base, prepare, save_standalone
@@ -271,7 +272,7 @@ class FinetuneStage(Stage):
         checkpoints = out.parent.parent / "training" / name  # checkpoints/training/<name>, beside .../variants/
         reset_peak_memory(ctx.device)
         started = time.time()
-        state = train(model, batch_for, settings, param_groups=trained.param_groups, checkpoint_dir=checkpoints,
+        state = loop.train(model, batch_for, settings, param_groups=trained.param_groups, checkpoint_dir=checkpoints,
                       log=lambda event, **f: ctx.log(event, variant=name, **f), progress=ctx.progress,
                       desc=f"finetune {name}")
         seconds = time.time() - started
